@@ -1,0 +1,93 @@
+"""L1: hardware data types (frozen pytrees, SI units, one scalar per design point).
+
+Only primitive, independently choosable parameters are stored; derived quantities
+(peak FLOP/s, DRAM bandwidth, capacity, device count) are free functions in the
+physics modules so that gradients reach the primitives.
+
+Conventions
+- ``Chip``: one logic die (an accelerator "device"); ``compute_units`` are SMs/CUs.
+- ``Dram``: the memory attached to one chip. For a 3D stack, ``total_layers`` DRAM dies
+  of which ``connected_layers`` have their own vertical port. For a 2.5D HBM GPU the
+  whole HBM system is described as one "layer" of ``channels_per_layer`` pseudo-channels
+  (documented in each preset).
+- ``Fabric``: up to three levels, ``l1`` innermost (e.g. NVLink switch) to ``l3``
+  outermost. Unused levels have ``size = 1``. Device count = l1.size * l2.size * l3.size.
+"""
+
+from enum import IntEnum
+
+from ._tree import leaf, pytree
+
+__all__ = ["Chip", "Dram", "FabricLevel", "Fabric", "Thermal", "TopologyKind"]
+
+
+class TopologyKind(IntEnum):
+    """Topology of one fabric level (stored as a numeric leaf so one compile covers all)."""
+
+    switch = 0
+    all_to_all = 1
+    ring = 2
+    chain = 3
+    mesh2d = 4
+    torus2d = 5
+
+
+@pytree
+class Chip:
+    compute_units: float = leaf("1", "SMs / CUs / cores on the logic die")
+    clock: float = leaf("Hz", "core clock")
+    tensor_flops_per_cycle: float = leaf("1", "dense 16-bit tensor FLOP per cycle per unit")
+    fp8_speedup: float = leaf("1", "8-bit tensor rate / 16-bit rate (1 if no FP8)")
+    fp4_speedup: float = leaf("1", "4-bit tensor rate / 16-bit rate (1 if no FP4)")
+    vector_flops_per_cycle: float = leaf("1", "FP32 vector FLOP per cycle per unit")
+    sram_capacity: float = leaf("B", "shared memory / scratchpad per unit")
+    sram_bandwidth: float = leaf("1", "SRAM bytes per cycle per unit")
+    l2_capacity: float = leaf("B", "last-level on-chip cache (0 if none)")
+    compute_efficiency: float = leaf("1", "achieved fraction of tensor peak on large GEMMs")
+    op_overhead: float = leaf("s", "fixed cost per kernel (launch, prologue, tail)")
+    tdp: float = leaf("W", "thermal design power of one chip")
+    static_power: float = leaf("W", "idle/leakage power of one chip")
+    energy_per_flop: float = leaf("J/FLOP", "dynamic energy per 16-bit tensor FLOP")
+
+
+@pytree
+class Dram:
+    total_layers: float = leaf("1", "DRAM dies in the stack (m); sets capacity")
+    connected_layers: float = leaf("1", "dies with their own vertical port (n); sets bandwidth")
+    channels_per_layer: float = leaf("1", "independent channels per connected layer")
+    bytes_per_transfer: float = leaf("B/elem", "bytes per channel per transfer")
+    transfer_rate: float = leaf("Hz", "transfers per second per channel")
+    capacity_per_layer: float = leaf("B", "capacity of one DRAM layer")
+    usable_fraction: float = leaf("1", "fraction of capacity available to weights+KV+activations")
+    efficiency: float = leaf("1", "achieved fraction of peak bandwidth on streaming reads")
+    row_cycle_efficiency: float = leaf("1", "read/(read+recharge) when every layer is connected (n = m)")
+    energy_per_bit: float = leaf("J/bit", "DRAM access + interface energy per bit")
+
+
+@pytree
+class FabricLevel:
+    size: float = leaf("1", "nodes (sub-systems of the next inner level) in this level")
+    kind: float = leaf("enum", "TopologyKind code")
+    dim_x: float = leaf("1", "first dimension for 2D kinds (size for 1D kinds)")
+    dim_y: float = leaf("1", "second dimension for 2D kinds (1 for 1D kinds)")
+    link_bandwidth: float = leaf("B/s", "per-direction bandwidth of one link")
+    links_per_node: float = leaf("1", "links per node (per neighbour on all-to-all)")
+    hop_latency: float = leaf("s", "latency of one hop")
+    energy_per_bit: float = leaf("J/bit", "link energy per bit")
+
+
+@pytree
+class Fabric:
+    l1: FabricLevel
+    l2: FabricLevel
+    l3: FabricLevel
+    collective_overhead: float = leaf("s", "fixed software cost per collective call")
+    bandwidth_efficiency: float = leaf("1", "achieved fraction of link bandwidth")
+
+
+@pytree
+class Thermal:
+    ambient: float = leaf("degC", "coolant / ambient temperature")
+    r_base: float = leaf("K/W", "junction-to-ambient resistance of the bare chip")
+    r_per_layer: float = leaf("K/W", "added resistance per stacked DRAM layer")
+    dram_limit: float = leaf("degC", "DRAM temperature above which the design is infeasible")

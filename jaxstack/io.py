@@ -1,0 +1,287 @@
+"""L5: strict YAML / Hugging Face config loading into design pytrees.
+
+Every loader validates eagerly, on the host, before anything is traced: an unknown key,
+a missing key, a wrong unit suffix or an impossible value raises ``ConfigError`` naming
+the file, the key path and the allowed values. Only ``yaml.safe_load`` is used.
+"""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import units
+from ._tree import fields
+from .design import SECTIONS, Design
+from .hardware import Chip, Dram, Fabric, FabricLevel, Thermal, TopologyKind
+from .mapping import Mapping
+from .workload import Model, Request
+
+__all__ = [
+    "ConfigError", "build", "load_yaml", "preset_names", "load_preset", "load_hf_config",
+    "load_design", "design_from_dict", "resolve_path", "set_path", "get_path",
+    "to_dict", "ENUMS", "DTYPE_BYTES",
+]
+
+PRESET_DIR = Path(__file__).parent / "presets"
+ENUMS = {("fabric", "kind"): {k.name: int(k) for k in TopologyKind}}
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
+_NESTED = {"l1": FabricLevel, "l2": FabricLevel, "l3": FabricLevel}
+_SECTION_CLS = {"chip": Chip, "dram": Dram, "fabric": Fabric, "thermal": Thermal,
+                "model": Model, "request": Request, "mapping": Mapping}
+MAPPING_DEFAULTS = {"tp": 1, "ep": 1, "sp": 1, "cp": 1, "dp": 1, "pp": 1, "fsdp": 0,
+                    "moe_tp_to_ep": 0}
+# HF models rarely state these; jaxstack's defaults (BF16 serving, balanced experts).
+MODEL_DEFAULTS = {"weight_bytes": 2.0, "kv_bytes": 2.0, "act_bytes": 2.0, "moe_imbalance": 1.0}
+
+
+class ConfigError(ValueError):
+    """Bad user input: names the file, the key path and what is allowed."""
+
+
+def _err(where: str, path: str, msg: str) -> ConfigError:
+    return ConfigError(f"{where}: key '{path}': {msg}")
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _number(value, where, path, section, name):
+    enum = ENUMS.get((section, name))
+    if enum is not None and isinstance(value, str):
+        if value not in enum:
+            raise _err(where, path, f"'{value}' is not one of {sorted(enum)}")
+        return float(enum[value])
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _err(where, path, f"expected a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise _err(where, path, f"must be finite, got {value!r}")
+    return v
+
+
+def _key_table(cls) -> dict[str, str]:
+    return {f.name: f.metadata.get("unit", "1") for f in fields(cls) if f.name not in _NESTED}
+
+
+def allowed_keys(cls) -> list[str]:
+    out = []
+    for f in fields(cls):
+        if f.name in _NESTED:
+            out.append(f.name)
+            continue
+        unit = f.metadata.get("unit", "1")
+        if unit in units.SUFFIXES:
+            out.append(f.name + "_{" + ",".join(units.SUFFIXES[unit]) + "}")
+        else:
+            out.append(f.name)
+    return out
+
+
+def parse_key(cls, key: str, where: str, path: str, section: str) -> tuple[str, float]:
+    """Map a YAML key with unit suffix to (field name, factor to SI)."""
+    table = _key_table(cls)
+    try:
+        name, suf = units.split_key(key, table)
+    except KeyError:
+        raise _err(where, path, f"unknown key; allowed: {', '.join(allowed_keys(cls))}") from None
+    unit = table[name]
+    if suf is None:
+        if unit in units.SUFFIXES:
+            raise _err(where, path, f"needs a unit suffix: {name}_{{{','.join(units.SUFFIXES[unit])}}}")
+        return name, 1.0
+    if unit not in units.SUFFIXES or suf not in units.SUFFIXES[unit]:
+        allowed = ",".join(units.SUFFIXES.get(unit, {})) or "none (dimensionless)"
+        raise _err(where, path, f"wrong unit suffix '{suf}' for {name} [{unit}]; allowed: {allowed}")
+    return name, units.SUFFIXES[unit][suf]
+
+
+def build(cls, data: dict, where: str, prefix: str = "", section: str = ""):
+    """Build dataclass ``cls`` from ``data`` strictly (all keys known, none missing)."""
+    if not isinstance(data, dict):
+        raise _err(where, prefix or cls.__name__, f"expected a mapping, got {data!r}")
+    section = section or prefix.split(".")[0]
+    values: dict[str, Any] = {}
+    for key, val in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key in _NESTED and any(f.name == key for f in fields(cls)):
+            values[key] = build(_NESTED[key], val, where, path, section)
+            continue
+        name, factor = parse_key(cls, str(key), where, path, section)
+        if name in values:
+            raise _err(where, path, f"'{name}' given twice")
+        values[name] = _number(val, where, path, section, name) * factor
+    missing = [f.name for f in fields(cls) if f.name not in values]
+    if missing:
+        raise _err(where, prefix or cls.__name__, f"missing keys: {', '.join(missing)}")
+    return cls(**values)
+
+
+def to_dict(obj) -> dict:
+    """SI dict of a dataclass (nested), for JSON output and round trips."""
+    out = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) else float(v)
+    return out
+
+
+# ---------------------------------------------------------------- presets
+def preset_names(kind: str) -> list[str]:
+    return sorted(p.stem for p in (PRESET_DIR / kind).glob("*.yaml"))
+
+
+def _preset_file(kind: str, name: str) -> Path:
+    p = PRESET_DIR / kind / f"{name}.yaml"
+    if not p.exists():
+        raise ConfigError(f"unknown {kind} preset '{name}'; available: {', '.join(preset_names(kind))}")
+    return p
+
+
+def load_preset(kind: str, name: str) -> dict:
+    """Return the sections of a preset as built dataclasses (plus 'source')."""
+    if kind == "model" and (name.endswith(".json") or Path(name).is_file()):
+        return {"model": load_hf_config(name), "source": str(name)}
+    path = _preset_file(kind, name)
+    data = load_yaml(path)
+    where = str(path)
+    if "source" not in data:
+        raise _err(where, "source", "every preset needs a 'source:' line")
+    expected = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}[kind]
+    out: dict[str, Any] = {"source": data.pop("source")}
+    data.pop("description", None)
+    for key in data:
+        if key not in expected:
+            raise _err(where, key, f"unknown section; allowed: source, description, {', '.join(expected)}")
+    for sec in expected:
+        if sec not in data:
+            raise _err(where, sec, "missing section")
+        body = dict(data[sec])
+        if sec == "model":
+            body = {**MODEL_DEFAULTS, **body}
+        out[sec] = build(_SECTION_CLS[sec], body, where, sec)
+    return out
+
+
+_HF_KEYS = {  # jaxstack field -> candidate HF keys, first found wins
+    "hidden_size": ["hidden_size"], "num_hidden_layers": ["num_hidden_layers"],
+    "num_attention_heads": ["num_attention_heads"],
+    "num_key_value_heads": ["num_key_value_heads", "num_attention_heads"],
+    "intermediate_size": ["intermediate_size"], "vocab_size": ["vocab_size"],
+    "n_routed_experts": ["n_routed_experts", "num_local_experts", "num_experts"],
+    "num_experts_per_tok": ["num_experts_per_tok"], "n_shared_experts": ["n_shared_experts"],
+    "moe_intermediate_size": ["moe_intermediate_size", "intermediate_size"],
+    "first_k_dense_replace": ["first_k_dense_replace"], "q_lora_rank": ["q_lora_rank"],
+    "kv_lora_rank": ["kv_lora_rank"], "qk_rope_head_dim": ["qk_rope_head_dim"],
+    "qk_nope_head_dim": ["qk_nope_head_dim"], "v_head_dim": ["v_head_dim"],
+    "tie_word_embeddings": ["tie_word_embeddings"],
+}
+
+
+def load_hf_config(path) -> Model:
+    """Build a Model from a Hugging Face ``config.json`` (missing MoE/MLA fields = 0)."""
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read Hugging Face config: {e}") from None
+    for req in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+        if req not in cfg:
+            raise ConfigError(f"{path}: key '{req}': required in a Hugging Face config")
+    vals: dict[str, float] = {}
+    for field, keys in _HF_KEYS.items():
+        v = next((cfg[k] for k in keys if cfg.get(k) is not None), 0)
+        vals[field] = float(v)
+    vals["head_dim"] = float(cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"])
+    if vals["n_routed_experts"] == 0:
+        vals["num_experts_per_tok"] = vals["n_shared_experts"] = vals["moe_intermediate_size"] = 0.0
+    if not cfg.get("first_k_dense_replace") and vals["n_routed_experts"] > 0:
+        vals["first_k_dense_replace"] = float(len(cfg.get("mlp_only_layers") or []))
+    dtype = str(cfg.get("torch_dtype", "bfloat16"))
+    wb = 1.0 if "quantization_config" in cfg and "fp8" in str(cfg["quantization_config"]).lower() else (
+        4.0 if dtype == "float32" else 2.0)
+    vals.update({**MODEL_DEFAULTS, "weight_bytes": wb})
+    return Model(**vals)
+
+
+# ---------------------------------------------------------------- dotted paths
+def resolve_path(path: str, where: str = "<design>") -> tuple[tuple[str, ...], str, float]:
+    """``fabric.l1.link_bandwidth_GBps`` -> (('fabric','l1','link_bandwidth'), 'B/s', 1e9)."""
+    parts = path.split(".")
+    if parts[0] not in SECTIONS:
+        raise _err(where, path, f"unknown section '{parts[0]}'; allowed: {', '.join(SECTIONS)}")
+    cls = _SECTION_CLS[parts[0]]
+    names = [parts[0]]
+    for p in parts[1:-1]:
+        if p not in _NESTED or not any(f.name == p for f in fields(cls)):
+            raise _err(where, path, f"'{p}' is not a sub-section of {names[-1]}")
+        cls = _NESTED[p]
+        names.append(p)
+    if len(parts) < 2:
+        raise _err(where, path, "needs a field, e.g. dram.total_layers")
+    name, factor = parse_key(cls, parts[-1], where, path, parts[0])
+    return tuple(names + [name]), _key_table(cls)[name], factor
+
+
+def get_path(obj, names):
+    for n in names:
+        obj = getattr(obj, n)
+    return obj
+
+
+def set_path(obj, names, value):
+    if len(names) == 1:
+        return dataclasses.replace(obj, **{names[0]: value})
+    return dataclasses.replace(obj, **{names[0]: set_path(getattr(obj, names[0]), names[1:], value)})
+
+
+def convert_value(path: str, value, where: str = "<design>") -> tuple[tuple[str, ...], float]:
+    names, _unit, factor = resolve_path(path, where)
+    return names, _number(value, where, path, names[0], names[-1]) * factor
+
+
+# ---------------------------------------------------------------- designs
+_DESIGN_KEYS = ("hardware", "fabric", "model", "request", "mapping", "overrides")
+
+
+def design_from_dict(data: dict, where: str = "<design>") -> Design:
+    """Design from {hardware, fabric, model, request, mapping, overrides} (presets by name)."""
+    for key in data:
+        if key not in _DESIGN_KEYS:
+            raise _err(where, key, f"unknown key; allowed: {', '.join(_DESIGN_KEYS)}")
+    for key in ("hardware", "fabric", "model", "request"):
+        if key not in data:
+            raise _err(where, key, "required")
+    hw = load_preset("hardware", str(data["hardware"]))
+    fab = load_preset("fabric", str(data["fabric"]))
+    model = load_preset("model", str(data["model"]))
+    request = build(Request, data["request"], where, "request")
+    mapping = build(Mapping, {**MAPPING_DEFAULTS, **(data.get("mapping") or {})}, where, "mapping")
+    d = Design(chip=hw["chip"], dram=hw["dram"], fabric=fab["fabric"], thermal=hw["thermal"],
+               model=model["model"], request=request, mapping=mapping)
+    overrides = data.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise _err(where, "overrides", "must be a mapping of dotted paths to numbers")
+    for path, value in overrides.items():
+        names, v = convert_value(str(path), value, where)
+        d = set_path(d, names, v)
+    return d
+
+
+def load_design(path) -> Design:
+    return design_from_dict(load_yaml(path), str(path))

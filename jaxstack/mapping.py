@@ -1,0 +1,26 @@
+"""L1: parallel mapping of the model onto the devices.
+
+World size = tp * ep * sp * cp * dp * pp. Ranks are grouped TP, EP, SP, CP, DP, PP from
+the innermost fabric level outwards (TP shares the innermost switch when it fits).
+Module-flexible mapping (DeepStack §2.4): attention and dense ops use EP ranks as extra
+data parallelism; with ``moe_tp_to_ep = 1`` MoE layers turn TP into EP
+(ep' = tp * ep, tp' = 1, capped at the expert count with the remainder kept as TP).
+"""
+
+from ._tree import leaf, pytree
+
+__all__ = ["Mapping", "AXES"]
+
+AXES = ("tp", "ep", "sp", "cp", "dp", "pp")
+
+
+@pytree
+class Mapping:
+    tp: float = leaf("1", "tensor parallel degree")
+    ep: float = leaf("1", "expert parallel degree (data parallel for attention)")
+    sp: float = leaf("1", "sequence parallel (Ulysses) degree")
+    cp: float = leaf("1", "context parallel degree (KV sharded along the sequence)")
+    dp: float = leaf("1", "data parallel replicas")
+    pp: float = leaf("1", "pipeline stages")
+    fsdp: float = leaf("1", "1: weights sharded over dp and gathered per layer")
+    moe_tp_to_ep: float = leaf("1", "1: MoE layers run TP ranks as extra EP ranks")

@@ -1,0 +1,63 @@
+"""L3: the per-point outputs of ``evaluate`` and the infeasibility reason codes.
+
+Errors are values (diffrax ``RESULTS`` style): ``feasible`` is a bool mask and ``reason``
+the first failing check in the order of ``Reason``. Every float field is finite for every
+point, feasible or not, so reducers can read them without masking NaNs.
+"""
+
+from enum import IntEnum
+
+from ._tree import leaf, pytree
+
+__all__ = ["Metrics", "Reason", "METRIC_UNITS", "HIGHER_IS_BETTER"]
+
+
+class Reason(IntEnum):
+    ok = 0
+    device_count = 1      # tp*ep*sp*cp*dp*pp != devices in the fabric
+    divisibility = 2      # heads, KV heads, experts or layers do not divide
+    batch = 3             # batch < dp*pp (some replica or stage would idle)
+    memory = 4            # weights + KV + activations > usable DRAM capacity
+    thermal = 5           # DRAM above its temperature limit
+    slo = 6               # a sweep/search limit (power, TPOT, ...) is violated
+
+
+@pytree
+class Metrics:
+    feasible: bool = leaf("1")
+    reason: int = leaf("enum", "Reason code")
+    ttft_s: float = leaf("s", "time to first token (prefill of the batch through all stages)")
+    tpot_s: float = leaf("s", "time per output token, averaged over the decode")
+    prefill_tokens_per_s: float = leaf("1", "system prefill throughput")
+    decode_tokens_per_s: float = leaf("1", "system decode throughput")
+    user_tokens_per_s: float = leaf("1", "per-request decode speed = 1/TPOT")
+    energy_per_token_J: float = leaf("J", "decode energy per generated token (whole system)")
+    tokens_per_J: float = leaf("1", "decode tokens per joule")
+    power_W: float = leaf("W", "average decode power per chip")
+    temperature_C: float = leaf("degC", "steady-state chip temperature in decode")
+    frequency_scale: float = leaf("1", "clock scale from the power wall (1 = none)")
+    weight_bytes: float = leaf("B", "weights per chip")
+    kv_bytes: float = leaf("B", "KV cache per chip at the longest sequence")
+    activation_bytes: float = leaf("B", "activation working set per chip")
+    memory_bytes: float = leaf("B", "weights + KV + activations per chip")
+    t_attention_s: float = leaf("s", "decode step: attention block compute (per stage)")
+    t_ffn_s: float = leaf("s", "decode step: dense FFN compute (per stage)")
+    t_moe_s: float = leaf("s", "decode step: MoE compute (per stage)")
+    t_other_s: float = leaf("s", "decode step: norms, residuals, LM head")
+    t_comm_s: float = leaf("s", "decode step: all communication")
+    t_comm_exposed_s: float = leaf("s", "decode step: communication not hidden by overlap")
+
+
+METRIC_UNITS = {
+    "ttft_s": "s", "tpot_s": "s", "prefill_tokens_per_s": "tok/s", "decode_tokens_per_s": "tok/s",
+    "user_tokens_per_s": "tok/s", "energy_per_token_J": "J", "tokens_per_J": "tok/J",
+    "power_W": "W", "temperature_C": "°C", "frequency_scale": "", "weight_bytes": "B",
+    "kv_bytes": "B", "activation_bytes": "B", "memory_bytes": "B", "t_attention_s": "s",
+    "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s",
+}
+
+HIGHER_IS_BETTER = {
+    "prefill_tokens_per_s": True, "decode_tokens_per_s": True, "user_tokens_per_s": True,
+    "tokens_per_J": True, "ttft_s": False, "tpot_s": False, "energy_per_token_J": False,
+    "power_W": False, "temperature_C": False, "memory_bytes": False,
+}

@@ -1,0 +1,44 @@
+"""L1: workload data types. Model fields are named as in Hugging Face ``config.json``.
+
+One transformer description covers dense GQA (Llama), MoE (Mixtral, Qwen3) and MLA + MoE
+with shared experts (DeepSeek-V3): a dense model has ``n_routed_experts = 0``; MLA is on
+when ``kv_lora_rank > 0``. All fields are numeric leaves so sweeping across models or
+model shapes needs no recompile.
+"""
+
+from ._tree import leaf, pytree
+
+__all__ = ["Model", "Request"]
+
+
+@pytree
+class Model:
+    hidden_size: float = leaf("1")
+    num_hidden_layers: float = leaf("1")
+    num_attention_heads: float = leaf("1")
+    num_key_value_heads: float = leaf("1")
+    head_dim: float = leaf("1")
+    intermediate_size: float = leaf("1", "dense FFN width (SwiGLU)")
+    vocab_size: float = leaf("1")
+    tie_word_embeddings: float = leaf("1", "1 if LM head shares the embedding matrix")
+    n_routed_experts: float = leaf("1", "0 for a dense model")
+    num_experts_per_tok: float = leaf("1")
+    n_shared_experts: float = leaf("1")
+    moe_intermediate_size: float = leaf("1")
+    first_k_dense_replace: float = leaf("1", "leading dense layers in an MoE model")
+    q_lora_rank: float = leaf("1", "MLA query compression rank (0 = none)")
+    kv_lora_rank: float = leaf("1", "MLA latent KV rank (0 = GQA)")
+    qk_rope_head_dim: float = leaf("1")
+    qk_nope_head_dim: float = leaf("1")
+    v_head_dim: float = leaf("1")
+    weight_bytes: float = leaf("B/elem", "bytes per weight element (2 BF16, 1 FP8, 0.5 FP4)")
+    kv_bytes: float = leaf("B/elem", "bytes per KV-cache element")
+    act_bytes: float = leaf("B/elem", "bytes per activation element")
+    moe_imbalance: float = leaf("1", "busiest-expert-rank load / mean load")
+
+
+@pytree
+class Request:
+    batch: float = leaf("1", "concurrent requests in the whole system")
+    input_len: float = leaf("1", "prompt tokens per request")
+    output_len: float = leaf("1", "generated tokens per request")
