@@ -1,0 +1,110 @@
+"""L3: ``evaluate(design) -> Metrics`` for ONE design point (the recipe).
+
+Reads like a pipeline: shard the model, check feasibility, cost a prefill stage and a
+decode stage at KV_POINTS cache lengths from input_len to input_len + output_len, then
+derive serving metrics, energy, power and temperature. No jit, no vmap over designs, no
+exceptions: infeasible points carry ``feasible = False`` and a ``Reason`` code, and every
+float field stays finite. ``jit(vmap(evaluate))`` is applied by the engines (L4).
+
+Serving regime (matches vLLM with CUDA graphs at fixed concurrency): ``request.batch``
+requests decode together; TPOT = pp * mean_i t_stage(kv_i); system decode tokens/s =
+batch / TPOT; per-user tokens/s = 1 / TPOT. Prefill: TTFT = pp * t_stage(prefill of one
+micro-batch), prefill tokens/s = batch * input_len / (pp * t_stage).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from . import memory, power, relax
+from .design import Design
+from .metrics import Metrics, Reason
+from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, shard, weight_elems
+from .schedule import stage_time
+
+__all__ = ["evaluate", "KV_POINTS", "devices", "memory_use"]
+
+KV_POINTS = 4  # decode KV lengths sampled evenly from input to input+output (DeepStack §2.5)
+
+
+def devices(d: Design):
+    f = d.fabric
+    return f.l1.size * f.l2.size * f.l3.size
+
+
+def memory_use(d: Design, s):
+    """(weights, KV, activations) bytes on the heaviest chip."""
+    w, m = d.model, d.mapping
+    L = w.num_hidden_layers
+    L_s = relax.cdiv(L, s.pp)
+    attn, dense, moe, embed = weight_elems(d, s)
+    n_moe = jnp.where(s.is_moe, jnp.minimum(L_s, L - jnp.minimum(w.first_k_dense_replace, L)), 0.0)
+    elems = L_s * attn + n_moe * moe + (L_s - n_moe) * dense + embed
+    fsdp = (m.fsdp > 0.5) & (s.dp > 1)
+    layer_max = attn + jnp.where(s.is_moe, moe, dense)
+    elems = jnp.where(fsdp, elems / s.dp + layer_max, elems)
+    weights = elems * w.weight_bytes
+    reqs = relax.cdiv(d.request.batch, s.dp_attn)
+    kv = reqs * (d.request.input_len + d.request.output_len) * L_s * kv_bytes_per_token(d, s) / s.cp
+    chunk = jnp.minimum(relax.cdiv(relax.cdiv(reqs, s.pp) * d.request.input_len, s.sp * s.cp),
+                        PREFILL_CHUNK_TOKENS)
+    widest = jnp.maximum(w.intermediate_size / s.tp, w.num_experts_per_tok * w.moe_intermediate_size / s.tp_moe)
+    act = chunk * (4.0 * w.hidden_size + 2.0 * widest) * w.act_bytes
+    return weights, kv, act
+
+
+def _reason(d: Design, s, mem_total, temp):
+    w, m, r = d.model, d.mapping, d.request
+    world = m.tp * m.ep * m.sp * m.cp * m.dp * m.pp
+    bad_devices = jnp.abs(world - devices(d)) > 0.5
+    nh = w.num_attention_heads
+    E = w.n_routed_experts
+    heads_ok = jnp.mod(nh, m.tp * m.sp) == 0
+    experts_ok = jnp.where(E > 0, (jnp.mod(E, s.ep_moe) == 0) & (m.ep <= E), m.ep == 1)
+    layers_ok = m.pp <= w.num_hidden_layers
+    bad_div = ~(heads_ok & experts_ok & layers_ok)
+    bad_batch = r.batch < m.dp * m.pp
+    bad_mem = mem_total > memory.usable_capacity(d.dram)
+    bad_temp = temp > d.thermal.dram_limit
+    reason = jnp.int32(Reason.ok)
+    for bad, code in reversed([(bad_devices, Reason.device_count), (bad_div, Reason.divisibility),
+                               (bad_batch, Reason.batch), (bad_mem, Reason.memory),
+                               (bad_temp, Reason.thermal)]):
+        reason = jnp.where(bad, jnp.int32(code), reason)
+    return reason
+
+
+def evaluate(d: Design) -> Metrics:
+    """All metrics of one design point (see module docstring)."""
+    s = shard(d)
+    r = d.request
+    n_dev = devices(d)
+
+    # prefill: one micro-batch of prompts; causal attention sees (S + 1) / 2 keys on average
+    pre = stage_time(d, s, r.input_len, 0.5 * (r.input_len + 1.0), decode=False)
+    ttft = s.pp * pre.total
+    prefill_tps = r.batch * r.input_len / ttft
+
+    # decode: one token per request, KV length sampled over the generation
+    kvs = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
+    dec = jax.vmap(lambda kv: stage_time(d, s, 1.0, kv, decode=True))(kvs)
+    mean = jax.tree_util.tree_map(jnp.mean, dec)
+    tpot = s.pp * mean.total
+    decode_tps = r.batch / tpot
+
+    e_step = power.step_energy(d.chip, d.dram, d.fabric, mean.flops, mean.dram_bytes, mean.link_bytes,
+                               mean.total)
+    p_chip = e_step / mean.total
+    temp = power.temperature(d.thermal, d.dram, p_chip)
+    e_token = n_dev * p_chip * tpot / r.batch
+
+    weights, kv, act = memory_use(d, s)
+    mem_total = weights + kv + act
+    reason = _reason(d, s, mem_total, temp)
+    return Metrics(
+        feasible=reason == Reason.ok, reason=reason, ttft_s=ttft, tpot_s=tpot,
+        prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
+        energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=temp,
+        frequency_scale=power.frequency_scale(d.chip, p_chip), weight_bytes=weights, kv_bytes=kv,
+        activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
+        t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=mean.comm,
+    )
