@@ -207,7 +207,12 @@ def load_hf_config(path) -> Model:
     for field, keys in _HF_KEYS.items():
         v = next((cfg[k] for k in keys if cfg.get(k) is not None), 0)
         vals[field] = float(v)
-    vals["head_dim"] = float(cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"])
+    if cfg.get("head_dim"):
+        vals["head_dim"] = float(cfg["head_dim"])
+    elif vals["kv_lora_rank"] > 0:  # MLA: HF's "head_dim" is the query-key width
+        vals["head_dim"] = vals["qk_nope_head_dim"] + vals["qk_rope_head_dim"]
+    else:
+        vals["head_dim"] = float(cfg["hidden_size"] // cfg["num_attention_heads"])
     if vals["n_routed_experts"] == 0:
         vals["num_experts_per_tok"] = vals["n_shared_experts"] = vals["moe_intermediate_size"] = 0.0
     if not cfg.get("first_k_dense_replace") and vals["n_routed_experts"] > 0:

@@ -1,0 +1,101 @@
+"""L5: ``jaxstack eval`` — evaluate one design point and print every metric."""
+
+import json
+import sys
+
+import jax
+
+from . import io, units
+from .metrics import METRIC_UNITS, Reason
+
+__all__ = ["add_parser", "run", "design_from_args"]
+
+_MAPPING_FLAGS = ("tp", "ep", "sp", "cp", "dp", "pp", "fsdp")
+
+
+def add_parser(sub):
+    p = sub.add_parser("eval", help="evaluate one design point",
+                       description="Evaluate one design (a YAML design file and/or flags) and print all metrics.")
+    p.add_argument("design", nargs="?", help="YAML design file: {hardware, fabric, model, request, mapping, overrides}")
+    p.add_argument("--hardware", help="hardware preset (see `jaxstack presets`)")
+    p.add_argument("--fabric", help="fabric preset")
+    p.add_argument("--model", help="model preset or path to a Hugging Face config.json")
+    for k in _MAPPING_FLAGS:
+        p.add_argument(f"--{k}", type=int, help=f"{k} degree" if k != "fsdp" else "1 to shard weights over dp")
+    p.add_argument("--moe-tp-to-ep", type=int, choices=(0, 1), help="1: MoE layers run TP ranks as EP")
+    p.add_argument("--batch", type=int, help="concurrent requests")
+    p.add_argument("--input-len", type=int, help="prompt tokens")
+    p.add_argument("--output-len", type=int, help="generated tokens")
+    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a leaf by dotted path with unit suffix, e.g. fabric.l1.link_bandwidth_GBps=450")
+    p.add_argument("--json", action="store_true", help="print metrics (SI units) as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def design_from_args(args):
+    data = io.load_yaml(args.design) if args.design else {}
+    where = args.design or "<command line>"
+    for key in ("hardware", "fabric", "model"):
+        if getattr(args, key):
+            data[key] = getattr(args, key)
+    req = dict(data.get("request") or {})
+    for key, flag in (("batch", "batch"), ("input_len", "input_len"), ("output_len", "output_len")):
+        if getattr(args, flag) is not None:
+            req[key] = getattr(args, flag)
+    data["request"] = req
+    mapping = dict(data.get("mapping") or {})
+    for k in _MAPPING_FLAGS:
+        if getattr(args, k) is not None:
+            mapping[k] = getattr(args, k)
+    if args.moe_tp_to_ep is not None:
+        mapping["moe_tp_to_ep"] = args.moe_tp_to_ep
+    data["mapping"] = mapping
+    overrides = dict(data.get("overrides") or {})
+    for item in args.set:
+        if "=" not in item:
+            raise io.ConfigError(f"--set '{item}': expected PATH=VALUE, e.g. dram.efficiency=0.9")
+        path, value = item.split("=", 1)
+        try:
+            overrides[path.strip()] = float(value) if value.strip()[0].isdigit() or value.strip()[0] in "+-." else value
+        except (ValueError, IndexError):
+            raise io.ConfigError(f"--set '{item}': value must be a number") from None
+    data["overrides"] = overrides
+    return io.design_from_dict(data, where)
+
+
+def _fmt(name, value):
+    unit = METRIC_UNITS.get(name, "")
+    if unit == "s":
+        return f"{value * 1e3:.4g} ms"
+    if unit == "B":
+        return f"{units.from_si(value, 'B', 'GiB'):.4g} GiB"
+    return f"{value:.5g} {unit}".rstrip()
+
+
+def run(args) -> int:
+    from .evaluate import evaluate
+
+    d = design_from_args(args)
+    m = jax.jit(evaluate)(d)
+    out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
+    out["reason_name"] = Reason(out["reason"]).name
+    if args.json:
+        json.dump(out, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"design: hardware={args.hardware or '-'} fabric={args.fabric or '-'} model={args.model or '-'}  "
+          f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
+          f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g}  batch={d.request.batch:g} "
+          f"in={d.request.input_len:g} out={d.request.output_len:g}")
+    print(f"feasible: {out['feasible']}  (reason: {out['reason_name']})")
+    groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "user_tokens_per_s"]),
+              ("decode step breakdown (one stage)", ["t_attention_s", "t_ffn_s", "t_moe_s", "t_other_s",
+                                                     "t_comm_s", "t_comm_exposed_s"]),
+              ("memory per chip", ["weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes"]),
+              ("power", ["power_W", "energy_per_token_J", "tokens_per_J", "temperature_C", "frequency_scale"])]
+    for title, keys in groups:
+        print(f"\n{title}:")
+        for k in keys:
+            print(f"  {k:24s} {_fmt(k, out[k])}")
+    return 0

@@ -1,0 +1,577 @@
+"""L4: design spaces from YAML, and the bijection global index <-> design point.
+
+A space is a base design plus *axes*. Each axis is a small host-side table: ``size`` rows,
+one column per design leaf it sets (SI values) and one display column per user-visible
+value (user units, as written in the YAML). A point's global index is the mixed-radix
+number whose digits are the row of each axis, **row-major in file order** (the last axis
+varies fastest): ``index = sum_a digit_a * prod_{b > a} size_b``. The grid is never
+materialised: ``decode_offsets`` turns ``base + arange(chunk)`` into digits on device, with
+``base`` split into digits on the host (a Python int, so spaces of 2.5e14 points and more
+index exactly) and the int32 in-chunk offset added digit by digit with carries.
+
+Schema (``version: 1``; strict, every error names file, key path and allowed values)::
+
+    version: 1
+    description: free text                      # optional
+    base: {hardware: b200, fabric: nvlink-b200x8, model: llama-3-70b,
+           request: {batch: 1, input_len: 1024, output_len: 1024},
+           mapping: {tp: 8}, overrides: {dram.efficiency: 0.85}}
+    axes:                                       # dotted leaf path WITH unit suffix
+      fabric.l1.link_bandwidth_GBps: {choices: [450, 900, 1800]}
+      dram.transfer_rate_GHz: {range: [4, 8], count: 5, scale: linear}   # or log
+      dram.total_layers: {range: [1, 16], step: 1}
+      hardware: {choices: [b200, h200]}         # presets (hardware, fabric, model)
+    zip:                                        # groups varying together (one axis each)
+      - {request.input_len: [1024, 8192], request.output_len: [1024, 256]}
+    mapping: {factorizations: 8, axes: [tp, ep, dp, pp], fsdp: [0, 1], moe_tp_to_ep: [0, 1]}
+    limits: {power_W: {max: 1000}, tpot_ms: {max: 50}, memory_bytes: {max_GiB: 180},
+             user_tokens_per_s: {min: 20}}
+    objective: decode_tokens_per_s              # direction from metrics.HIGHER_IS_BETTER
+    pareto: [decode_tokens_per_s, user_tokens_per_s]
+
+The ``mapping:`` block enumerates on the host every ordered factorisation of N into the
+listed degrees (the other degrees of tp/ep/sp/cp/dp/pp are fixed at 1), times the fsdp and
+moe_tp_to_ep lists, into one table axis. Preset axes set every leaf of their sections
+(hardware: chip, dram, thermal) with the base ``overrides`` applied on top; numeric axes
+take precedence over preset axes on the leaves they name. Limits become infeasibility
+with ``Reason.slo`` on device (in ``sweep``).
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import io, units
+from ._tree import unit_of
+from .design import Design
+from .mapping import AXES as MAPPING_AXES
+from .metrics import HIGHER_IS_BETTER, Metrics
+
+__all__ = ["Axis", "Limit", "Space", "load_space", "space_from_dict", "factorizations",
+           "host_digits", "decode_offsets", "leaf_paths", "metric_fields", "check_metric",
+           "MAX_AXIS_SIZE"]
+
+SPACE_KEYS = ("version", "description", "base", "axes", "zip", "mapping", "limits", "objective",
+              "pareto")
+PRESET_SECTIONS = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}
+MAX_AXIS_SIZE = 2**24          # per-axis table rows; keeps int32 digit arithmetic exact
+_FLAGS = ("fsdp", "moe_tp_to_ep")
+_REAL_MODEL = {"weight_bytes", "kv_bytes", "act_bytes", "moe_imbalance"}
+# integer leaves (section, field) and their smallest allowed value
+_INT_MIN = {("chip", "compute_units"): 1, ("dram", "total_layers"): 1,
+            ("dram", "connected_layers"): 1, ("dram", "channels_per_layer"): 1,
+            ("fabric", "size"): 1, ("fabric", "kind"): 0, ("fabric", "dim_x"): 1,
+            ("fabric", "dim_y"): 1, ("fabric", "links_per_node"): 1, ("request", "batch"): 1,
+            ("request", "input_len"): 1, ("request", "output_len"): 1,
+            **{("mapping", a): 1 for a in MAPPING_AXES}, **{("mapping", f): 0 for f in _FLAGS}}
+
+
+def _err(where: str, path: str, msg: str) -> io.ConfigError:
+    return io.ConfigError(f"{where}: key '{path}': {msg}")
+
+
+# ---------------------------------------------------------------- data types
+@dataclasses.dataclass(frozen=True, eq=False)
+class Axis:
+    """One decoded digit: ``size`` rows of SI leaf values and user-unit display values."""
+
+    name: str                                   # key path in the YAML
+    columns: tuple[str, ...]                    # display column labels (user units)
+    display: tuple[tuple[Any, ...], ...]        # size rows x len(columns)
+    targets: tuple[tuple[str, ...], ...]        # design leaf paths this axis sets
+    table: np.ndarray                           # (size, len(targets)) float64, SI
+    sources: tuple[str, ...]                    # the column each target comes from
+
+    @property
+    def size(self) -> int:
+        return len(self.display)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """``lo <= metric <= hi`` in SI (None = unbounded); ``label`` is the YAML spelling."""
+
+    metric: str
+    lo: float | None
+    hi: float | None
+    label: str
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Space:
+    path: str
+    base: Design
+    axes: tuple[Axis, ...]
+    limits: tuple[Limit, ...]
+    objective: str | None
+    pareto: tuple[str, ...]
+    description: str
+    canonical: dict
+
+    @property
+    def radices(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.radices)
+
+    @property
+    def hash(self) -> str:
+        text = json.dumps(self.canonical, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for a in self.axes for c in a.columns]
+
+    def digits(self, index: int) -> tuple[int, ...]:
+        return host_digits(index, self.radices)
+
+    def index(self, digits) -> int:
+        i = 0
+        for d, r in zip(digits, self.radices, strict=True):
+            i = i * r + int(d)
+        return i
+
+    def values(self, index: int) -> dict[str, Any]:
+        """Axis values of point ``index`` in user units, keyed by column label."""
+        out: dict[str, Any] = {}
+        for a, d in zip(self.axes, self.digits(index), strict=True):
+            out.update(zip(a.columns, a.display[d], strict=True))
+        return out
+
+    def designs(self, indices) -> Design:
+        """Host decoder: a numpy float32 Design batch for ``indices`` (reference for tests)."""
+        idx = [int(i) for i in np.atleast_1d(np.asarray(indices, dtype=object))]
+        digits = np.array([self.digits(i) for i in idx], dtype=np.int64).reshape(len(idx), -1)
+        flat, treedef = _flatten(self.base)
+        leaves = {p: np.full(len(idx), v, np.float32) for p, v in flat}
+        for a, ax in enumerate(self.axes):
+            rows = ax.table[digits[:, a]].astype(np.float32)
+            for j, t in enumerate(ax.targets):
+                leaves[t] = rows[:, j]
+        return jax.tree_util.tree_unflatten(treedef, [leaves[p] for p, _ in flat])
+
+    def design(self, index: int) -> Design:
+        """One design point (scalar float32 leaves) for global index ``index``."""
+        return jax.tree_util.tree_map(lambda x: x[0], self.designs([index]))
+
+
+# ---------------------------------------------------------------- index arithmetic
+def host_digits(index: int, radices) -> tuple[int, ...]:
+    """Mixed-radix digits of a Python int (first axis most significant)."""
+    index = int(index)
+    total = math.prod(radices)
+    if not 0 <= index < max(total, 1):
+        raise IndexError(f"index {index} outside the space of {total} points")
+    out = []
+    for r in reversed(radices):
+        index, d = divmod(index, r)
+        out.append(d)
+    return tuple(reversed(out))
+
+
+def decode_offsets(radices: tuple[int, ...], base_digits, offsets):
+    """Digits of ``base + offsets`` on device (traceable; all int32, never the full index).
+
+    Args:
+      radices: static axis sizes (each < 2**24).
+      base_digits: int32[A], the host-split digits of the chunk base.
+      offsets: int32[n], in-chunk offsets (< 2**31).
+    Returns:
+      list of A int32[n] digit arrays. Points past the end of the space wrap around; the
+      caller masks them (``offset < n_valid``).
+    """
+    q = offsets
+    carry = jnp.zeros_like(offsets)
+    digits = [None] * len(radices)
+    for a in reversed(range(len(radices))):
+        r = radices[a]
+        if r == 1:
+            digits[a] = jnp.zeros_like(offsets)
+            continue
+        t = base_digits[a] + q % r + carry
+        q = q // r
+        wrap = t >= r
+        digits[a] = jnp.where(wrap, t - r, t)
+        carry = wrap.astype(offsets.dtype)
+    return digits
+
+
+# ---------------------------------------------------------------- helpers
+def _flatten(design: Design):
+    flat, treedef = jax.tree_util.tree_flatten_with_path(design)
+    return [(tuple(k.name for k in path), float(v)) for path, v in flat], treedef
+
+
+def leaf_paths(design: Design) -> list[tuple[str, ...]]:
+    return [p for p, _ in _flatten(design)[0]]
+
+
+def metric_fields() -> list[str]:
+    """Float fields of ``Metrics`` (everything but feasible and reason)."""
+    return [f.name for f in dataclasses.fields(Metrics) if f.name not in ("feasible", "reason")]
+
+
+def check_metric(name, where: str, path: str, ranked: bool = True) -> str:
+    allowed = sorted(HIGHER_IS_BETTER) if ranked else metric_fields()
+    if not isinstance(name, str) or name not in allowed:
+        raise _err(where, path, f"unknown metric {name!r}; allowed: {', '.join(allowed)}")
+    return name
+
+
+def _as_int(v: float, names, where, path) -> float:
+    lo = _INT_MIN.get((names[0], names[-1]))
+    if lo is None and names[0] == "model" and names[-1] not in _REAL_MODEL:
+        lo = 0
+    if lo is None:
+        return v
+    r = round(v)
+    if abs(v - r) > 1e-9 * max(1.0, abs(v)):
+        raise _err(where, path, f"{v!r} is not an integer; allowed: integers >= {lo}")
+    if r < lo:
+        raise _err(where, path, f"{r} is below the minimum; allowed: integers >= {lo}")
+    if (names[0], names[-1]) in {("mapping", f) for f in _FLAGS} and r > 1:
+        raise _err(where, path, f"{r} is not a flag; allowed: 0, 1")
+    return float(r)
+
+
+def _tidy(x: float):
+    """User-unit display value: ints as ints, floats rounded to 12 significant digits."""
+    x = float(f"{x:.12g}")
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
+
+
+def _need_mapping(spec, where, path, allowed: tuple[str, ...]):
+    if not isinstance(spec, dict):
+        raise _err(where, path, f"expected a mapping with keys {', '.join(allowed)}; got {spec!r}")
+    for k in spec:
+        if k not in allowed:
+            raise _err(where, f"{path}.{k}", f"unknown key; allowed: {', '.join(allowed)}")
+
+
+def _need_list(vals, where, path) -> list:
+    if not isinstance(vals, list):
+        raise _err(where, path, f"expected a list of values, got {vals!r}")
+    if not vals:
+        raise _err(where, path, "empty axis; give at least one value")
+    return vals
+
+
+def _number(v, where, path) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _err(where, path, f"expected a finite number, got {v!r}")
+    return float(v)
+
+
+# ---------------------------------------------------------------- columns
+class _Column:
+    """One user column: a numeric leaf path or a preset kind, with its values."""
+
+    def __init__(self, key: str, values: list, base_data: dict, where: str, path: str, ctx: str):
+        self.key = key
+        self.display: list[Any] = []
+        self.targets: list[tuple[str, ...]] = []
+        rows: list[list[float]] = []
+        if key in PRESET_SECTIONS:
+            self.preset = True
+            for i, name in enumerate(values):
+                if not isinstance(name, str):
+                    raise _err(where, f"{path}[{i}]", f"expected a {key} preset name; allowed: "
+                               f"{', '.join(io.preset_names(key))}")
+                try:
+                    d = io.design_from_dict({**base_data, key: name}, where)
+                except io.ConfigError as e:
+                    raise _err(where, f"{path}[{i}]", str(e)) from None
+                sub = [(p, v) for p, v in _flatten(d)[0] if p[0] in PRESET_SECTIONS[key]]
+                self.targets = [p for p, _ in sub]
+                rows.append([v for _, v in sub])
+                self.display.append(name)
+        else:
+            self.preset = False
+            names, _unit, _f = io.resolve_path(key, f"{where}: {ctx}")
+            self.targets = [names]
+            for i, v in enumerate(values):
+                _, si = io.convert_value(key, v, f"{where}: {path}[{i}]")
+                si = _as_int(si, names, where, f"{path}[{i}]")
+                rows.append([si])
+                self.display.append(v if isinstance(v, str) else _tidy(v))
+        self.rows = rows
+
+
+def _range_values(spec, where, path) -> list[float]:
+    """User-unit values of ``{range: [lo, hi], count: N, scale: ...}`` or ``{.., step: S}``."""
+    rng = spec["range"]
+    if not isinstance(rng, list) or len(rng) != 2:
+        raise _err(where, f"{path}.range", f"expected [lo, hi], got {rng!r}")
+    lo, hi = (_number(x, where, f"{path}.range") for x in rng)
+    if lo > hi:
+        raise _err(where, f"{path}.range", f"lo {lo} > hi {hi}; allowed: lo <= hi")
+    if ("count" in spec) == ("step" in spec):
+        raise _err(where, path, "give exactly one of 'count' or 'step' with 'range'")
+    scale = spec.get("scale", "linear")
+    if scale not in ("linear", "log"):
+        raise _err(where, f"{path}.scale", f"{scale!r}; allowed: linear, log")
+    if "step" in spec:
+        if "scale" in spec and scale != "linear":
+            raise _err(where, f"{path}.scale", "'step' ranges are linear; use 'count' with log")
+        step = _number(spec["step"], where, f"{path}.step")
+        if step <= 0:
+            raise _err(where, f"{path}.step", f"{step}; allowed: step > 0")
+        n = int(math.floor((hi - lo) / step * (1 + 1e-12) + 1e-9)) + 1
+        vals = [lo + i * step for i in range(n)]
+    else:
+        n = spec["count"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise _err(where, f"{path}.count", f"{n!r}; allowed: an integer >= 1")
+        if scale == "log" and lo <= 0:
+            raise _err(where, f"{path}.range", f"log scale needs lo > 0, got {lo}")
+        if n == 1:
+            vals = [lo]
+        elif scale == "log":
+            vals = [math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * i / (n - 1)) for i in range(n)]
+        else:
+            vals = [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    if len(vals) > MAX_AXIS_SIZE:
+        raise _err(where, path, f"{len(vals)} values; allowed: at most {MAX_AXIS_SIZE} per axis")
+    return [_tidy(v) for v in vals]
+
+
+def _axis_from_columns(name: str, cols: list[_Column]) -> Axis:
+    size = len(cols[0].rows)
+    targets: list[tuple[str, ...]] = []
+    sources: list[str] = []
+    for c in cols:
+        targets += c.targets
+        sources += [c.key] * len(c.targets)
+    table = np.array([[v for c in cols for v in c.rows[i]] for i in range(size)], dtype=np.float64)
+    display = tuple(tuple(c.display[i] for c in cols) for i in range(size))
+    return Axis(name, tuple(c.key for c in cols), display, tuple(targets), table.reshape(size, -1),
+                tuple(sources))
+
+
+# ---------------------------------------------------------------- factorisations
+def factorizations(n: int, k: int) -> list[tuple[int, ...]]:
+    """Every ordered k-tuple of positive integers whose product is n (lexicographic)."""
+    if k == 1:
+        return [(n,)]
+    out = []
+    for d in range(1, n + 1):
+        if n % d == 0:
+            out += [(d, *rest) for rest in factorizations(n // d, k - 1)]
+    return out
+
+
+def _mapping_axis(spec, where) -> Axis:
+    allowed = ("factorizations", "axes", *_FLAGS)
+    _need_mapping(spec, where, "mapping", allowed)
+    if "factorizations" not in spec:
+        raise _err(where, "mapping.factorizations", "required: the device count N to factorise")
+    n = spec["factorizations"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise _err(where, "mapping.factorizations", f"{n!r}; allowed: an integer >= 1")
+    degs = spec.get("axes", list(MAPPING_AXES))
+    if not isinstance(degs, list) or not degs:
+        raise _err(where, "mapping.axes", f"expected a non-empty list from {', '.join(MAPPING_AXES)}")
+    for d in degs:
+        if d not in MAPPING_AXES or degs.count(d) > 1:
+            raise _err(where, "mapping.axes", f"{d!r} unknown or repeated; allowed: {', '.join(MAPPING_AXES)}")
+    flags = {}
+    for f in _FLAGS:
+        if f in spec:
+            vals = _need_list(spec[f], where, f"mapping.{f}")
+            if any(v not in (0, 1) or isinstance(v, bool) for v in vals) or len(set(vals)) != len(vals):
+                raise _err(where, f"mapping.{f}", f"{vals!r}; allowed: distinct values from [0, 1]")
+            flags[f] = vals
+    order = [a for a in MAPPING_AXES if a in degs]
+    rows, display = [], []
+    for fac in factorizations(n, len(order)):
+        deg = dict(zip(order, fac, strict=True))
+        for combo in _product([flags[f] for f in flags]):
+            rows.append([float(deg.get(a, 1)) for a in MAPPING_AXES] + [float(v) for v in combo])
+            display.append(tuple(deg.get(a, 1) for a in MAPPING_AXES) + tuple(combo))
+    cols = tuple(f"mapping.{a}" for a in MAPPING_AXES) + tuple(f"mapping.{f}" for f in flags)
+    targets = tuple(("mapping", a) for a in MAPPING_AXES) + tuple(("mapping", f) for f in flags)
+    return Axis("mapping", cols, tuple(display), targets, np.array(rows, dtype=np.float64), cols)
+
+
+def _product(lists):
+    out = [()]
+    for lst in lists:
+        out = [(*o, v) for o in out for v in lst]
+    return out
+
+
+# ---------------------------------------------------------------- limits
+def _metric_key(key: str) -> tuple[str, float] | None:
+    """``tpot_ms`` -> ('tpot_s', 1e-3); ``memory_GiB`` -> ('memory_bytes', 2**30)."""
+    fields = metric_fields()
+    if key in fields:
+        return key, 1.0
+    for f in fields:
+        u = unit_of(Metrics, f)
+        stem = f.rsplit("_", 1)[0]
+        for suf, factor in units.SUFFIXES.get(u, {}).items():
+            if key == f"{stem}_{suf}":
+                return f, factor
+    return None
+
+
+def _limit(key, spec, where) -> Limit:
+    path = f"limits.{key}"
+    mk = _metric_key(str(key))
+    if mk is None:
+        raise _err(where, path, f"unknown metric; allowed: {', '.join(metric_fields())} "
+                   "(or a metric with another unit suffix, e.g. tpot_ms, memory_GiB)")
+    metric, factor = mk
+    u = unit_of(Metrics, metric)
+    sufs = units.SUFFIXES.get(u, {}) if factor == 1.0 and key == metric else {}
+    allowed = ["max", "min"] + [f"{b}_{s}" for b in ("max", "min") for s in sufs]
+    if not isinstance(spec, dict) or not spec:
+        raise _err(where, path, f"expected a mapping with one or two of {', '.join(allowed)}")
+    bounds: dict[str, float] = {}
+    for bk, bv in spec.items():
+        if bk not in allowed:
+            raise _err(where, f"{path}.{bk}", f"unknown bound; allowed: {', '.join(allowed)}")
+        kind, _, suf = str(bk).partition("_")
+        if kind in bounds:
+            raise _err(where, f"{path}.{bk}", f"'{kind}' given twice")
+        bounds[kind] = _number(bv, where, f"{path}.{bk}") * factor * (sufs[suf] if suf else 1.0)
+    lo, hi = bounds.get("min"), bounds.get("max")
+    if lo is not None and hi is not None and lo > hi:
+        raise _err(where, path, f"min {lo} > max {hi}")
+    return Limit(metric, lo, hi, str(key))
+
+
+# ---------------------------------------------------------------- loading
+def load_space(path) -> Space:
+    """Load and strictly validate a space YAML (``yaml.safe_load`` only)."""
+    return space_from_dict(io.load_yaml(path), str(path))
+
+
+def space_from_dict(data: dict, where: str = "<space>") -> Space:
+    for k in data:
+        if k not in SPACE_KEYS:
+            raise _err(where, str(k), f"unknown key; allowed: {', '.join(SPACE_KEYS)}")
+    if data.get("version") != 1:
+        raise _err(where, "version", f"{data.get('version')!r}; allowed: 1")
+    if "base" not in data or not isinstance(data["base"], dict):
+        raise _err(where, "base", "required: a design mapping (hardware, fabric, model, request, ...)")
+    base_data = data["base"]
+    base = io.design_from_dict(base_data, f"{where}: base")
+    axes: list[Axis] = []
+    spec_axes = data.get("axes") or {}
+    if not isinstance(spec_axes, dict):
+        raise _err(where, "axes", "expected a mapping of dotted paths to axis specs")
+    for key, spec in spec_axes.items():
+        path = f"axes.{key}"
+        if key in PRESET_SECTIONS:
+            _need_mapping(spec, where, path, ("choices",))
+        else:
+            _need_mapping(spec, where, path, ("choices", "range", "count", "step", "scale"))
+        if isinstance(spec, dict) and "choices" in spec:
+            if len(spec) > 1:
+                raise _err(where, path, "'choices' takes no other keys")
+            vals = _need_list(spec["choices"], where, f"{path}.choices")
+            axes.append(_axis_from_columns(path, [_Column(str(key), vals, base_data, where,
+                                                          f"{path}.choices", "axes")]))
+        elif isinstance(spec, dict) and "range" in spec:
+            names, _u, _factor = io.resolve_path(str(key), f"{where}: axes")
+            if (names[0], names[-1]) in io.ENUMS:
+                raise _err(where, path, "an enum takes 'choices', not 'range'")
+            vals = _range_values(spec, where, path)
+            axes.append(_axis_from_columns(path, [_Column(str(key), vals, base_data, where, path, "axes")]))
+        else:
+            raise _err(where, path, "needs 'choices' or 'range'")
+    groups = data.get("zip") or []
+    if not isinstance(groups, list):
+        raise _err(where, "zip", "expected a list of {path: [values]} groups")
+    for g, group in enumerate(groups):
+        path = f"zip[{g}]"
+        if not isinstance(group, dict) or not group:
+            raise _err(where, path, "expected a non-empty mapping of paths to equal-length lists")
+        cols, n = [], None
+        for key, vals in group.items():
+            vals = _need_list(vals, where, f"{path}.{key}")
+            if n is not None and len(vals) != n:
+                raise _err(where, f"{path}.{key}", f"{len(vals)} values, but the group has {n}; "
+                           "allowed: lists of equal length")
+            n = len(vals)
+            cols.append(_Column(str(key), vals, base_data, where, f"{path}.{key}", path))
+        axes.append(_axis_from_columns(path, cols))
+    if "mapping" in data:
+        axes.append(_mapping_axis(data["mapping"], where))
+    axes = _resolve_targets(axes, where)
+    limits_spec = data.get("limits") or {}
+    if not isinstance(limits_spec, dict):
+        raise _err(where, "limits", "expected a mapping of metric names to {max: ..} / {min: ..}")
+    limits = tuple(_limit(k, v, where) for k, v in limits_spec.items())
+    objective = data.get("objective")
+    if objective is not None:
+        check_metric(objective, where, "objective")
+    pareto = check_pareto(data.get("pareto"), where, "pareto")
+    desc = data.get("description", "")
+    flat = _flatten(base)[0]
+    canonical = {
+        "version": 1,
+        "base": {".".join(p): v for p, v in flat},
+        "axes": [{"name": a.name, "columns": list(a.columns), "display": [list(r) for r in a.display],
+                  "targets": [".".join(t) for t in a.targets], "table": a.table.tolist()} for a in axes],
+        "limits": [[lim.metric, lim.lo, lim.hi] for lim in limits],
+        "objective": objective, "pareto": list(pareto),
+    }
+    return Space(where, base, tuple(axes), limits, objective, pareto, str(desc), canonical)
+
+
+def check_pareto(value, where: str, path: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= 3 or len(set(value)) != len(value):
+        raise _err(where, path, f"{value!r}; allowed: 2 or 3 distinct metrics from "
+                   f"{', '.join(sorted(HIGHER_IS_BETTER))}")
+    return tuple(check_metric(v, where, path) for v in value)
+
+
+def _resolve_targets(axes: list[Axis], where: str) -> list[Axis]:
+    """Each leaf is set by at most one axis: numeric columns win over preset sections."""
+    numeric: dict[tuple[str, ...], str] = {}
+    presets: dict[str, str] = {}
+    for a in axes:
+        for c in a.columns:
+            if c in PRESET_SECTIONS:
+                if c in presets:
+                    raise _err(where, a.name, f"preset '{c}' is already varied by {presets[c]}")
+                presets[c] = a.name
+        for t, src in zip(a.targets, a.sources, strict=True):
+            if src in PRESET_SECTIONS:
+                continue
+            if t in numeric:
+                raise _err(where, a.name, f"leaf '{'.'.join(t)}' is already varied by {numeric[t]}")
+            numeric[t] = a.name
+    out = []
+    for a in axes:
+        keep = [j for j, (t, src) in enumerate(zip(a.targets, a.sources, strict=True))
+                if src not in PRESET_SECTIONS or t not in numeric]
+        out.append(dataclasses.replace(a, targets=tuple(a.targets[j] for j in keep),
+                                       table=a.table[:, keep],
+                                       sources=tuple(a.sources[j] for j in keep)))
+    return out
+
+
+def describe(space: Space) -> str:
+    """A few human lines: axes, sizes, total."""
+    lines = [f"{space.path}: {space.size:,} points ({space.size:.3g}) over {len(space.axes)} axes"]
+    for a in space.axes:
+        shown = ", ".join(str(r[0] if len(r) == 1 else r) for r in a.display[:4])
+        more = ", ..." if a.size > 4 else ""
+        lines.append(f"  {a.name:40s} {a.size:6d}  [{shown}{more}]")
+    return "\n".join(lines)

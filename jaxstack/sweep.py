@@ -1,0 +1,526 @@
+"""L4: the sweep engine: stream a design space through one compiled ``jit(vmap(evaluate))``.
+
+Contract (DESIGN.md "Sweep engine contract")::
+
+    space = load_space("spaces/quickstart.yaml")
+    res = sweep(space, objective="decode_tokens_per_s", top_k=10, out="runs/q")
+    res.best                      # {'index': ..., <axis columns in user units>, <metrics>}
+
+- Points are visited by global index in fixed-shape chunks (the last one padded and
+  masked), so the whole sweep compiles once. Per chunk only the chunk base crosses to the
+  device (as mixed-radix digits; see ``space.decode_offsets``), and only small reducer
+  state comes back (``reducers``): top-k, Pareto candidates, counts by reason, an
+  objective histogram; the optional ``dump`` returns every point (small spaces only).
+- Decode, ``vmap(evaluate_fn)`` (constant leaves are not batched), limits and reducers are
+  fused in the same jit. The next chunk is dispatched before the host merges the previous
+  one, so host work overlaps device work.
+- ``out``: a run directory with ``manifest.json`` and ``state.npz`` written atomically
+  (tmp + ``os.replace``) every ``checkpoint_every_s``; ``resume=True`` continues after a
+  kill with exactly the answer of an uninterrupted run, and refuses a changed space.
+  At the end: ``top.csv``, ``pareto.csv`` (+ ``.parquet`` with pyarrow), ``summary.json``.
+- Devices: each chunk is sharded over ``devices`` (default ``jax.local_devices()``) on a
+  1-D mesh; reducers run per shard. Processes: after ``jax.distributed.initialize``,
+  process p takes chunks p, p+P, ...; states are merged with ``process_allgather``.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from . import __version__, io, reducers
+from .metrics import HIGHER_IS_BETTER, Reason
+from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
+
+__all__ = ["sweep", "SweepResult", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS"]
+
+DEFAULT_OBJECTIVE = "decode_tokens_per_s"
+DUMP_MAX_POINTS = 2**21
+NR = len(Reason)
+
+
+def _default_evaluate():
+    from .evaluate import evaluate
+
+    return evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Everything static about the compiled chunk step (hashable cache key)."""
+
+    treedef: Any
+    n_leaves: int
+    targets: tuple[tuple[int, ...], ...]      # per axis: leaf positions it sets
+    radices: tuple[int, ...]
+    fields: tuple[str, ...]                   # Metrics float fields, in output order
+    objective: str
+    sign: float                               # +1 maximise, -1 minimise
+    pareto: tuple[str, ...]
+    pareto_signs: tuple[float, ...]
+    limits: tuple[str, ...]                   # metric per limit row of ``bounds``
+    k: int                                    # per shard
+    cap: int                                  # Pareto candidates per shard
+    shards: int
+    chunk: int
+    dump: bool
+
+
+def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump) -> _Plan:
+    paths = leaf_paths(space.base)
+    pos = {p: i for i, p in enumerate(paths)}
+    per = chunk // shards
+    return _Plan(
+        treedef=jax.tree_util.tree_structure(space.base), n_leaves=len(paths),
+        targets=tuple(tuple(pos[t] for t in a.targets) for a in space.axes),
+        radices=space.radices, fields=tuple(metric_fields()), objective=objective,
+        sign=1.0 if HIGHER_IS_BETTER[objective] else -1.0, pareto=pareto,
+        pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
+        limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
+        shards=shards, chunk=chunk, dump=dump)
+
+
+def _step_fn(plan: _Plan, evaluate_fn, mesh):
+    """The chunk step: decode -> vmap(evaluate) -> limits -> reducers (one jit)."""
+
+    def step(base_leaves, tables, base_digits, n_valid, bounds):
+        offsets = jnp.arange(plan.chunk, dtype=jnp.int32)
+        if mesh is not None:
+            offsets = jax.lax.with_sharding_constraint(offsets, NamedSharding(mesh, P("d")))
+        digits = decode_offsets(plan.radices, base_digits, offsets)
+        leaves: list[Any] = [base_leaves[i] for i in range(plan.n_leaves)]
+        axes: list[Any] = [None] * plan.n_leaves
+        for a, targets in enumerate(plan.targets):
+            if not targets:
+                continue
+            rows = tables[a][digits[a]]
+            for j, i in enumerate(targets):
+                leaves[i], axes[i] = rows[:, j], 0
+        design = jax.tree_util.tree_unflatten(plan.treedef, leaves)
+        in_axes = jax.tree_util.tree_unflatten(plan.treedef, axes)
+        m = jax.vmap(evaluate_fn, in_axes=(in_axes,))(design)
+        f = {name: jnp.broadcast_to(jnp.asarray(getattr(m, name), jnp.float32), (plan.chunk,))
+             for name in plan.fields}
+        feasible = jnp.broadcast_to(jnp.asarray(m.feasible, bool), (plan.chunk,))
+        reason = jnp.broadcast_to(jnp.asarray(m.reason, jnp.int32), (plan.chunk,))
+        viol = jnp.zeros((plan.chunk,), bool)
+        for r, name in enumerate(plan.limits):
+            viol = viol | (f[name] < bounds[r, 0]) | (f[name] > bounds[r, 1])
+        reason = jnp.where(feasible & viol, int(Reason.slo), reason)
+        feasible = feasible & ~viol
+        valid = offsets < n_valid
+        good = valid & feasible
+        code = jnp.where(valid, jnp.where(feasible, 0, jnp.clip(reason, 1, NR - 1)), NR)
+        out = {"counts": reducers.counts(code, NR),
+               "hist": reducers.log2_histogram(f[plan.objective], good)}
+        S, per = plan.shards, plan.chunk // plan.shards
+        sh = {name: v.reshape(S, per) for name, v in f.items()}
+        obj = plan.sign * sh[plan.objective]
+        key = jnp.where(good.reshape(S, per) & ~jnp.isnan(obj), obj, -jnp.inf)
+        vals, posk = reducers.top_k(key, plan.k)
+        out["top_values"], out["top_pos"] = vals, posk
+        out["top_fields"] = jnp.stack([jnp.take_along_axis(sh[n], posk, axis=1) for n in plan.fields], -1)
+        if plan.pareto:
+            x = jnp.stack([s * sh[n] for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
+            pos, sel, ncand = reducers.pareto_candidates(x, good.reshape(S, per), plan.cap)
+            out["par_pos"], out["par_sel"], out["par_n"] = pos, sel, ncand
+            out["par_fields"] = jnp.stack([jnp.take_along_axis(sh[n], pos, axis=1) for n in plan.fields], -1)
+        if plan.dump:
+            out["dump_fields"] = jnp.stack([f[n] for n in plan.fields], -1)
+            out["dump_feasible"], out["dump_reason"] = feasible, reason
+        return out
+
+    return step
+
+
+_CACHE: dict = {}
+
+
+def _compiled(plan: _Plan, evaluate_fn, devices, args):
+    """AOT-compile the step once per (plan, evaluate_fn, devices); returns (fn, compile_s)."""
+    key = (plan, evaluate_fn, tuple(devices))
+    if key in _CACHE:
+        return _CACHE[key], 0.0
+    mesh = Mesh(np.array(devices), ("d",)) if len(devices) > 1 else None
+    t0 = time.perf_counter()
+    if mesh is None:
+        jitted = jax.jit(_step_fn(plan, evaluate_fn, None))
+    else:
+        jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh), in_shardings=NamedSharding(mesh, P()))
+    fn = jitted.lower(*args).compile()
+    _CACHE[key] = fn
+    return fn, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- run directory
+def _atomic_write(path: Path, data: bytes):
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _save_state(path: Path, arrays: dict):
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write(path, buf.getvalue())
+
+
+def _progress_enabled(progress) -> bool:
+    if progress is not None:
+        return bool(progress)
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="pt", unit_scale=True, dynamic_ncols=True, smoothing=0.1,
+                desc="sweep", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- the engine
+def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, chunk: int = 2**16,
+          out=None, resume: bool = False, max_points: int | None = None, evaluate_fn=None,
+          dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
+          pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None) -> "SweepResult":
+    """Evaluate every point of ``space`` (or the first ``max_points``) and reduce on device.
+
+    Args:
+      space: a ``Space`` or a path to a space YAML.
+      objective: metric to rank by (default: the space's, else decode_tokens_per_s);
+        direction from ``metrics.HIGHER_IS_BETTER``.
+      top_k: designs kept by objective. pareto: 2-3 metrics (default: the space's).
+      chunk: points per compiled step (rounded up to a multiple of the device count, and
+        down to the space size for tiny spaces).
+      out / resume: run directory; continue a killed run with the same final answer.
+      evaluate_fn: ``Design -> Metrics`` for one point (default ``jaxstack.evaluate``).
+      dump: also return every point's metrics (spaces up to ``DUMP_MAX_POINTS``).
+      devices: devices to shard each chunk over (default: this process's local devices).
+      on_chunk: optional callback(chunk_id, points_done) after each merged chunk.
+    Returns:
+      ``SweepResult`` (top rows with global index, axis values in user units, all metrics).
+    """
+    if isinstance(space, (str, Path)):
+        space = load_space(space)
+    objective = check_metric(objective or space.objective or DEFAULT_OBJECTIVE, "sweep", "objective")
+    pareto = check_pareto(pareto, "sweep", "pareto") if pareto is not None else space.pareto
+    if isinstance(top_k, bool) or int(top_k) < 1:
+        raise io.ConfigError(f"sweep: key 'top_k': {top_k!r}; allowed: an integer >= 1")
+    evaluate_fn = evaluate_fn or _default_evaluate()
+    total = space.size if max_points is None else min(space.size, int(max_points))
+    if total < 1:
+        raise io.ConfigError(f"sweep: key 'max_points': {max_points!r}; allowed: >= 1")
+    if dump and total > DUMP_MAX_POINTS:
+        raise io.ConfigError(f"sweep: key 'dump': {total:,} points; allowed: at most "
+                             f"{DUMP_MAX_POINTS:,} (use --max-points)")
+    devices = list(devices or jax.local_devices())
+    shards = len(devices)
+    chunk = max(1, min(int(chunk), total))
+    chunk = -(-chunk // shards) * shards
+    n_chunks = -(-total // chunk)
+    nproc, proc = jax.process_count(), jax.process_index()
+    if dump and nproc > 1:
+        raise io.ConfigError("sweep: key 'dump': not supported with several processes")
+    mine = list(range(proc, n_chunks, nproc))
+    plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump)
+    nf = len(plan.fields)
+    top = reducers.TopK(int(top_k), nf)
+    front = reducers.Front(len(pareto), nf, int(front_capacity)) if pareto else None
+    state = {"counts": np.zeros(NR, np.int64), "hist": np.zeros(reducers.HIST_BINS, np.int64),
+             "pos": 0, "points": 0, "run_s": 0.0}
+    dumps: dict[int, dict] = {}
+
+    run_id = {"space_hash": space.hash, "objective": objective, "top_k": int(top_k),
+              "pareto": list(pareto), "chunk": chunk, "points": total, "dump": dump,
+              "processes": nproc, "pareto_cap": int(pareto_cap), "front_capacity": int(front_capacity)}
+    rundir = Path(out) if out is not None else None
+    suffix = f".p{proc}" if nproc > 1 else ""
+    state_path = rundir / f"state{suffix}.npz" if rundir else None
+    manifest_path = rundir / f"manifest{suffix}.json" if rundir else None
+    if rundir is not None:
+        _open_rundir(rundir, manifest_path, state_path, run_id, resume, space, top, front, state, dumps)
+
+    mesh = Mesh(np.array(devices), ("d",)) if shards > 1 else None
+    rep = NamedSharding(mesh, P()) if mesh is not None else None
+    put = (lambda x: jax.device_put(x, rep)) if rep is not None else (lambda x: jax.device_put(x, devices[0]))
+    flat_base = np.array([v for v in jax.tree_util.tree_leaves(space.base)], np.float32)
+    tables = tuple(put(a.table.astype(np.float32)) for a in space.axes)
+    bounds = np.array([[-np.inf if lim.lo is None else lim.lo, np.inf if lim.hi is None else lim.hi]
+                       for lim in space.limits], np.float32).reshape(-1, 2)
+    args0 = (put(flat_base), tables, put(np.zeros(len(space.axes), np.int32)), put(np.int32(chunk)),
+             put(bounds))
+    step, compile_s = _compiled(plan, evaluate_fn, devices, args0)
+    per = chunk // shards
+
+    def dispatch(c):
+        base = c * chunk
+        digits = np.array(space.digits(base) if total else (), np.int32).reshape(-1)
+        n_valid = min(chunk, total - base)
+        return step(args0[0], tables, put(digits), put(np.int32(n_valid)), args0[4]), base, n_valid
+
+    def merge(c, outs, base, n_valid):
+        o = jax.device_get(outs)
+        offs = (np.arange(shards, dtype=np.int64) * per)[:, None]
+        top.merge((base + offs + o["top_pos"]).ravel(), o["top_values"].ravel(), o["top_fields"].reshape(-1, nf))
+        if front is not None:
+            sel = o["par_sel"].ravel()
+            idx = (base + offs + o["par_pos"]).ravel()[sel]
+            fl = o["par_fields"].reshape(-1, nf)[sel]
+            cols = [plan.fields.index(m) for m in pareto]
+            x = fl[:, cols] * np.array(plan.pareto_signs, np.float32)
+            front.merge(idx, x, fl, dropped=int(np.maximum(o["par_n"] - plan.cap, 0).sum()))
+        state["counts"] += o["counts"][:NR]
+        state["hist"] += o["hist"]
+        state["points"] += n_valid
+        if dump:
+            d = {"fields": o["dump_fields"][:n_valid], "feasible": o["dump_feasible"][:n_valid],
+                 "reason": o["dump_reason"][:n_valid]}
+            dumps[c] = d
+            if rundir is not None:
+                _save_state(rundir / "dump" / f"chunk_{c:09d}.npz", d)
+
+    def checkpoint(done: bool):
+        if rundir is None:
+            return
+        arrays = {**top.arrays("top_"), **(front.arrays("par_") if front else {}),
+                  "counts": state["counts"], "hist": state["hist"], "pos": np.int64(state["pos"]),
+                  "points": np.int64(state["points"]), "run_s": np.float64(state["run_s"])}
+        _save_state(state_path, arrays)
+        _write_json(manifest_path, {**run_id, "space": space.path, "jaxstack_version": __version__,
+                                    "n_chunks": n_chunks, "chunks_done": state["pos"],
+                                    "chunks_mine": len(mine), "points_done": state["points"],
+                                    "complete": done, "process": proc, "updated": time.time()})
+
+    if dump and rundir is not None:
+        (rundir / "dump").mkdir(exist_ok=True)
+    bar = _progress_bar(sum(min(chunk, total - c * chunk) for c in mine), _progress_enabled(progress))
+    if bar is not None:
+        bar.update(state["points"])
+    t_start = time.perf_counter()
+    run0, pts0 = state["run_s"], state["points"]
+    last_ckpt = t_start
+    pending = None
+    for i in range(state["pos"], len(mine)):
+        nxt = (mine[i], *dispatch(mine[i]))
+        if pending is not None:
+            _merge_one(merge, pending, state, bar, on_chunk)
+        pending = nxt
+        now = time.perf_counter()
+        if now - last_ckpt >= checkpoint_every_s and state["pos"] > 0:
+            state["run_s"] = run0 + now - t_start
+            checkpoint(False)
+            last_ckpt = now
+    if pending is not None:
+        _merge_one(merge, pending, state, bar, on_chunk)
+    wall = time.perf_counter() - t_start
+    state["run_s"] = run0 + wall
+    checkpoint(True)
+    if bar is not None:
+        bar.close()
+
+    if nproc > 1:
+        reducers.allgather_merge(top, front, state)
+    timings = {"compile_s": compile_s, "run_s": wall, "run_s_total": state["run_s"],
+               "points_this_session": state["points"] - pts0,
+               "points_per_s": (state["points"] - pts0) / wall if wall > 0 else 0.0,
+               "chunk": chunk, "chunks": n_chunks, "devices": shards, "processes": nproc,
+               "device_kind": devices[0].device_kind, "jax_version": jax.__version__}
+    dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields) if dump else None
+    res = build_result(space, objective, pareto, plan.fields, top, front, state, total, timings,
+                       dump_arrays, str(rundir) if rundir else None)
+    if rundir is not None and proc == 0:
+        write_outputs(res, rundir)
+    return res
+
+
+def _merge_one(merge, pending, state, bar, on_chunk):
+    c, outs, base, n_valid = pending
+    merge(c, outs, base, n_valid)
+    state["pos"] += 1
+    if bar is not None:
+        bar.update(n_valid)
+    if on_chunk is not None:
+        on_chunk(c, state["points"])
+
+
+def _write_json(path: Path, obj):
+    import json
+
+    _atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+
+def _open_rundir(rundir, manifest_path, state_path, run_id, resume, space, top, front, state, dumps):
+    import json
+
+    rundir.mkdir(parents=True, exist_ok=True)
+    if not state_path.exists():
+        if resume and manifest_path.exists():
+            pass  # killed before the first checkpoint: start over
+        return
+    if not resume:
+        raise io.ConfigError(f"{rundir}: already holds a sweep run; pass --resume to continue it "
+                             "or choose another --out")
+    try:
+        old = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        raise io.ConfigError(f"{rundir}: cannot read {manifest_path.name}; cannot resume") from None
+    if old.get("space_hash") != run_id["space_hash"]:
+        raise io.ConfigError(
+            f"{rundir}: refusing to resume: the space changed since this run started (space hash "
+            f"{old.get('space_hash')} in the run, {run_id['space_hash']} now for {space.path}); "
+            "use a new --out or restore the original space")
+    diff = [k for k in run_id if k != "space_hash" and old.get(k) != run_id[k]]
+    if diff:
+        what = ", ".join(f"{k}: {old.get(k)!r} -> {run_id[k]!r}" for k in diff)
+        raise io.ConfigError(f"{rundir}: refusing to resume: run options changed ({what}); "
+                             "use the original options or a new --out")
+    with np.load(state_path) as z:
+        arrays = {k: z[k] for k in z.files}
+    top.load(arrays, "top_")
+    if front is not None:
+        front.load(arrays, "par_")
+    state["counts"] = arrays["counts"].astype(np.int64)
+    state["hist"] = arrays["hist"].astype(np.int64)
+    state["pos"], state["points"] = int(arrays["pos"]), int(arrays["points"])
+    state["run_s"] = float(arrays["run_s"])
+
+
+def _collect_dumps(dumps, rundir, n_chunks, fields):
+    parts = []
+    for c in range(n_chunks):
+        if c in dumps:
+            parts.append(dumps[c])
+        elif rundir is not None and (rundir / "dump" / f"chunk_{c:09d}.npz").exists():
+            with np.load(rundir / "dump" / f"chunk_{c:09d}.npz") as z:
+                parts.append({k: z[k] for k in z.files})
+    f = np.concatenate([p["fields"] for p in parts]) if parts else np.zeros((0, len(fields)), np.float32)
+    out = {name: f[:, j] for j, name in enumerate(fields)}
+    out["feasible"] = np.concatenate([p["feasible"] for p in parts]) if parts else np.zeros(0, bool)
+    out["reason"] = np.concatenate([p["reason"] for p in parts]) if parts else np.zeros(0, np.int32)
+    out["index"] = np.arange(len(out["reason"]), dtype=np.int64)
+    return out
+
+
+# ---------------------------------------------------------------- results and files
+@dataclasses.dataclass
+class SweepResult:
+    """What a sweep found. Rows hold ``rank``, global ``index``, every axis column in user
+    units (as in the space YAML) and every ``Metrics`` float field in SI units."""
+
+    space: Space
+    objective: str
+    pareto_metrics: tuple[str, ...]
+    top: list[dict]
+    pareto: list[dict]
+    counts: dict[str, int]          # by Reason name; "ok" = feasible
+    points: int
+    feasible: int
+    histogram: dict[str, int]       # "2^e" -> feasible points with objective in [2^e, 2^(e+1))
+    pareto_dropped: int             # candidates beyond the caps (upper bound on missed front points)
+    timings: dict
+    dump: dict | None = None
+    out: str | None = None
+
+    @property
+    def best(self) -> dict | None:
+        return self.top[0] if self.top else None
+
+    def summary(self) -> dict:
+        return {"space": self.space.path, "space_hash": self.space.hash, "space_points": self.space.size,
+                "points": self.points, "feasible": self.feasible, "counts": self.counts,
+                "objective": self.objective, "direction": "max" if HIGHER_IS_BETTER[self.objective] else "min",
+                "best": self.best, "top_k": len(self.top), "pareto_metrics": list(self.pareto_metrics),
+                "pareto_points": len(self.pareto), "pareto_dropped": self.pareto_dropped,
+                "limits": [dataclasses.asdict(lim) for lim in self.space.limits],
+                "objective_log2_histogram": self.histogram, "timings": self.timings,
+                "jaxstack_version": __version__}
+
+
+def _rows(space: Space, fields, index, values) -> list[dict]:
+    rows = []
+    for r, (i, v) in enumerate(zip(index, values, strict=True)):
+        row: dict[str, Any] = {"rank": r + 1, "index": int(i)}
+        row.update(space.values(int(i)))
+        row.update({f: float(x) for f, x in zip(fields, v, strict=True)})
+        rows.append(row)
+    return rows
+
+
+def build_result(space, objective, pareto, fields, top, front, state, total, timings, dump, out):
+    counts = {r.name: int(state["counts"][int(r)]) for r in Reason}
+    hist = {f"2^{b - reducers.HIST_OFFSET}": int(n) for b, n in enumerate(state["hist"]) if n}
+    return SweepResult(
+        space=space, objective=objective, pareto_metrics=tuple(pareto),
+        top=_rows(space, fields, top.index, top.fields),
+        pareto=_rows(space, fields, front.index, front.fields) if front is not None else [],
+        counts=counts, points=int(state["points"]), feasible=counts["ok"], histogram=hist,
+        pareto_dropped=front.dropped if front is not None else 0, timings=timings, dump=dump, out=out)
+
+
+def _write_table(path: Path, rows: list[dict] | dict):
+    """CSV always; Parquet as well when pyarrow is importable. ``rows``: list or columns."""
+    import csv
+
+    cols = rows if isinstance(rows, dict) else None
+    names = list(cols) if cols is not None else (list(rows[0]) if rows else ["rank", "index"])
+    with open(path.with_suffix(".csv.tmp"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(names)
+        if cols is not None:
+            w.writerows(zip(*(cols[n].tolist() for n in names), strict=True))
+        else:
+            w.writerows([row[n] for n in names] for row in rows)
+    os.replace(path.with_suffix(".csv.tmp"), path.with_suffix(".csv"))
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return
+    if cols is not None:
+        table = pa.table({n: np.asarray(v) if np.asarray(v).dtype != object else [str(x) for x in v]
+                          for n, v in cols.items()})
+    else:
+        table = pa.table({n: [str(r[n]) if isinstance(r[n], str) else r[n] for r in rows] for n in names})
+    pq.write_table(table, path.with_suffix(".parquet.tmp"))
+    os.replace(path.with_suffix(".parquet.tmp"), path.with_suffix(".parquet"))
+
+
+def _dump_columns(space: Space, dump: dict) -> dict:
+    idx = dump["index"]
+    digits = np.stack(np.unravel_index(idx, space.radices), -1) if len(space.axes) else np.zeros((len(idx), 0))
+    cols: dict[str, Any] = {"index": idx}
+    for a, ax in enumerate(space.axes):
+        for j, c in enumerate(ax.columns):
+            col = np.array([r[j] for r in ax.display], dtype=object)[digits[:, a]]
+            cols[c] = col if any(isinstance(r[j], str) for r in ax.display) else col.astype(np.float64)
+    cols["feasible"] = dump["feasible"].astype(bool)
+    cols["reason"] = dump["reason"].astype(np.int32)
+    cols.update({k: v for k, v in dump.items() if k not in ("index", "feasible", "reason")})
+    return cols
+
+
+def write_outputs(res: SweepResult, rundir: Path):
+    rundir = Path(rundir)
+    _write_table(rundir / "top", res.top)
+    if res.pareto_metrics:
+        _write_table(rundir / "pareto", res.pareto)
+    if res.dump is not None:
+        _write_table(rundir / "dump", _dump_columns(res.space, res.dump))
+    _write_json(rundir / "summary.json", res.summary())

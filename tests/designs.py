@@ -1,0 +1,64 @@
+"""Random design batches for tests: presets x random mappings/requests/perturbations."""
+
+import itertools
+
+import jax
+import numpy as np
+
+from jaxstack import io
+from jaxstack.design import Design
+
+HARDWARE = ["a100-80gb", "h100-sxm", "h200", "b200", "mi300x", "mi325x", "stacked-3d"]
+FABRICS = ["nvlink-a100x8", "nvlink-h100x8", "nvlink-b200x8", "if-mi325x4", "if-mi300x8", "stacked-256",
+           "stacked-256-switch", "torus-16x16"]
+MODELS = ["llama-3-8b", "llama-3-70b", "llama-3.1-405b", "mixtral-8x7b", "qwen3-235b-a22b", "deepseek-v3"]
+
+
+def base_design(hw="b200", fabric="nvlink-b200x8", model="llama-3-70b", batch=64, inp=1024, out=1024, **mapping):
+    return io.design_from_dict({"hardware": hw, "fabric": fabric, "model": model,
+                                "request": {"batch": batch, "input_len": inp, "output_len": out},
+                                "mapping": mapping})
+
+
+def stack(designs):
+    return jax.tree_util.tree_map(lambda *xs: np.asarray(xs, dtype=np.float32), *designs)
+
+
+def random_designs(n: int, seed: int = 0) -> Design:
+    """A batch of n designs (numpy float32 leaves) spanning presets, mappings and requests."""
+    rng = np.random.default_rng(seed)
+    bases = [base_design(h, f, m) for h, f, m in itertools.product(HARDWARE, FABRICS, MODELS)]
+    table = stack(bases)
+    pick = rng.integers(0, len(bases), n)
+    d = jax.tree_util.tree_map(lambda x: x[pick].copy(), table)
+    dev = d.fabric.l1.size * d.fabric.l2.size * d.fabric.l3.size
+    deg = {k: 2.0 ** rng.integers(0, 4, n) for k in ("tp", "ep", "pp")}
+    deg["sp"] = 2.0 ** (rng.random(n) < 0.15)
+    deg["cp"] = 2.0 ** (rng.random(n) < 0.15)
+    prod = deg["tp"] * deg["ep"] * deg["pp"] * deg["sp"] * deg["cp"]
+    dp = np.maximum(dev / prod, 1.0)
+    deg["dp"] = np.where(rng.random(n) < 0.05, 1.0, np.floor(dp))
+    mp = d.mapping
+    mp = type(mp)(**{k: deg[k].astype(np.float32) for k in ("tp", "ep", "sp", "cp", "dp", "pp")},
+                  fsdp=(rng.random(n) < 0.3).astype(np.float32),
+                  moe_tp_to_ep=(rng.random(n) < 0.5).astype(np.float32))
+    req = type(d.request)(batch=rng.integers(1, 1025, n).astype(np.float32),
+                          input_len=rng.choice([128, 1024, 4096, 8192], n).astype(np.float32),
+                          output_len=rng.choice([1, 256, 1024, 4096], n).astype(np.float32))
+    jitter = lambda x: (x * rng.uniform(0.5, 2.0, n)).astype(np.float32)  # noqa: E731
+    chip = type(d.chip)(**{**vars(d.chip), "clock": jitter(d.chip.clock), "op_overhead": jitter(d.chip.op_overhead)})
+    dram = type(d.dram)(**{**vars(d.dram), "transfer_rate": jitter(d.dram.transfer_rate),
+                           "total_layers": np.where(d.dram.total_layers > 1, rng.integers(1, 17, n),
+                                                    1).astype(np.float32)})
+    dram = type(dram)(**{**vars(dram), "connected_layers": np.where(
+        d.dram.total_layers > 1, np.ceil(dram.total_layers * rng.uniform(0.2, 1.0, n)), 1).astype(np.float32)})
+    l1 = type(d.fabric.l1)(**{**vars(d.fabric.l1), "link_bandwidth": jitter(d.fabric.l1.link_bandwidth)})
+    fabric = type(d.fabric)(**{**vars(d.fabric), "l1": l1})
+    return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=d.thermal, model=d.model, request=req, mapping=mp)
+
+
+def as_dict(d, dtype=np.float64):
+    """Nested dict of numpy arrays (the reference's input)."""
+    if hasattr(d, "__dataclass_fields__"):
+        return {k: as_dict(getattr(d, k), dtype) for k in d.__dataclass_fields__}
+    return np.asarray(d, dtype=dtype)

@@ -1,0 +1,298 @@
+"""Independent float64 reference of jaxstack's single-point model (plain Python + numpy).
+
+Written from the equations in the module docstrings of jaxstack.ops / schedule / network /
+memory / compute / power / evaluate, not from their code: no jax, no shared helpers.
+Every function works on python floats or on float64 numpy arrays of design points
+(element-wise), so the same code checks one point or 10^5 points at once.
+Input: a nested dict of SI floats (``jaxstack.io.to_dict(design)`` or a stacked version).
+"""
+
+import numpy as np
+
+SWITCH, ALL2ALL, RING, CHAIN, MESH, TORUS = 0, 1, 2, 3, 4, 5
+PREFILL_CHUNK = 8192.0
+KV_POINTS = 4
+ALPHA_POWER = 3.0
+BIG = 1e30
+
+
+def cdiv(a, b):
+    return np.ceil(np.asarray(a, dtype=np.float64) / b)
+
+
+# ------------------------------------------------------------------ network
+def levels_of_group(fab, stride, size):
+    n1, n2 = fab["l1"]["size"], fab["l2"]["size"]
+    g1 = np.clip(n1 / stride, 1.0, size)
+    g2 = np.clip(n2 / np.maximum(stride / n1, 1.0), 1.0, size / g1)
+    return [g1, g2, size / g1 / g2]
+
+
+def per_rank_bw(fab):
+    out, inner = [], 1.0
+    for name in ("l1", "l2", "l3"):
+        lv = fab[name]
+        out.append(lv["link_bandwidth"] * lv["links_per_node"] * fab["bandwidth_efficiency"] / inner)
+        inner = inner * lv["size"]
+    return out
+
+
+def step_latency(fab):
+    out, acc = [], 0.0
+    for name in ("l1", "l2", "l3"):
+        lv = fab[name]
+        hops = np.where(lv["kind"] == SWITCH, 2.0, 1.0)
+        acc = acc + hops * lv["hop_latency"]
+        out.append(acc)
+    return out
+
+
+def allreduce_time(fab, stride, size, n):
+    gs = levels_of_group(fab, stride, size)
+    bws, alphas = per_rank_bw(fab), step_latency(fab)
+    total = 0.0
+    for i, name in enumerate(("l1", "l2", "l3")):
+        kind, g, a, B = fab[name]["kind"], gs[i], alphas[i], bws[i]
+        steps = np.ceil(np.log2(np.maximum(g, 1.0)))
+        frac = (g - 1) / g
+        ring_links = np.where(kind == TORUS, 4.0, np.where((kind == RING) | (kind == MESH), 2.0, 1.0))
+        ring = 2 * (g - 1) * a + 2 * frac * n / (B * ring_links)
+        rdbl = steps * a + np.log2(np.maximum(g, 1.0)) * n / B
+        rabe = 2 * steps * a + 2 * frac * n / B
+        links = np.where(kind == ALL2ALL, np.maximum(g - 1, 1.0), 1.0)
+        direct = np.where((kind == SWITCH) | (kind == ALL2ALL), 2 * a + 2 * frac * n / (B * links), BIG)
+        best = np.minimum(np.minimum(ring, rdbl), np.minimum(rabe, direct))
+        total = total + np.where(g > 1, best, 0.0)
+        n = n / g
+    return np.where(size > 1, total + fab["collective_overhead"], 0.0)
+
+
+def allgather_time(fab, stride, size, n):
+    t = allreduce_time(fab, stride, size, n)
+    return np.where(size > 1, 0.5 * (t - fab["collective_overhead"]) + fab["collective_overhead"], 0.0)
+
+
+def alltoall_time(fab, stride, size, n):
+    gs = levels_of_group(fab, stride, size)
+    bws = per_rank_bw(fab)
+    lat, bw_t, reach, acc = 0.0, 0.0, 1.0, 0.0
+    for i, name in enumerate(("l1", "l2", "l3")):
+        kind, g, B, h = fab[name]["kind"], gs[i], bws[i], fab[name]["hop_latency"]
+        k = np.sqrt(g)
+        hops = np.select([kind == SWITCH, kind == ALL2ALL, kind == RING, kind == CHAIN, kind == TORUS],
+                         [2.0, 1.0, np.floor(g / 2), g - 1, 2 * np.floor(k / 2)], 2 * (k - 1))
+        acc = acc + hops * h
+        lat = np.where(g > 1, acc, lat)
+        m = n * (size - reach) / np.maximum(size, 1.0) * g / np.maximum(g - 1, 1e-9)
+        t = np.select([kind == SWITCH, kind == ALL2ALL, kind == RING, kind == CHAIN, kind == TORUS],
+                      [m * (g - 1) / g / B, m / (g * B), m * g / (8 * B), m * g / (4 * B), k * m / (8 * B)],
+                      k * m / (4 * B))
+        bw_t = np.maximum(bw_t, np.where(g > 1, t, 0.0))
+        reach = reach * g
+    return np.where(size > 1, lat + bw_t + fab["collective_overhead"], 0.0)
+
+
+def p2p_time(fab, stride, n):
+    gs = levels_of_group(fab, stride, 2.0)
+    bws, alphas = per_rank_bw(fab), step_latency(fab)
+    t = 0.0
+    for i in range(3):
+        t = np.where(gs[i] > 1, alphas[i] + n / bws[i], t)
+    return t + fab["collective_overhead"]
+
+
+# ------------------------------------------------------------------ chip
+def op_time(chip, flops, nbytes, peak, bw, kernels):
+    return np.maximum(flops / (peak * chip["compute_efficiency"]), nbytes / bw) + kernels * chip["op_overhead"]
+
+
+def dram_bandwidth(dram):
+    peak = dram["connected_layers"] * dram["channels_per_layer"] * dram["bytes_per_transfer"] * dram["transfer_rate"]
+    m, n = dram["total_layers"], dram["connected_layers"]
+    x = np.clip((n - m / 2) / np.maximum(m / 2, 1e-9), 0.0, 1.0)
+    return peak * (1.0 + x * (dram["row_cycle_efficiency"] - 1.0)) * dram["efficiency"]
+
+
+def model_point(d, q_len, kv_len, decode):
+    """Per-chip stage time, FLOPs, DRAM bytes, link bytes and the breakdown for one phase."""
+    chip, w, mp, fab = d["chip"], d["model"], d["mapping"], d["fabric"]
+    tp, ep, sp, cp, dp, pp = (mp[k] for k in ("tp", "ep", "sp", "cp", "dp", "pp"))
+    h, nh, nkv, hd = w["hidden_size"], w["num_attention_heads"], w["num_key_value_heads"], w["head_dim"]
+    wb, ab, kb = w["weight_bytes"], w["act_bytes"], w["kv_bytes"]
+    E, k, mi = w["n_routed_experts"], w["num_experts_per_tok"], w["moe_intermediate_size"]
+    moe = E > 0
+    mla = w["kv_lora_rank"] > 0
+    ep_moe = np.where(mp["moe_tp_to_ep"] > 0.5, np.minimum(tp * ep, np.maximum(E, 1.0)), ep)
+    tp_moe = tp * ep / ep_moe
+    wbytes = np.where(wb <= 0.5, chip["fp4_speedup"], np.where(wb <= 1.0, chip["fp8_speedup"], 1.0))
+    peak = chip["compute_units"] * chip["clock"] * chip["tensor_flops_per_cycle"] * wbytes
+    vpeak = chip["compute_units"] * chip["clock"] * chip["vector_flops_per_cycle"]
+    bw = dram_bandwidth(d["dram"])
+
+    def gemm(M, K, N, on=1.0):
+        f = 2 * M * K * N * on
+        b = (K * N * wb + M * (K + N) * ab) * on
+        return op_time(chip, f, b, peak, bw, on), f, b
+
+    def vec(f, b, kernels):
+        return op_time(chip, f, b, vpeak, bw, kernels), f, b
+
+    def tot(*parts):
+        return tuple(sum(p[i] for p in parts) for i in range(3))
+
+    reqs = cdiv(cdiv(d["request"]["batch"], dp * ep), pp)
+    T = cdiv(reqs * q_len, sp * cp)
+    g_on, m_on = np.where(mla, 0.0, 1.0), np.where(mla, 1.0, 0.0)
+    qk = w["qk_nope_head_dim"] + w["qk_rope_head_dim"]
+    q_in = np.where(w["q_lora_rank"] > 0, w["q_lora_rank"], h)
+    proj = tot(gemm(T, h, (nh + 2 * nkv) * hd / tp, g_on), gemm(T, nh * hd / tp, h, g_on),
+               gemm(T, h, w["q_lora_rank"], m_on * (w["q_lora_rank"] > 0)), gemm(T, q_in, nh * qk / tp, m_on),
+               gemm(T, h, w["kv_lora_rank"] + w["qk_rope_head_dim"], m_on),
+               gemm(T, w["kv_lora_rank"], nh * (w["qk_nope_head_dim"] + w["v_head_dim"]) / tp, m_on),
+               gemm(T, nh * w["v_head_dim"] / tp, h, m_on))
+    kv_tok = np.where(mla, (w["kv_lora_rank"] + w["qk_rope_head_dim"]) * kb,
+                      2 * hd * np.maximum(nkv / (tp * sp), 1.0) * kb)
+    heads = nh / (tp * sp)
+    pair_flops = np.where(mla, 2 * (2 * w["kv_lora_rank"] + w["qk_rope_head_dim"]) if decode
+                          else 2 * (qk + w["v_head_dim"]), 4 * hd)
+    f_core = reqs * q_len * heads * (kv_len / cp) * pair_flops
+    b_core = reqs * (kv_len / cp) * kv_tok + reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab
+    core = (op_time(chip, f_core, b_core, peak, bw, 1.0), f_core, b_core)
+    width = np.where(mla, nh * qk / tp + w["kv_lora_rank"] + w["qk_rope_head_dim"], (nh + 2 * nkv) * hd / tp)
+    rope = vec(6 * T * width, 2 * T * width * ab + T * kv_tok, 2.0)
+    attn = tot(proj, rope, core)
+    inter = w["intermediate_size"] / tp
+    dense = tot(gemm(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), gemm(T, inter, h))
+    on = np.where(moe, 1.0, 0.0)
+    assign = T * ep * k / ep_moe * w["moe_imbalance"]
+    touched = E / ep_moe * (1 - np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep))
+    ew = 3 * h * mi / tp_moe
+    f_ex = 2 * assign * ew * on
+    b_ex = (touched * ew * wb + assign * (2 * h + 3 * mi / tp_moe) * ab) * on
+    experts = (op_time(chip, f_ex, b_ex, peak, bw, 3.0 * on), f_ex, b_ex)
+    si = w["n_shared_experts"] * mi / tp
+    sh_on = on * (w["n_shared_experts"] > 0)
+    moe_c = tot(gemm(T, h, E, on), experts, gemm(T, h, 2 * si, sh_on), gemm(T, si, h, sh_on))
+    norms = vec(10 * T * h, 6 * T * h * ab, 2.0)
+    lm = gemm(T if decode else cdiv(reqs, sp * cp), h, w["vocab_size"] / tp)
+
+    # communication
+    x = T * h * ab
+    ar = allreduce_time(fab, 1.0, tp, x)
+    if decode:
+        cb = reqs * h / (tp * sp) * ab
+        c_cp = 2 * allgather_time(fab, tp * ep * sp, cp, cb)
+        cp_link = 2 * cb
+    else:
+        cb = reqs * q_len * kv_tok
+        c_cp = allgather_time(fab, tp * ep * sp, cp, cb)
+        cp_link = cb
+    c_attn = ar + 2 * alltoall_time(fab, tp * ep, sp, x / tp) + c_cp
+    a2a_b = T * ep / ep_moe * k * h * ab * w["moe_imbalance"]
+    stride = np.where(mp["moe_tp_to_ep"] > 0.5, 1.0, tp)
+    c_moe = np.where(moe, 2 * alltoall_time(fab, stride, ep_moe, a2a_b) + ar, 0.0)
+    c_pp = np.where(pp > 1, p2p_time(fab, tp * ep * sp * cp * dp, x), 0.0)
+
+    L = w["num_hidden_layers"]
+    Ls = cdiv(L, pp)
+    fd = np.where(moe, np.minimum(w["first_k_dense_replace"], L) / L, 1.0)
+    Ld, Lm = Ls * fd, Ls * (1 - fd)
+    wa, wd, wm, _ = weights_per_layer(d)
+    fsdp = (mp["fsdp"] > 0.5) & (dp > 1)
+
+    def over(t, elems):
+        tg = allgather_time(fab, tp * ep * sp * cp, dp, elems * wb)
+        return np.where(fsdp, np.maximum(t, tg), t)
+
+    total = (Ls * over(attn[0] + norms[0] + c_attn, wa) + Ld * over(dense[0] + ar, wd)
+             + Lm * over(moe_c[0] + c_moe, wm) + lm[0] + c_pp)
+    flops = Ls * (attn[1] + norms[1]) + Ld * dense[1] + Lm * moe_c[1] + lm[1]
+    dram = Ls * (attn[2] + norms[2]) + Ld * dense[2] + Lm * moe_c[2] + lm[2]
+    link = (Ls * (2 * x * (tp > 1) + 2 * x / tp * (sp > 1) + cp_link * (cp > 1)) + Ld * 2 * x * (tp > 1)
+            + Lm * np.where(moe, 2 * a2a_b * (ep_moe > 1) + 2 * x * (tp > 1), 0.0) + x * (pp > 1))
+    comm = Ls * c_attn + Ld * ar + Lm * c_moe + c_pp
+    return dict(total=total, flops=flops, dram=dram, link=link, comm=comm, attention=Ls * attn[0],
+                ffn=Ld * dense[0], moe=Lm * moe_c[0], other=Ls * norms[0] + lm[0])
+
+
+def weights_per_layer(d):
+    w, mp = d["model"], d["mapping"]
+    tp, ep = mp["tp"], mp["ep"]
+    h, nh = w["hidden_size"], w["num_attention_heads"]
+    E, mi = w["n_routed_experts"], w["moe_intermediate_size"]
+    ep_moe = np.where(mp["moe_tp_to_ep"] > 0.5, np.minimum(tp * ep, np.maximum(E, 1.0)), ep)
+    tp_moe = tp * ep / ep_moe
+    qk = w["qk_nope_head_dim"] + w["qk_rope_head_dim"]
+    q_in = np.where(w["q_lora_rank"] > 0, w["q_lora_rank"], h)
+    gqa = (h * (nh + 2 * w["num_key_value_heads"]) * w["head_dim"] + nh * w["head_dim"] * h) / tp
+    mla = (h * w["q_lora_rank"] + h * (w["kv_lora_rank"] + w["qk_rope_head_dim"])
+           + (q_in * nh * qk + w["kv_lora_rank"] * nh * (w["qk_nope_head_dim"] + w["v_head_dim"])
+              + nh * w["v_head_dim"] * h) / tp)
+    attn = np.where(w["kv_lora_rank"] > 0, mla, gqa)
+    dense = 3 * h * w["intermediate_size"] / tp
+    moe = E / ep_moe * 3 * h * mi / tp_moe + 3 * h * mi * w["n_shared_experts"] / tp + h * E
+    embed = w["vocab_size"] * h / tp * np.where(mp["pp"] > 1, 1.0, 2.0 - w["tie_word_embeddings"])
+    return attn, dense, moe, embed
+
+
+def reference(d):
+    """All Metrics fields (as a dict of float64 arrays) for design dict ``d``."""
+    w, mp, r, dram, chip, th = d["model"], d["mapping"], d["request"], d["dram"], d["chip"], d["thermal"]
+    tp, ep, sp, cp, dp, pp = (mp[k] for k in ("tp", "ep", "sp", "cp", "dp", "pp"))
+    S, O, B = r["input_len"], r["output_len"], r["batch"]
+    n_dev = d["fabric"]["l1"]["size"] * d["fabric"]["l2"]["size"] * d["fabric"]["l3"]["size"]
+    pre = model_point(d, S, 0.5 * (S + 1), decode=False)
+    ttft = pp * pre["total"]
+    steps = [model_point(d, 1.0, S + O * i / (KV_POINTS - 1), decode=True) for i in range(KV_POINTS)]
+    mean = {key: sum(s[key] for s in steps) / KV_POINTS for key in steps[0]}
+    tpot = pp * mean["total"]
+    energy = (mean["flops"] * chip["energy_per_flop"] + mean["dram"] * 8 * dram["energy_per_bit"]
+              + mean["link"] * 8 * d["fabric"]["l1"]["energy_per_bit"] + chip["static_power"] * mean["total"])
+    power = energy / mean["total"]
+    temp = th["ambient"] + (th["r_base"] + th["r_per_layer"] * dram["total_layers"]) * power
+    e_tok = n_dev * power * tpot / B
+
+    # memory on the heaviest chip
+    E, L = w["n_routed_experts"], w["num_hidden_layers"]
+    moe = E > 0
+    ep_moe = np.where(mp["moe_tp_to_ep"] > 0.5, np.minimum(tp * ep, np.maximum(E, 1.0)), ep)
+    tp_moe = tp * ep / ep_moe
+    Ls = cdiv(L, pp)
+    wa, wd, wm, we = weights_per_layer(d)
+    n_moe = np.where(moe, np.minimum(Ls, L - np.minimum(w["first_k_dense_replace"], L)), 0.0)
+    elems = Ls * wa + n_moe * wm + (Ls - n_moe) * wd + we
+    fsdp = (mp["fsdp"] > 0.5) & (dp > 1)
+    elems = np.where(fsdp, elems / dp + wa + np.where(moe, wm, wd), elems)
+    weights = elems * w["weight_bytes"]
+    mla = w["kv_lora_rank"] > 0
+    kv_tok = np.where(mla, (w["kv_lora_rank"] + w["qk_rope_head_dim"]) * w["kv_bytes"],
+                      2 * w["head_dim"] * np.maximum(w["num_key_value_heads"] / (tp * sp), 1.0) * w["kv_bytes"])
+    kv = cdiv(B, dp * ep) * (S + O) * Ls * kv_tok / cp
+    chunk = np.minimum(cdiv(cdiv(cdiv(B, dp * ep), pp) * S, sp * cp), PREFILL_CHUNK)
+    widest = np.maximum(w["intermediate_size"] / tp, w["num_experts_per_tok"] * w["moe_intermediate_size"] / tp_moe)
+    act = chunk * (4 * w["hidden_size"] + 2 * widest) * w["act_bytes"]
+    mem = weights + kv + act
+    capacity = dram["total_layers"] * dram["capacity_per_layer"] * dram["usable_fraction"]
+
+    # feasibility, first failing check wins
+    world = tp * ep * sp * cp * dp * pp
+    checks = [
+        np.abs(world - n_dev) > 0.5,
+        ~((np.mod(w["num_attention_heads"], tp * sp) == 0)
+          & np.where(moe, (np.mod(E, ep_moe) == 0) & (ep <= E), ep == 1) & (pp <= L)),
+        B < dp * pp,
+        mem > capacity,
+        temp > th["dram_limit"],
+    ]
+    reason = np.zeros(np.shape(B), dtype=np.int64)
+    for code in range(len(checks), 0, -1):
+        reason = np.where(checks[code - 1], code, reason)
+    return dict(
+        feasible=reason == 0, reason=reason, ttft_s=ttft, tpot_s=tpot, prefill_tokens_per_s=B * S / ttft,
+        decode_tokens_per_s=B / tpot, user_tokens_per_s=1 / tpot, energy_per_token_J=e_tok, tokens_per_J=1 / e_tok,
+        power_W=power, temperature_C=temp,
+        frequency_scale=np.minimum(1.0, (chip["tdp"] / power) ** (1 / ALPHA_POWER)),
+        weight_bytes=weights, kv_bytes=kv, activation_bytes=act, memory_bytes=mem,
+        t_attention_s=mean["attention"], t_ffn_s=mean["ffn"], t_moe_s=mean["moe"], t_other_s=mean["other"],
+        t_comm_s=mean["comm"], t_comm_exposed_s=mean["comm"],
+    )

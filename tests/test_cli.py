@@ -1,0 +1,58 @@
+"""CLI smoke tests (in-process) and clear errors for bad input."""
+
+import json
+
+from jaxstack.cli import main
+
+EVAL = ["eval", "--hardware", "b200", "--fabric", "nvlink-b200x8", "--model", "llama-3-70b", "--tp", "8",
+        "--batch", "64", "--input-len", "1024", "--output-len", "1024"]
+
+
+def test_eval_json(capsys):
+    assert main(EVAL + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["feasible"] is True and out["reason_name"] == "ok"
+    assert out["decode_tokens_per_s"] > 0 and out["tpot_s"] > 0
+
+
+def test_eval_table_with_units(capsys):
+    assert main(EVAL + ["--set", "fabric.l1.link_bandwidth_GBps=450"]) == 0
+    out = capsys.readouterr().out
+    assert "decode_tokens_per_s" in out and "tok/s" in out and "GiB" in out and "ms" in out
+
+
+def test_eval_design_file(tmp_path, capsys):
+    f = tmp_path / "d.yaml"
+    f.write_text("hardware: h100-sxm\nfabric: nvlink-h100x8\nmodel: mixtral-8x7b\n"
+                 "request: {batch: 32, input_len: 512, output_len: 128}\nmapping: {tp: 2, ep: 4}\n"
+                 "overrides: {model.moe_imbalance: 1.4, dram.efficiency: 0.8}\n")
+    assert main(["eval", str(f), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feasible"] is True
+
+
+def test_infeasible_point_reports_reason(capsys):
+    assert main(EVAL[:-8] + ["--tp", "1", "--batch", "1", "--input-len", "8", "--output-len", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reason_name"] == "device_count"
+
+
+def test_bad_inputs_name_key_and_allowed(capsys, tmp_path):
+    assert main(EVAL + ["--set", "dram.bogus=1"]) == 2
+    err = capsys.readouterr().err
+    assert "dram.bogus" in err and "total_layers" in err
+    assert main(EVAL + ["--set", "fabric.l1.link_bandwidth_ns=1"]) == 2
+    assert "wrong unit suffix" in capsys.readouterr().err
+    assert main(["eval", "--hardware", "nope", "--fabric", "nvlink-b200x8", "--model", "llama-3-70b",
+                 "--batch", "1", "--input-len", "1", "--output-len", "1"]) == 2
+    assert "available" in capsys.readouterr().err
+    f = tmp_path / "bad.yaml"
+    f.write_text("hardware: b200\nfabric: nvlink-b200x8\nmodel: llama-3-70b\nrequest: {batch: 1, inputlen: 3}\n")
+    assert main(["eval", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "request.inputlen" in err and "input_len" in err
+
+
+def test_presets_listing(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("b200", "h100-sxm", "mi325x", "stacked-3d", "deepseek-v3", "nvlink-b200x8", "stacked-256"):
+        assert name in out

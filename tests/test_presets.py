@@ -1,0 +1,271 @@
+"""Presets: every YAML preset loads strictly and reproduces its published numbers.
+
+Parameter counts are recomputed here in plain Python from the Model fields (an oracle
+independent of the package's op table): embeddings (+ untied LM head) + per-layer
+attention (GQA or MLA) + dense or MoE SwiGLU FFN + RMSNorm weights.
+"""
+
+import dataclasses
+import json
+import math
+import re
+
+import pytest
+
+from jaxstack.hardware import TopologyKind
+from jaxstack.io import load_hf_config, load_preset, preset_names
+
+KINDS = ("hardware", "fabric", "model")
+EXPECTED = {
+    "hardware": {"a100-80gb", "h100-sxm", "h200", "b200", "mi300x", "mi325x", "stacked-3d"},
+    "fabric": {"nvlink-a100x8", "nvlink-h100x8", "nvlink-h200x8", "nvlink-b200x8", "if-mi300x8",
+               "if-mi325x8", "if-mi325x4", "stacked-256", "stacked-256-switch", "torus-16x16"},
+    "model": {"llama-3-8b", "llama-3-70b", "llama-3.1-405b", "mixtral-8x7b", "qwen3-235b-a22b",
+              "deepseek-v3"},
+}
+ALL = [(kind, name) for kind in KINDS for name in preset_names(kind)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_expected_presets_exist(kind):
+    assert EXPECTED[kind] <= set(preset_names(kind))
+
+
+@pytest.mark.parametrize("kind,name", ALL)
+def test_preset_loads(kind, name):
+    p = load_preset(kind, name)
+    assert isinstance(p["source"], str) and p["source"].strip()
+    for sec in {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}[kind]:
+        for v in _leaves(p[sec]):
+            assert math.isfinite(v) and v >= 0, (name, sec, v)
+
+
+def _leaves(obj):
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            yield from _leaves(v)
+        else:
+            yield float(v)
+
+
+# ---------------------------------------------------------------- models
+def param_count(m) -> float:
+    """Total parameters of a decoder-only model (no MTP / draft heads)."""
+    h, L, H = m.hidden_size, m.num_hidden_layers, m.num_attention_heads
+    emb = m.vocab_size * h * (1 if m.tie_word_embeddings else 2) + h  # + final norm
+    if m.kv_lora_rank > 0:  # MLA (DeepSeek-V2/V3)
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        q = (h * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * H * qk) if m.q_lora_rank else h * H * qk
+        kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
+        kv += m.kv_lora_rank * H * (m.qk_nope_head_dim + m.v_head_dim)
+        attn = q + kv + H * m.v_head_dim * h
+    else:  # GQA
+        d = m.head_dim
+        attn = h * H * d + 2 * h * m.num_key_value_heads * d + H * d * h
+    dense_ffn = 3 * h * m.intermediate_size
+    if m.n_routed_experts > 0:
+        n_dense = m.first_k_dense_replace
+        moe_ffn = (m.n_routed_experts + m.n_shared_experts) * 3 * h * m.moe_intermediate_size
+        moe_ffn += h * m.n_routed_experts  # router
+    else:
+        n_dense, moe_ffn = L, 0.0
+    return emb + L * (attn + 2 * h) + n_dense * dense_ffn + (L - n_dense) * moe_ffn
+
+
+def active_param_count(m) -> float:
+    """Parameters touched per token (routed experts counted top-k times)."""
+    if m.n_routed_experts == 0:
+        return param_count(m)
+    skipped = (m.n_routed_experts - m.num_experts_per_tok) * 3 * m.hidden_size * m.moe_intermediate_size
+    return param_count(m) - (m.num_hidden_layers - m.first_k_dense_replace) * skipped
+
+
+# published total parameter counts, (low, high) accepted
+PUBLISHED = {
+    "llama-3-8b": (8.03e9 * 0.97, 8.03e9 * 1.03),
+    "llama-3-70b": (70.6e9 * 0.97, 70.6e9 * 1.03),
+    "llama-3.1-405b": (405.9e9 * 0.97, 405.9e9 * 1.03),
+    "mixtral-8x7b": (46.7e9 * 0.97, 46.7e9 * 1.03),
+    "qwen3-235b-a22b": (235e9 * 0.97, 235e9 * 1.03),
+    # 671e9 main model; HF's 685e9 includes the ~14e9 MTP module, which is not modelled
+    "deepseek-v3": (657e9, 690e9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_model_parameter_count(name):
+    m = load_preset("model", name)["model"]
+    lo, hi = PUBLISHED[name]
+    n = param_count(m)
+    assert lo <= n <= hi, f"{name}: {n / 1e9:.2f}e9 params not in [{lo / 1e9:.1f}, {hi / 1e9:.1f}]e9"
+
+
+@pytest.mark.parametrize("name,active", [("mixtral-8x7b", 12.9e9), ("qwen3-235b-a22b", 22e9),
+                                         ("deepseek-v3", 37e9)])
+def test_moe_active_parameter_count(name, active):
+    m = load_preset("model", name)["model"]
+    # published "active" figures are rounded and count embeddings differently: +-8%
+    assert abs(active_param_count(m) / active - 1) < 0.08
+
+
+def test_model_structure_fields():
+    ds = load_preset("model", "deepseek-v3")["model"]
+    assert ds.kv_lora_rank == 512 and ds.head_dim == ds.qk_nope_head_dim + ds.qk_rope_head_dim
+    assert ds.weight_bytes == 1 and ds.kv_bytes == 2 and ds.act_bytes == 2
+    for name in ("llama-3-8b", "llama-3-70b", "llama-3.1-405b"):
+        m = load_preset("model", name)["model"]
+        assert m.n_routed_experts == 0 and m.kv_lora_rank == 0
+        assert m.head_dim * m.num_attention_heads == m.hidden_size
+
+
+# ---------------------------------------------------------------- fabrics
+def expected_devices(name: str) -> int:
+    if mm := re.search(r"-(\d+)x(\d+)$", name):  # torus-16x16
+        return int(mm.group(1)) * int(mm.group(2))
+    if mm := re.search(r"x(\d+)$", name):  # nvlink-h100x8, if-mi325x4
+        return int(mm.group(1))
+    if mm := re.search(r"-(\d+)(?:-|$)", name):  # stacked-256, stacked-256-switch
+        return int(mm.group(1))
+    raise AssertionError(f"fabric name {name!r} does not state a device count")
+
+
+@pytest.mark.parametrize("name", preset_names("fabric"))
+def test_fabric_device_count_and_shapes(name):
+    f = load_preset("fabric", name)["fabric"]
+    levels = (f.l1, f.l2, f.l3)
+    assert math.prod(lv.size for lv in levels) == expected_devices(name)
+    for lv in levels:
+        if lv.kind in (TopologyKind.mesh2d, TopologyKind.torus2d):
+            assert lv.dim_x * lv.dim_y == lv.size
+        else:
+            assert lv.dim_x == lv.size and lv.dim_y == 1
+        assert lv.link_bandwidth > 0 and lv.hop_latency > 0 and lv.links_per_node >= 1
+    assert 0 < f.bandwidth_efficiency <= 1
+
+
+def test_fabric_known_values():
+    h100 = load_preset("fabric", "nvlink-h100x8")["fabric"]
+    assert h100.l1.kind == TopologyKind.switch and h100.l1.link_bandwidth == pytest.approx(450e9)
+    a100 = load_preset("fabric", "nvlink-a100x8")["fabric"]
+    assert a100.l1.link_bandwidth == pytest.approx(300e9)
+    for name in ("if-mi300x8", "if-mi325x8", "if-mi325x4"):
+        f = load_preset("fabric", name)["fabric"]
+        assert f.l1.kind == TopologyKind.all_to_all and f.l1.link_bandwidth == pytest.approx(64e9)
+        assert f.l1.links_per_node == 1
+    s = load_preset("fabric", "stacked-256")["fabric"]
+    assert (s.l1.kind, s.l2.kind, s.l3.kind) == (TopologyKind.switch, TopologyKind.mesh2d,
+                                                 TopologyKind.torus2d)
+
+
+# ---------------------------------------------------------------- hardware
+# datasheet dense BF16 FLOP/s, HBM B/s, capacity B (decimal GB as marketed)
+DATASHEET = {
+    "a100-80gb": (312e12, 2039e9, 80e9),
+    "h100-sxm": (989.4e12, 3350e9, 80e9),
+    "h200": (989.4e12, 4800e9, 141e9),
+    "b200": (2250e12, 8000e9, 192e9),
+    "mi300x": (1307.4e12, 5300e9, 192e9),
+    "mi325x": (1307.4e12, 6000e9, 256e9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATASHEET))
+def test_gpu_datasheet_peaks(name):
+    p = load_preset("hardware", name)
+    c, d, t = p["chip"], p["dram"], p["thermal"]
+    flops, bw, cap = DATASHEET[name]
+    # 1%: datasheet peaks are rounded (e.g. MI300X 5.3 TB/s = 5.2 Gb/s * 8192 pins = 5.32 TB/s)
+    assert c.compute_units * c.clock * c.tensor_flops_per_cycle == pytest.approx(flops, rel=0.01)
+    assert d.connected_layers * d.channels_per_layer * d.bytes_per_transfer * d.transfer_rate == (
+        pytest.approx(bw, rel=0.01))
+    assert d.total_layers * d.capacity_per_layer == pytest.approx(cap, rel=0.01)
+    assert d.total_layers == d.connected_layers == 1 and t.r_per_layer == 0
+    # thermal r_base chosen so that TDP gives ~85 C
+    assert t.ambient + t.r_base * c.tdp == pytest.approx(85.0, abs=1.0)
+    assert 0 < c.compute_efficiency <= 1 and 0 < d.efficiency <= 1
+    assert c.static_power < c.tdp
+
+
+def test_a100_has_no_fp8():
+    assert load_preset("hardware", "a100-80gb")["chip"].fp8_speedup == 1
+
+
+def test_stacked_reference_chip():
+    p = load_preset("hardware", "stacked-3d")
+    c, d, t = p["chip"], p["dram"], p["thermal"]
+    assert d.total_layers == d.connected_layers == 4
+    per_layer_bw = d.channels_per_layer * d.bytes_per_transfer * d.transfer_rate
+    assert 100e9 <= per_layer_bw <= 1000e9  # "a few hundred GB/s" per connected layer
+    assert 3 * 2**30 <= d.capacity_per_layer <= 4 * 2**30  # 24-32 Gb die
+    assert 0.3 <= d.row_cycle_efficiency <= 0.65
+    assert d.energy_per_bit == pytest.approx(1.0e-12, rel=0.1)
+    assert (c.tdp, t.ambient, t.r_base, t.r_per_layer) == (100.0, 35.0, 0.56, 0.01)
+    assert c.sram_capacity == 256 * 2**10 and c.sram_bandwidth == 256 and c.compute_units == 8
+
+
+# ---------------------------------------------------------------- Hugging Face config.json
+LLAMA_LIKE = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+    "intermediate_size": 14336, "vocab_size": 128256, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16", "rope_theta": 500000.0, "max_position_embeddings": 8192,
+}
+DEEPSEEK_LIKE = {  # the fields of deepseek-ai/DeepSeek-V3 config.json (no head_dim key there)
+    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 7168,
+    "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128,
+    "intermediate_size": 18432, "moe_intermediate_size": 2048, "vocab_size": 129280,
+    "n_routed_experts": 256, "n_shared_experts": 1, "num_experts_per_tok": 8,
+    "first_k_dense_replace": 3, "moe_layer_freq": 1, "n_group": 8, "topk_group": 4,
+    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
+    "v_head_dim": 128, "num_nextn_predict_layers": 1, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                            "weight_block_size": [128, 128]},
+}
+
+
+def _write(tmp_path, cfg):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_hf_config_llama_like(tmp_path):
+    m = load_hf_config(_write(tmp_path, LLAMA_LIKE))
+    preset = load_preset("model", "llama-3-8b")["model"]
+    assert m == preset  # every field, including derived head_dim and zeroed MoE/MLA fields
+    via_preset = load_preset("model", str(_write(tmp_path, LLAMA_LIKE)))["model"]
+    assert via_preset == m
+
+
+def test_hf_config_deepseek_like(tmp_path):
+    m = load_hf_config(_write(tmp_path, DEEPSEEK_LIKE))
+    preset = load_preset("model", "deepseek-v3")["model"]
+    for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                 "intermediate_size", "vocab_size", "tie_word_embeddings", "n_routed_experts",
+                 "num_experts_per_tok", "n_shared_experts", "moe_intermediate_size",
+                 "first_k_dense_replace", "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim",
+                 "qk_nope_head_dim", "v_head_dim", "weight_bytes", "kv_bytes", "act_bytes",
+                 "moe_imbalance"):
+        assert getattr(m, name) == getattr(preset, name), name
+    assert m.weight_bytes == 1  # FP8 quantization_config detected
+    assert 657e9 <= param_count(m) <= 690e9
+
+
+def test_hf_config_moe_aliases(tmp_path):
+    """Mixtral (num_local_experts, no moe_intermediate_size) and Qwen3 (num_experts, head_dim)."""
+    mixtral = {**LLAMA_LIKE, "vocab_size": 32000, "num_local_experts": 8, "num_experts_per_tok": 2}
+    m = load_hf_config(_write(tmp_path, mixtral))
+    assert m == load_preset("model", "mixtral-8x7b")["model"]
+    qwen = {"hidden_size": 4096, "num_hidden_layers": 94, "num_attention_heads": 64,
+            "num_key_value_heads": 4, "head_dim": 128, "intermediate_size": 12288,
+            "moe_intermediate_size": 1536, "num_experts": 128, "num_experts_per_tok": 8,
+            "mlp_only_layers": [], "decoder_sparse_step": 1, "vocab_size": 151936,
+            "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+    assert load_hf_config(_write(tmp_path, qwen)) == load_preset("model", "qwen3-235b-a22b")["model"]
+
+
+def test_hf_config_mla_head_dim(tmp_path):
+    m = load_hf_config(_write(tmp_path, DEEPSEEK_LIKE))
+    assert m.head_dim == 192
