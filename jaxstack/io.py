@@ -126,7 +126,7 @@ def build(cls, data: dict, where: str, prefix: str = "", section: str = ""):
         if name in values:
             raise _err(where, path, f"'{name}' given twice")
         values[name] = _number(val, where, path, section, name) * factor
-    missing = [f.name for f in fields(cls) if f.name not in values]
+    missing = [f.name for f in fields(cls) if f.name not in values and f.default is dataclasses.MISSING]
     if missing:
         raise _err(where, prefix or cls.__name__, f"missing keys: {', '.join(missing)}")
     return cls(**values)

@@ -23,10 +23,11 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from . import compute, memory, relax
+from . import compute, relax
+from .compute import Cost
 from .design import Design
 
-__all__ = ["Shard", "shard", "Cost", "LayerCosts", "layer_costs", "kv_bytes_per_token",
+__all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "kv_bytes_per_token",
            "weight_elems", "PREFILL_CHUNK_TOKENS"]
 
 # vLLM's default max_num_batched_tokens for chunked prefill: bounds the activation working set.
@@ -67,38 +68,8 @@ def kv_bytes_per_token(d: Design, s: Shard):
     return jnp.where(s.is_mla, mla, gqa)
 
 
-class Cost(NamedTuple):
-    time: jnp.ndarray
-    flops: jnp.ndarray
-    nbytes: jnp.ndarray
-
-
 def _add(*cs: Cost) -> Cost:
     return Cost(sum(c.time for c in cs), sum(c.flops for c in cs), sum(c.nbytes for c in cs))
-
-
-def _scale(c: Cost, k) -> Cost:
-    return Cost(c.time * k, c.flops * k, c.nbytes * k)
-
-
-class _Ctx(NamedTuple):
-    d: Design
-    peak: jnp.ndarray      # tensor FLOP/s at the weight width
-    vpeak: jnp.ndarray     # vector FLOP/s
-    bw: jnp.ndarray        # effective DRAM bandwidth
-
-
-def _gemm(c: _Ctx, M, K, N, on=1.0) -> Cost:
-    w = c.d.model
-    flops = 2.0 * M * K * N * on
-    nbytes = (K * N * w.weight_bytes + M * (K + N) * w.act_bytes) * on
-    t = compute.roofline_time(c.d.chip, flops, nbytes, c.peak, c.bw, on)
-    return Cost(t, flops, nbytes)
-
-
-def _vector(c: _Ctx, flops, nbytes, kernels) -> Cost:
-    t = compute.roofline_time(c.d.chip, flops, nbytes, c.vpeak, c.bw, kernels)
-    return Cost(t, flops, nbytes)
 
 
 def weight_elems(d: Design, s: Shard):
@@ -133,23 +104,29 @@ class LayerCosts(NamedTuple):
 def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCosts:
     """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form."""
     w = d.model
-    c = _Ctx(d, compute.tensor_peak(d.chip, w.weight_bytes), compute.vector_peak(d.chip),
-             memory.effective_bandwidth(d.dram))
+    chip, dram, wb, ab = d.chip, d.dram, w.weight_bytes, w.act_bytes
+
+    def gemm(M, K, N, on=1.0):
+        return compute.gemm(chip, dram, M, K, N, wb, ab, on)
+
+    def vector(flops, nbytes, kernels):
+        return compute.elementwise(chip, dram, flops, nbytes, kernels)
+
     h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
     reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.pp)
     T = relax.cdiv(reqs * q_len, s.sp * s.cp)
     mla, gqa = s.is_mla.astype(h.dtype), 1.0 - s.is_mla.astype(h.dtype)
 
     # --- attention projections
-    qkv_gqa = _gemm(c, T, h, (nh + 2 * w.num_key_value_heads) * hd / s.tp, gqa)
-    o_gqa = _gemm(c, T, nh * hd / s.tp, h, gqa)
+    qkv_gqa = gemm(T, h, (nh + 2 * w.num_key_value_heads) * hd / s.tp, gqa)
+    o_gqa = gemm(T, nh * hd / s.tp, h, gqa)
     qk = w.qk_nope_head_dim + w.qk_rope_head_dim
     has_qa = (w.q_lora_rank > 0).astype(h.dtype) * mla
     q_in = jnp.where(w.q_lora_rank > 0, w.q_lora_rank, h)
-    mla_proj = _add(_gemm(c, T, h, w.q_lora_rank, has_qa), _gemm(c, T, q_in, nh * qk / s.tp, mla),
-                    _gemm(c, T, h, w.kv_lora_rank + w.qk_rope_head_dim, mla),
-                    _gemm(c, T, w.kv_lora_rank, nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp, mla),
-                    _gemm(c, T, nh * w.v_head_dim / s.tp, h, mla))
+    mla_proj = _add(gemm(T, h, w.q_lora_rank, has_qa), gemm(T, q_in, nh * qk / s.tp, mla),
+                    gemm(T, h, w.kv_lora_rank + w.qk_rope_head_dim, mla),
+                    gemm(T, w.kv_lora_rank, nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp, mla),
+                    gemm(T, nh * w.v_head_dim / s.tp, h, mla))
     # --- attention core: heads split over tp*sp, keys over cp
     heads = nh / (s.tp * s.sp)
     kv_eff = kv_len / s.cp
@@ -161,18 +138,17 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
     flops_core = pairs * jnp.where(s.is_mla, mla_pair, 4.0 * hd)
     kv_tok = kv_bytes_per_token(d, s)
     q_out = reqs * q_len * heads * jnp.where(s.is_mla, qk + w.v_head_dim, 2.0 * hd) * w.act_bytes
-    core_bytes = reqs * kv_eff * kv_tok + q_out
-    core = Cost(compute.roofline_time(d.chip, flops_core, core_bytes, c.peak, c.bw, 1.0), flops_core, core_bytes)
+    core = compute.attention(chip, dram, flops_core, reqs * kv_eff * kv_tok, q_out, wb)
     # rotary embedding + KV-cache write (2 element-wise kernels)
     qkv_width = jnp.where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
                           (nh + 2 * w.num_key_value_heads) * hd / s.tp)
-    rope = _vector(c, 6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0)
+    rope = vector(6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0)
     attention = _add(qkv_gqa, o_gqa, mla_proj, rope, core)
 
     # --- dense SwiGLU FFN
     inter = w.intermediate_size / s.tp
-    act = _vector(c, 4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0)
-    dense = _add(_gemm(c, T, h, 2 * inter), act, _gemm(c, T, inter, h))
+    act = vector(4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0)
+    dense = _add(gemm(T, h, 2 * inter), act, gemm(T, inter, h))
 
     # --- MoE: router, routed experts (grouped GEMM), shared experts
     E, k, mi = w.n_routed_experts, w.num_experts_per_tok, w.moe_intermediate_size
@@ -180,18 +156,15 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
     e_safe = jnp.maximum(E, 1.0)
     assign = T * s.ep * k / s.ep_moe * w.moe_imbalance
     touched = E / s.ep_moe * (1.0 - jnp.power(jnp.clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep))
-    exp_w = 3.0 * h * mi / s.tp_moe
-    ex_flops = 2.0 * assign * exp_w * on
-    ex_bytes = (touched * exp_w * w.weight_bytes + assign * (2 * h + 3 * mi / s.tp_moe) * w.act_bytes) * on
-    experts = Cost(compute.roofline_time(d.chip, ex_flops, ex_bytes, c.peak, c.bw, 3.0 * on), ex_flops, ex_bytes)
+    experts = compute.expert_gemm(chip, dram, assign, touched, h, 3.0 * mi / s.tp_moe, wb, ab, on)
     si = w.n_shared_experts * mi / s.tp
     has_sh = on * (w.n_shared_experts > 0).astype(h.dtype)
-    shared = _add(_gemm(c, T, h, 2 * si, has_sh), _gemm(c, T, si, h, has_sh))
-    moe = _add(_gemm(c, T, h, E, on), experts, shared)
+    shared = _add(gemm(T, h, 2 * si, has_sh), gemm(T, si, h, has_sh))
+    moe = _add(gemm(T, h, E, on), experts, shared)
 
     # --- norms + residual adds (2 per layer, fused add+RMSNorm: read x, r; write x)
-    norms = _vector(c, 2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)
+    norms = vector(2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)
     # --- LM head on the last token of each request (decode: every token)
     lm_T = T if decode else relax.cdiv(reqs, s.sp * s.cp)
-    lm_head = _gemm(c, lm_T, h, w.vocab_size / s.tp)
+    lm_head = gemm(lm_T, h, w.vocab_size / s.tp)
     return LayerCosts(attention, core, dense, moe, norms, lm_head, T, reqs)

@@ -8,109 +8,16 @@ Input: a nested dict of SI floats (``jaxstack.io.to_dict(design)`` or a stacked 
 """
 
 import numpy as np
+from ref_chip import attention, elementwise, expert_gemm, gemm
+from ref_network import allgather_time, allreduce_time, alltoall_time, p2p_time
 
-SWITCH, ALL2ALL, RING, CHAIN, MESH, TORUS = 0, 1, 2, 3, 4, 5
 PREFILL_CHUNK = 8192.0
 KV_POINTS = 4
 ALPHA_POWER = 3.0
-BIG = 1e30
 
 
 def cdiv(a, b):
     return np.ceil(np.asarray(a, dtype=np.float64) / b)
-
-
-# ------------------------------------------------------------------ network
-def levels_of_group(fab, stride, size):
-    n1, n2 = fab["l1"]["size"], fab["l2"]["size"]
-    g1 = np.clip(n1 / stride, 1.0, size)
-    g2 = np.clip(n2 / np.maximum(stride / n1, 1.0), 1.0, size / g1)
-    return [g1, g2, size / g1 / g2]
-
-
-def per_rank_bw(fab):
-    out, inner = [], 1.0
-    for name in ("l1", "l2", "l3"):
-        lv = fab[name]
-        out.append(lv["link_bandwidth"] * lv["links_per_node"] * fab["bandwidth_efficiency"] / inner)
-        inner = inner * lv["size"]
-    return out
-
-
-def step_latency(fab):
-    out, acc = [], 0.0
-    for name in ("l1", "l2", "l3"):
-        lv = fab[name]
-        hops = np.where(lv["kind"] == SWITCH, 2.0, 1.0)
-        acc = acc + hops * lv["hop_latency"]
-        out.append(acc)
-    return out
-
-
-def allreduce_time(fab, stride, size, n):
-    gs = levels_of_group(fab, stride, size)
-    bws, alphas = per_rank_bw(fab), step_latency(fab)
-    total = 0.0
-    for i, name in enumerate(("l1", "l2", "l3")):
-        kind, g, a, B = fab[name]["kind"], gs[i], alphas[i], bws[i]
-        steps = np.ceil(np.log2(np.maximum(g, 1.0)))
-        frac = (g - 1) / g
-        ring_links = np.where(kind == TORUS, 4.0, np.where((kind == RING) | (kind == MESH), 2.0, 1.0))
-        ring = 2 * (g - 1) * a + 2 * frac * n / (B * ring_links)
-        rdbl = steps * a + np.log2(np.maximum(g, 1.0)) * n / B
-        rabe = 2 * steps * a + 2 * frac * n / B
-        links = np.where(kind == ALL2ALL, np.maximum(g - 1, 1.0), 1.0)
-        direct = np.where((kind == SWITCH) | (kind == ALL2ALL), 2 * a + 2 * frac * n / (B * links), BIG)
-        best = np.minimum(np.minimum(ring, rdbl), np.minimum(rabe, direct))
-        total = total + np.where(g > 1, best, 0.0)
-        n = n / g
-    return np.where(size > 1, total + fab["collective_overhead"], 0.0)
-
-
-def allgather_time(fab, stride, size, n):
-    t = allreduce_time(fab, stride, size, n)
-    return np.where(size > 1, 0.5 * (t - fab["collective_overhead"]) + fab["collective_overhead"], 0.0)
-
-
-def alltoall_time(fab, stride, size, n):
-    gs = levels_of_group(fab, stride, size)
-    bws = per_rank_bw(fab)
-    lat, bw_t, reach, acc = 0.0, 0.0, 1.0, 0.0
-    for i, name in enumerate(("l1", "l2", "l3")):
-        kind, g, B, h = fab[name]["kind"], gs[i], bws[i], fab[name]["hop_latency"]
-        k = np.sqrt(g)
-        hops = np.select([kind == SWITCH, kind == ALL2ALL, kind == RING, kind == CHAIN, kind == TORUS],
-                         [2.0, 1.0, np.floor(g / 2), g - 1, 2 * np.floor(k / 2)], 2 * (k - 1))
-        acc = acc + hops * h
-        lat = np.where(g > 1, acc, lat)
-        m = n * (size - reach) / np.maximum(size, 1.0) * g / np.maximum(g - 1, 1e-9)
-        t = np.select([kind == SWITCH, kind == ALL2ALL, kind == RING, kind == CHAIN, kind == TORUS],
-                      [m * (g - 1) / g / B, m / (g * B), m * g / (8 * B), m * g / (4 * B), k * m / (8 * B)],
-                      k * m / (4 * B))
-        bw_t = np.maximum(bw_t, np.where(g > 1, t, 0.0))
-        reach = reach * g
-    return np.where(size > 1, lat + bw_t + fab["collective_overhead"], 0.0)
-
-
-def p2p_time(fab, stride, n):
-    gs = levels_of_group(fab, stride, 2.0)
-    bws, alphas = per_rank_bw(fab), step_latency(fab)
-    t = 0.0
-    for i in range(3):
-        t = np.where(gs[i] > 1, alphas[i] + n / bws[i], t)
-    return t + fab["collective_overhead"]
-
-
-# ------------------------------------------------------------------ chip
-def op_time(chip, flops, nbytes, peak, bw, kernels):
-    return np.maximum(flops / (peak * chip["compute_efficiency"]), nbytes / bw) + kernels * chip["op_overhead"]
-
-
-def dram_bandwidth(dram):
-    peak = dram["connected_layers"] * dram["channels_per_layer"] * dram["bytes_per_transfer"] * dram["transfer_rate"]
-    m, n = dram["total_layers"], dram["connected_layers"]
-    x = np.clip((n - m / 2) / np.maximum(m / 2, 1e-9), 0.0, 1.0)
-    return peak * (1.0 + x * (dram["row_cycle_efficiency"] - 1.0)) * dram["efficiency"]
 
 
 def model_point(d, q_len, kv_len, decode):
@@ -124,18 +31,13 @@ def model_point(d, q_len, kv_len, decode):
     mla = w["kv_lora_rank"] > 0
     ep_moe = np.where(mp["moe_tp_to_ep"] > 0.5, np.minimum(tp * ep, np.maximum(E, 1.0)), ep)
     tp_moe = tp * ep / ep_moe
-    wbytes = np.where(wb <= 0.5, chip["fp4_speedup"], np.where(wb <= 1.0, chip["fp8_speedup"], 1.0))
-    peak = chip["compute_units"] * chip["clock"] * chip["tensor_flops_per_cycle"] * wbytes
-    vpeak = chip["compute_units"] * chip["clock"] * chip["vector_flops_per_cycle"]
-    bw = dram_bandwidth(d["dram"])
+    dram = d["dram"]
 
-    def gemm(M, K, N, on=1.0):
-        f = 2 * M * K * N * on
-        b = (K * N * wb + M * (K + N) * ab) * on
-        return op_time(chip, f, b, peak, bw, on), f, b
+    def g(M, K, N, on=1.0):
+        return gemm(chip, dram, M, K, N, wb, ab, on)
 
     def vec(f, b, kernels):
-        return op_time(chip, f, b, vpeak, bw, kernels), f, b
+        return elementwise(chip, dram, f, b, kernels)
 
     def tot(*parts):
         return tuple(sum(p[i] for p in parts) for i in range(3))
@@ -145,36 +47,33 @@ def model_point(d, q_len, kv_len, decode):
     g_on, m_on = np.where(mla, 0.0, 1.0), np.where(mla, 1.0, 0.0)
     qk = w["qk_nope_head_dim"] + w["qk_rope_head_dim"]
     q_in = np.where(w["q_lora_rank"] > 0, w["q_lora_rank"], h)
-    proj = tot(gemm(T, h, (nh + 2 * nkv) * hd / tp, g_on), gemm(T, nh * hd / tp, h, g_on),
-               gemm(T, h, w["q_lora_rank"], m_on * (w["q_lora_rank"] > 0)), gemm(T, q_in, nh * qk / tp, m_on),
-               gemm(T, h, w["kv_lora_rank"] + w["qk_rope_head_dim"], m_on),
-               gemm(T, w["kv_lora_rank"], nh * (w["qk_nope_head_dim"] + w["v_head_dim"]) / tp, m_on),
-               gemm(T, nh * w["v_head_dim"] / tp, h, m_on))
+    proj = tot(g(T, h, (nh + 2 * nkv) * hd / tp, g_on), g(T, nh * hd / tp, h, g_on),
+               g(T, h, w["q_lora_rank"], m_on * (w["q_lora_rank"] > 0)), g(T, q_in, nh * qk / tp, m_on),
+               g(T, h, w["kv_lora_rank"] + w["qk_rope_head_dim"], m_on),
+               g(T, w["kv_lora_rank"], nh * (w["qk_nope_head_dim"] + w["v_head_dim"]) / tp, m_on),
+               g(T, nh * w["v_head_dim"] / tp, h, m_on))
     kv_tok = np.where(mla, (w["kv_lora_rank"] + w["qk_rope_head_dim"]) * kb,
                       2 * hd * np.maximum(nkv / (tp * sp), 1.0) * kb)
     heads = nh / (tp * sp)
     pair_flops = np.where(mla, 2 * (2 * w["kv_lora_rank"] + w["qk_rope_head_dim"]) if decode
                           else 2 * (qk + w["v_head_dim"]), 4 * hd)
     f_core = reqs * q_len * heads * (kv_len / cp) * pair_flops
-    b_core = reqs * (kv_len / cp) * kv_tok + reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab
-    core = (op_time(chip, f_core, b_core, peak, bw, 1.0), f_core, b_core)
+    core = attention(chip, dram, f_core, reqs * (kv_len / cp) * kv_tok,
+                     reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, wb)
     width = np.where(mla, nh * qk / tp + w["kv_lora_rank"] + w["qk_rope_head_dim"], (nh + 2 * nkv) * hd / tp)
     rope = vec(6 * T * width, 2 * T * width * ab + T * kv_tok, 2.0)
     attn = tot(proj, rope, core)
     inter = w["intermediate_size"] / tp
-    dense = tot(gemm(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), gemm(T, inter, h))
+    dense = tot(g(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), g(T, inter, h))
     on = np.where(moe, 1.0, 0.0)
     assign = T * ep * k / ep_moe * w["moe_imbalance"]
     touched = E / ep_moe * (1 - np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep))
-    ew = 3 * h * mi / tp_moe
-    f_ex = 2 * assign * ew * on
-    b_ex = (touched * ew * wb + assign * (2 * h + 3 * mi / tp_moe) * ab) * on
-    experts = (op_time(chip, f_ex, b_ex, peak, bw, 3.0 * on), f_ex, b_ex)
+    experts = expert_gemm(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, ab, on)
     si = w["n_shared_experts"] * mi / tp
     sh_on = on * (w["n_shared_experts"] > 0)
-    moe_c = tot(gemm(T, h, E, on), experts, gemm(T, h, 2 * si, sh_on), gemm(T, si, h, sh_on))
+    moe_c = tot(g(T, h, E, on), experts, g(T, h, 2 * si, sh_on), g(T, si, h, sh_on))
     norms = vec(10 * T * h, 6 * T * h * ab, 2.0)
-    lm = gemm(T if decode else cdiv(reqs, sp * cp), h, w["vocab_size"] / tp)
+    lm = g(T if decode else cdiv(reqs, sp * cp), h, w["vocab_size"] / tp)
 
     # communication
     x = T * h * ab
