@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import eval_cli
 
     eval_cli.add_parser(sub)
+    from . import validate_cli
+
+    validate_cli.add_parser(sub)
     ps = sub.add_parser("presets", help="list hardware, fabric and model presets")
     ps.set_defaults(func=_presets)
     try:

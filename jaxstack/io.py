@@ -22,7 +22,7 @@ from .workload import Model, Request
 
 __all__ = [
     "ConfigError", "build", "load_yaml", "preset_names", "load_preset", "load_hf_config",
-    "load_design", "design_from_dict", "resolve_path", "set_path", "get_path",
+    "load_design", "design_from_dict", "load_calibration", "resolve_path", "set_path", "get_path",
     "to_dict", "ENUMS", "DTYPE_BYTES",
 ]
 
@@ -264,8 +264,33 @@ def convert_value(path: str, value, where: str = "<design>") -> tuple[tuple[str,
 _DESIGN_KEYS = ("hardware", "fabric", "model", "request", "mapping", "overrides")
 
 
-def design_from_dict(data: dict, where: str = "<design>") -> Design:
-    """Design from {hardware, fabric, model, request, mapping, overrides} (presets by name)."""
+CALIBRATION_DIR = PRESET_DIR / "calibration"
+
+
+def load_calibration(kind: str, name: str) -> dict:
+    """Fitted global constants of a preset: {dotted path with unit suffix: value} (or {})."""
+    path = CALIBRATION_DIR / kind / f"{name}.yaml"
+    if not path.exists():
+        return {}
+    data = load_yaml(path)
+    allowed = {"source", "set", "split", "error", "fitted"}
+    for key in data:
+        if key not in allowed:
+            raise _err(str(path), key, f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    fitted = data.get("fitted") or {}
+    prefixes = {"hardware": ("chip.", "dram.", "thermal."), "fabric": ("fabric.",)}[kind]
+    for key in fitted:
+        if not str(key).startswith(prefixes):
+            raise _err(str(path), f"fitted.{key}", f"a {kind} calibration may only set {', '.join(prefixes)}*")
+        resolve_path(str(key), str(path))
+    return fitted
+
+
+def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = True) -> Design:
+    """Design from {hardware, fabric, model, request, mapping, overrides} (presets by name).
+
+    With ``calibrated`` (default) the fitted constants of the hardware and fabric presets
+    (``presets/calibration/``) are applied before the user's overrides."""
     for key in data:
         if key not in _DESIGN_KEYS:
             raise _err(where, key, f"unknown key; allowed: {', '.join(_DESIGN_KEYS)}")
@@ -279,6 +304,11 @@ def design_from_dict(data: dict, where: str = "<design>") -> Design:
     mapping = build(Mapping, {**MAPPING_DEFAULTS, **(data.get("mapping") or {})}, where, "mapping")
     d = Design(chip=hw["chip"], dram=hw["dram"], fabric=fab["fabric"], thermal=hw["thermal"],
                model=model["model"], request=request, mapping=mapping)
+    if calibrated:
+        for kind in ("hardware", "fabric"):
+            for path, value in load_calibration(kind, str(data[kind])).items():
+                names, v = convert_value(str(path), value, str(CALIBRATION_DIR / kind / f"{data[kind]}.yaml"))
+                d = set_path(d, names, v)
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise _err(where, "overrides", "must be a mapping of dotted paths to numbers")
@@ -288,5 +318,5 @@ def design_from_dict(data: dict, where: str = "<design>") -> Design:
     return d
 
 
-def load_design(path) -> Design:
-    return design_from_dict(load_yaml(path), str(path))
+def load_design(path, calibrated: bool = True) -> Design:
+    return design_from_dict(load_yaml(path), str(path), calibrated)

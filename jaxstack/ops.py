@@ -16,7 +16,12 @@ GQA: KV per token per layer per chip = 2 * head_dim * max(kv_heads / (tp * sp), 
 MLA (kv_lora_rank > 0): the latent (kv_lora_rank + qk_rope_head_dim) * kv_bytes is
 replicated over TP; decode uses the absorbed form (2*kv_lora_rank + rope FLOP per
 query-key pair per head, x2), prefill the expanded one.
-GEMM cost: FLOPs 2 M K N, DRAM bytes K N w + M (K + N) a (weights streamed once per step).
+GEMM cost: ``compute.gemm`` (weights streamed once per step). Kernel count per layer
+follows vLLM's launch sequence (model_executor/models/llama.py, deepseek_v2.py): GQA
+attention 6 (norm, qkv, rope, cache write, attention, o), SwiGLU FFN 4 (norm, gate_up,
+act, down); MLA adds the latent norms and the second absorbed BMM (+3); MoE adds router,
+top-k, align, grouped GEMMs (3) and combine; every FP8/FP4 GEMM adds an activation-
+quantisation kernel. Each kernel pays ``chip.op_overhead``.
 """
 
 from typing import NamedTuple
@@ -106,8 +111,12 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
     w = d.model
     chip, dram, wb, ab = d.chip, d.dram, w.weight_bytes, w.act_bytes
 
+    quantised = (wb < 2.0).astype(wb.dtype)
+
     def gemm(M, K, N, on=1.0):
-        return compute.gemm(chip, dram, M, K, N, wb, ab, on)
+        # FP8/FP4 GEMMs quantise their activations first (vLLM dynamic per-token quant kernel)
+        quant = compute.elementwise(chip, dram, 2.0 * M * K * on, M * K * (ab + 1.0) * on, on * quantised)
+        return _add(compute.gemm(chip, dram, M, K, N, wb, ab, on), quant)
 
     def vector(flops, nbytes, kernels):
         return compute.elementwise(chip, dram, flops, nbytes, kernels)
@@ -143,7 +152,10 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
     qkv_width = jnp.where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
                           (nh + 2 * w.num_key_value_heads) * hd / s.tp)
     rope = vector(6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0)
-    attention = _add(qkv_gqa, o_gqa, mla_proj, rope, core)
+    # MLA: RMSNorm of the q and kv latents, and the second absorbed BMM (W_UV) as its own kernel
+    lat = w.q_lora_rank + w.kv_lora_rank
+    mla_extra = vector(10.0 * T * lat * mla, 3.0 * T * lat * w.act_bytes * mla, 3.0 * mla)
+    attention = _add(qkv_gqa, o_gqa, mla_proj, rope, core, mla_extra)
 
     # --- dense SwiGLU FFN
     inter = w.intermediate_size / s.tp
@@ -160,7 +172,9 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
     si = w.n_shared_experts * mi / s.tp
     has_sh = on * (w.n_shared_experts > 0).astype(h.dtype)
     shared = _add(gemm(T, h, 2 * si, has_sh), gemm(T, si, h, has_sh))
-    moe = _add(gemm(T, h, E, on), experts, shared)
+    # routing kernels: top-k selection, token sort/align by expert, weighted combine
+    route = vector(10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on)
+    moe = _add(gemm(T, h, E, on), route, experts, shared)
 
     # --- norms + residual adds (2 per layer, fused add+RMSNorm: read x, r; write x)
     norms = vector(2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)

@@ -34,7 +34,9 @@ def model_point(d, q_len, kv_len, decode):
     dram = d["dram"]
 
     def g(M, K, N, on=1.0):
-        return gemm(chip, dram, M, K, N, wb, ab, on)
+        # plus the activation-quantisation kernel of an FP8/FP4 GEMM
+        q = elementwise(chip, dram, 2 * M * K * on, M * K * (ab + 1) * on, on * (wb < 2))
+        return tuple(a + b for a, b in zip(gemm(chip, dram, M, K, N, wb, ab, on), q, strict=True))
 
     def vec(f, b, kernels):
         return elementwise(chip, dram, f, b, kernels)
@@ -62,7 +64,8 @@ def model_point(d, q_len, kv_len, decode):
                      reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, wb)
     width = np.where(mla, nh * qk / tp + w["kv_lora_rank"] + w["qk_rope_head_dim"], (nh + 2 * nkv) * hd / tp)
     rope = vec(6 * T * width, 2 * T * width * ab + T * kv_tok, 2.0)
-    attn = tot(proj, rope, core)
+    latent = w["q_lora_rank"] + w["kv_lora_rank"]
+    attn = tot(proj, rope, core, vec(10 * T * latent * m_on, 3 * T * latent * ab * m_on, 3 * m_on))
     inter = w["intermediate_size"] / tp
     dense = tot(g(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), g(T, inter, h))
     on = np.where(moe, 1.0, 0.0)
@@ -71,7 +74,8 @@ def model_point(d, q_len, kv_len, decode):
     experts = expert_gemm(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, ab, on)
     si = w["n_shared_experts"] * mi / tp
     sh_on = on * (w["n_shared_experts"] > 0)
-    moe_c = tot(g(T, h, E, on), experts, g(T, h, 2 * si, sh_on), g(T, si, h, sh_on))
+    routing = vec(10 * T * E * on, (4 * T * E + assign * h * ab) * on, 3 * on)
+    moe_c = tot(g(T, h, E, on), routing, experts, g(T, h, 2 * si, sh_on), g(T, si, h, sh_on))
     norms = vec(10 * T * h, 6 * T * h * ab, 2.0)
     lm = g(T if decode else cdiv(reqs, sp * cp), h, w["vocab_size"] / tp)
 

@@ -1,0 +1,165 @@
+"""L4: validation against real measurements, calibration on a declared split, error report.
+
+``run_sets`` evaluates every case of the requested sets (``jaxstack.validation``);
+``summarize`` reports, per set and panel and for the calibration / holdout / all rows,
+MAPE = mean |pred/meas - 1| and weighted error = sum |pred - meas| / sum meas (DeepStack's
+two conventions), next to DeepStack's own predictions on the same points where the data
+has them. ``fit`` calibrates the few GLOBAL constants of a hardware + fabric preset pair
+(never one per point) on the calibration rows only, by a vectorised grid search in log
+space (coarse grid, then a finer one around the best), and writes them with provenance to
+``presets/calibration/``; every later evaluation of those presets uses them.
+"""
+
+import csv
+import datetime
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import yaml
+
+from . import io
+from .validation import SET_MODULES, load_set
+
+__all__ = ["run_sets", "summarize", "fit", "FITS", "RECORDED", "write_outputs"]
+
+RECORDED = Path(__file__).parent / "validation" / "recorded.json"
+
+# set -> what may be fitted on its calibration split (dotted path with unit suffix, lo, hi in that unit)
+FITS = {
+    "vllm-8xb200": {
+        "hardware": "b200", "fabric": "nvlink-b200x8",
+        "params": [("chip.op_overhead_us", 0.5, 20.0), ("fabric.collective_overhead_us", 0.5, 60.0)],
+    },
+}
+
+
+def run_sets(names=None, calibrated: bool = True) -> list[dict]:
+    rows = []
+    for name in names or SET_MODULES:
+        try:
+            mod = load_set(name)
+        except ModuleNotFoundError:
+            continue
+        rows.extend(mod.run(calibration=calibrated))
+    return rows
+
+
+def _errors(rows, key="predicted"):
+    meas = np.array([r["measured"] for r in rows], dtype=np.float64)
+    pred = np.array([r[key] for r in rows], dtype=np.float64)
+    ok = np.isfinite(pred)
+    if not ok.any():
+        return None
+    meas, pred = meas[ok], pred[ok]
+    return {"n": int(ok.sum()), "mape_pct": float(100 * np.mean(np.abs(pred / meas - 1))),
+            "weighted_pct": float(100 * np.sum(np.abs(pred - meas)) / np.sum(meas))}
+
+
+def summarize(rows) -> list[dict]:
+    """One entry per (set, panel) and per set ('*'), with errors on each split."""
+    out = []
+    keys = sorted({(r["set"], r["panel"]) for r in rows}) + sorted({(r["set"], "*") for r in rows})
+    for s, p in keys:
+        sel = [r for r in rows if r["set"] == s and (p == "*" or r["panel"] == p)]
+        entry = {"set": s, "panel": p}
+        for split in ("all", "calibration", "holdout"):
+            part = sel if split == "all" else [r for r in sel if r["split"] == split]
+            entry[split] = _errors(part) if part else None
+        entry["deepstack"] = _errors([r for r in sel if "deepstack" in r], "deepstack")
+        out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------- calibration
+def fit(name: str, points: int = 24, rounds: int = 3) -> dict:
+    """Fit FITS[name]'s global constants on the calibration split; write the calibration files."""
+    from .evaluate import evaluate
+
+    spec = FITS[name]
+    mod = load_set(name)
+    rows = [r for r in mod.cases() if r["split"] == "calibration"]
+    base = mod.designs(rows, calibration=False)
+    meas = np.array([r["measured"] for r in rows])
+    metric = rows[0]["metric"]
+    resolved = [io.resolve_path(p) for p, *_ in spec["params"]]
+    paths, factors = [r[0] for r in resolved], np.array([r[2] for r in resolved])
+    lo = np.log([p[1] for p in spec["params"]])
+    hi = np.log([p[2] for p in spec["params"]])
+    f = jax.jit(jax.vmap(jax.vmap(evaluate, in_axes=(0,)), in_axes=(0,)))
+    best = None
+    for _ in range(rounds):
+        axes = [np.linspace(a, b, points) for a, b in zip(lo, hi, strict=True)]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
+        G, C = len(grid), len(rows)
+        d = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (G, C)).copy(), base)
+        for j, names in enumerate(paths):
+            v = np.exp(grid[:, j]) * factors[j]
+            d = io.set_path(d, names, np.broadcast_to(v[:, None], (G, C)).astype(np.float32))
+        pred = np.asarray(getattr(f(d), metric), dtype=np.float64)
+        mape = np.mean(np.abs(pred / meas - 1), axis=1)
+        i = int(np.argmin(mape))
+        best = (grid[i], float(mape[i]))
+        step = (hi - lo) / (points - 1)
+        lo, hi = grid[i] - 2 * step, grid[i] + 2 * step
+    values = np.exp(best[0])
+    fitted = {path: round(float(v), 4) for (path, _, _), v in zip(spec["params"], values, strict=True)}
+    today = datetime.date.today().isoformat()
+    split = sorted({r["case"] for r in rows})
+    for kind in ("hardware", "fabric"):
+        prefix = ("chip.", "dram.", "thermal.") if kind == "hardware" else ("fabric.",)
+        mine = {k: v for k, v in fitted.items() if k.startswith(prefix)}
+        if not mine:
+            continue
+        path = io.CALIBRATION_DIR / kind / f"{spec[kind]}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"source": f"fitted by `jaxstack validate --fit` on {today}: grid search in log space minimising "
+                         f"the MAPE of {metric} over the calibration split of set {name}",
+               "set": name, "split": split, "error": {"calibration_mape_pct": round(100 * best[1], 3)},
+               "fitted": mine}
+        path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
+    return {"set": name, "fitted": fitted, "calibration_mape_pct": 100 * best[1], "cases": len(rows)}
+
+
+# ---------------------------------------------------------------- outputs
+def write_outputs(rows, summary, out_dir) -> list[str]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    cols = ["set", "panel", "case", "split", "measured", "predicted", "deepstack", "weight"]
+    with open(out / "validation.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    written.append(str(out / "validation.csv"))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    written.append(str(out / "summary.json"))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return written
+    sets = sorted({r["set"] for r in rows})
+    fig, axs = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4.0), squeeze=False)
+    for ax, s in zip(axs[0], sets, strict=True):
+        sel = [r for r in rows if r["set"] == s]
+        for panel in sorted({r["panel"] for r in sel}):
+            pr = [r for r in sel if r["panel"] == panel]
+            ax.scatter([r["measured"] for r in pr], [r["predicted"] for r in pr], s=14, label=panel)
+        lo = min(min(r["measured"], r["predicted"]) for r in sel)
+        hi = max(max(r["measured"], r["predicted"]) for r in sel)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(s)
+        ax.set_xlabel("measured")
+        ax.set_ylabel("jaxstack")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "validation.png", dpi=120)
+    plt.close(fig)
+    written.append(str(out / "validation.png"))
+    return written
