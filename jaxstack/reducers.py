@@ -1,7 +1,7 @@
 """L4: streaming reducers of the sweep engine: on-device per chunk, merged on the host.
 
-Device side (traced inside the sweep's single jit, one call per *shard* of a chunk via
-``vmap`` over a leading shard axis, so sharded chunks reduce locally):
+Device side (traced inside the sweep's single jit, once per *shard* of a chunk under
+``shard_map``, so a sharded chunk reduces locally on each device):
 
 - ``top_k``: ``lax.top_k`` of the objective masked to -inf where infeasible or padded.
   ``lax.top_k`` keeps the lower position first among equal values, so the per-shard set is
@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 
 __all__ = ["top_k", "pareto_candidates", "counts", "log2_histogram", "TopK", "Front",
-           "HIST_BINS", "HIST_OFFSET", "allgather_merge"]
+           "HIST_BINS", "HIST_OFFSET", "RunState"]
 
 HIST_BINS = 128          # log2 bins 2**-64 ... 2**63 of the objective value
 HIST_OFFSET = 64
@@ -36,8 +36,9 @@ HIST_OFFSET = 64
 
 # ---------------------------------------------------------------- device side
 def top_k(key, k: int):
-    """Per-shard top-k. key: float32[S, per] (-inf = excluded). -> (vals, pos) [S, k]."""
-    return jax.vmap(lambda v: lax.top_k(v, k))(key)
+    """Top-k of one shard. key: float32[per] (-inf = excluded) -> (values, positions) [k]."""
+    vals, pos = lax.top_k(key, k)
+    return vals, pos.astype(jnp.int32)
 
 
 def _seed_weights(m: int) -> np.ndarray:
@@ -68,8 +69,8 @@ def _front_2d(x, ok, cap: int):
 def _front_seeded(x, ok, cap: int):
     lo = jnp.min(jnp.where(ok[:, None], x, jnp.inf), axis=0)
     hi = jnp.max(jnp.where(ok[:, None], x, -jnp.inf), axis=0)
-    span = jnp.where(hi > lo, hi - lo, 1.0)
-    xn = jnp.where(ok[:, None], (x - jnp.where(ok.any(), lo, 0.0)) / span, 0.0)
+    span = jnp.where(hi > lo, hi - lo, 1.0)[None, :]
+    xn = jnp.where(ok[:, None], (x - jnp.where(ok.any(), lo, 0.0)[None, :]) / span, 0.0)
     w = jnp.asarray(_seed_weights(x.shape[1]))
     s = jnp.where(ok[:, None], xn @ w.T, -jnp.inf)            # [per, K]
     seed = jnp.argmax(s, axis=0)                                 # [K]
@@ -84,14 +85,13 @@ def _front_seeded(x, ok, cap: int):
 
 
 def pareto_candidates(x, ok, cap: int):
-    """Per-shard candidates. x: float32[S, per, m] (maximise), ok: bool[S, per].
+    """Candidates of one shard. x: float32[per, m] (maximise), ok: bool[per].
 
-    Returns (pos int32[S, cap], sel bool[S, cap], n_candidates int32[S]).
+    Returns (pos int32[cap], sel bool[cap], n_candidates int32[]).
     """
     ok = ok & jnp.all(jnp.isfinite(x), axis=-1)
-    x = jnp.where(ok[..., None], x, -jnp.inf)
-    fn = _front_2d if x.shape[-1] == 2 else _front_seeded
-    return jax.vmap(lambda a, b: fn(a, b, cap))(x, ok)
+    x = jnp.where(ok[:, None], x, -jnp.inf)
+    return (_front_2d if x.shape[-1] == 2 else _front_seeded)(x, ok, cap)
 
 
 def counts(code, n: int):
@@ -218,15 +218,64 @@ def _pad(a, n, fill):
     return out
 
 
-def allgather_merge(top, front, state):
+class RunState:
+    """All host-side reducer state of one sweep (one process): what a checkpoint holds."""
+
+    def __init__(self, k: int, fields: tuple[str, ...], pareto: tuple[str, ...], pareto_signs,
+                 cap: int, front_capacity: int, n_reasons: int):
+        self.fields, self.pareto, self.cap, self.n_reasons = fields, pareto, cap, n_reasons
+        self.cols = [fields.index(m) for m in pareto]
+        self.signs = np.array(pareto_signs, np.float32)
+        self.top = TopK(k, len(fields))
+        self.front = Front(len(pareto), len(fields), front_capacity) if pareto else None
+        self.counts = np.zeros(n_reasons, np.int64)
+        self.hist = np.zeros(HIST_BINS, np.int64)
+        self.pos = 0            # chunks of this process merged so far (in order)
+        self.points = 0
+        self.run_s = 0.0
+
+    def merge_chunk(self, o: dict, base: int, per: int, n_valid: int):
+        """Fold one chunk's device output (numpy) into the state; ``base`` = its first index."""
+        nf = len(self.fields)
+        offs = base + (np.arange(o["top_pos"].shape[0], dtype=np.int64) * per)[:, None]
+        self.top.merge((offs + o["top_pos"]).ravel(), o["top_values"].ravel(), o["top_fields"].reshape(-1, nf))
+        if self.front is not None:
+            sel = o["par_sel"].ravel()
+            fl = o["par_fields"].reshape(-1, nf)[sel]
+            self.front.merge((offs + o["par_pos"]).ravel()[sel], fl[:, self.cols] * self.signs, fl,
+                             dropped=int(np.maximum(o["par_n"] - self.cap, 0).sum()))
+        self.counts += o["counts"][: self.n_reasons]
+        self.hist += o["hist"]
+        self.points += n_valid
+        self.pos += 1
+
+    def arrays(self) -> dict:
+        return {**self.top.arrays("top_"), **(self.front.arrays("par_") if self.front else {}),
+                "counts": self.counts, "hist": self.hist, "pos": np.int64(self.pos),
+                "points": np.int64(self.points), "run_s": np.float64(self.run_s)}
+
+    def load(self, arrays: dict):
+        self.top.load(arrays, "top_")
+        if self.front is not None:
+            self.front.load(arrays, "par_")
+        self.counts = arrays["counts"].astype(np.int64)
+        self.hist = arrays["hist"].astype(np.int64)
+        self.pos, self.points, self.run_s = int(arrays["pos"]), int(arrays["points"]), float(arrays["run_s"])
+
+    def allgather(self):
+        """Merge every process's state into this one (same result on every process)."""
+        _allgather_merge(self.top, self.front, self)
+
+
+def _allgather_merge(top, front, state):
     """Merge every process's reducer state (fixed shapes; int64 split into two int32)."""
     from jax.experimental import multihost_utils
 
     k = top.k
     mine = {"top_index": _split64(_pad(top.index, k, -1)), "top_n": np.int32(len(top.index)),
             "top_values": _pad(top.values, k, -np.inf), "top_fields": _pad(top.fields, k, 0),
-            "counts": _split64(state["counts"]), "hist": _split64(state["hist"]),
-            "points": _split64(np.int64(state["points"]))}
+            "counts": _split64(state.counts), "hist": _split64(state.hist),
+            "points": _split64(np.int64(state.points))}
     if front is not None:
         c = front.capacity
         mine.update({"par_index": _split64(_pad(front.index, c, -1)), "par_n": np.int32(len(front.index)),
@@ -239,9 +288,9 @@ def allgather_merge(top, front, state):
         n = int(allv["top_n"][p])
         merged_top.merge(_join64(allv["top_index"][p])[:n], allv["top_values"][p][:n], allv["top_fields"][p][:n])
     top.index, top.values, top.fields = merged_top.index, merged_top.values, merged_top.fields
-    state["counts"] = _join64(allv["counts"]).sum(0)
-    state["hist"] = _join64(allv["hist"]).sum(0)
-    state["points"] = int(_join64(allv["points"]).sum())
+    state.counts = _join64(allv["counts"]).sum(0)
+    state.hist = _join64(allv["hist"]).sum(0)
+    state.points = int(_join64(allv["points"]).sum())
     if front is not None:
         merged = Front(front.m, front.n_fields, front.capacity)
         for p in range(nproc):

@@ -3,8 +3,9 @@
 A space is a base design plus *axes*. Each axis is a small host-side table: ``size`` rows,
 one column per design leaf it sets (SI values) and one display column per user-visible
 value (user units, as written in the YAML). A point's global index is the mixed-radix
-number whose digits are the row of each axis, **row-major in file order** (the last axis
-varies fastest): ``index = sum_a digit_a * prod_{b > a} size_b``. The grid is never
+number whose digits are the row of each axis, **row-major** (the last axis varies fastest):
+``index = sum_a digit_a * prod_{b > a} size_b``, axes ordered as ``axes:`` (file order),
+then the ``zip:`` groups, then the ``mapping:`` factorisations. The grid is never
 materialised: ``decode_offsets`` turns ``base + arange(chunk)`` into digits on device, with
 ``base`` split into digits on the host (a Python int, so spaces of 2.5e14 points and more
 index exactly) and the int32 in-chunk offset added digit by digit with carries.
@@ -220,8 +221,9 @@ def metric_fields() -> list[str]:
     return [f.name for f in dataclasses.fields(Metrics) if f.name not in ("feasible", "reason")]
 
 
-def check_metric(name, where: str, path: str, ranked: bool = True) -> str:
-    allowed = sorted(HIGHER_IS_BETTER) if ranked else metric_fields()
+def check_metric(name, where: str, path: str) -> str:
+    """A metric with a direction (``HIGHER_IS_BETTER``): objective and Pareto axes."""
+    allowed = sorted(HIGHER_IS_BETTER)
     if not isinstance(name, str) or name not in allowed:
         raise _err(where, path, f"unknown metric {name!r}; allowed: {', '.join(allowed)}")
     return name
@@ -281,7 +283,6 @@ class _Column:
         self.targets: list[tuple[str, ...]] = []
         rows: list[list[float]] = []
         if key in PRESET_SECTIONS:
-            self.preset = True
             for i, name in enumerate(values):
                 if not isinstance(name, str):
                     raise _err(where, f"{path}[{i}]", f"expected a {key} preset name; allowed: "
@@ -295,7 +296,6 @@ class _Column:
                 rows.append([v for _, v in sub])
                 self.display.append(name)
         else:
-            self.preset = False
             names, _unit, _f = io.resolve_path(key, f"{where}: {ctx}")
             self.targets = [names]
             for i, v in enumerate(values):
@@ -344,8 +344,13 @@ def _range_values(spec, where, path) -> list[float]:
     return [_tidy(v) for v in vals]
 
 
-def _axis_from_columns(name: str, cols: list[_Column]) -> Axis:
+def _axis_from_columns(name: str, cols: list[_Column], where: str) -> Axis:
     size = len(cols[0].rows)
+    seen: set = set()
+    dup = next((r for r in zip(*(c.display for c in cols), strict=True) if r in seen or seen.add(r)), None)
+    if dup is not None:
+        raise _err(where, name, f"value {dup[0] if len(dup) == 1 else dup!r} appears twice; "
+                   "allowed: distinct values")
     targets: list[tuple[str, ...]] = []
     sources: list[str] = []
     for c in cols:
@@ -478,16 +483,18 @@ def space_from_dict(data: dict, where: str = "<space>") -> Space:
             _need_mapping(spec, where, path, ("choices", "range", "count", "step", "scale"))
         if isinstance(spec, dict) and "choices" in spec:
             if len(spec) > 1:
-                raise _err(where, path, "'choices' takes no other keys")
+                raise _err(where, path, "'choices' takes no other keys; allowed: {choices: [...]} or "
+                           "{range: [lo, hi], count: N, scale: linear|log} or {range: [lo, hi], step: S}")
             vals = _need_list(spec["choices"], where, f"{path}.choices")
             axes.append(_axis_from_columns(path, [_Column(str(key), vals, base_data, where,
-                                                          f"{path}.choices", "axes")]))
+                                                          f"{path}.choices", "axes")], where))
         elif isinstance(spec, dict) and "range" in spec:
             names, _u, _factor = io.resolve_path(str(key), f"{where}: axes")
             if (names[0], names[-1]) in io.ENUMS:
                 raise _err(where, path, "an enum takes 'choices', not 'range'")
             vals = _range_values(spec, where, path)
-            axes.append(_axis_from_columns(path, [_Column(str(key), vals, base_data, where, path, "axes")]))
+            axes.append(_axis_from_columns(path, [_Column(str(key), vals, base_data, where, path, "axes")],
+                                           where))
         else:
             raise _err(where, path, "needs 'choices' or 'range'")
     groups = data.get("zip") or []
@@ -505,7 +512,7 @@ def space_from_dict(data: dict, where: str = "<space>") -> Space:
                            "allowed: lists of equal length")
             n = len(vals)
             cols.append(_Column(str(key), vals, base_data, where, f"{path}.{key}", path))
-        axes.append(_axis_from_columns(path, cols))
+        axes.append(_axis_from_columns(path, cols, where))
     if "mapping" in data:
         axes.append(_mapping_axis(data["mapping"], where))
     axes = _resolve_targets(axes, where)
@@ -535,6 +542,8 @@ def check_pareto(value, where: str, path: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)) and not value:
+        return ()                     # explicitly no Pareto front
     if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= 3 or len(set(value)) != len(value):
         raise _err(where, path, f"{value!r}; allowed: 2 or 3 distinct metrics from "
                    f"{', '.join(sorted(HIGHER_IS_BETTER))}")
@@ -565,13 +574,3 @@ def _resolve_targets(axes: list[Axis], where: str) -> list[Axis]:
                                        table=a.table[:, keep],
                                        sources=tuple(a.sources[j] for j in keep)))
     return out
-
-
-def describe(space: Space) -> str:
-    """A few human lines: axes, sizes, total."""
-    lines = [f"{space.path}: {space.size:,} points ({space.size:.3g}) over {len(space.axes)} axes"]
-    for a in space.axes:
-        shown = ", ".join(str(r[0] if len(r) == 1 else r) for r in a.display[:4])
-        more = ", ..." if a.size > 4 else ""
-        lines.append(f"  {a.name:40s} {a.size:6d}  [{shown}{more}]")
-    return "\n".join(lines)

@@ -40,10 +40,12 @@ from . import __version__, io, reducers
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
 
-__all__ = ["sweep", "SweepResult", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS"]
+__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS"]
 
 DEFAULT_OBJECTIVE = "decode_tokens_per_s"
 DUMP_MAX_POINTS = 2**21
+CPU_CHUNK_PER_DEVICE = 2**13       # measured best on a 2-core CPU (benchmarks/bench_sweep.py)
+ACCEL_CHUNK_PER_DEVICE = 2**18
 NR = len(Reason)
 
 
@@ -72,9 +74,10 @@ class _Plan:
     shards: int
     chunk: int
     dump: bool
+    barrier: bool                             # reducers behind a conditional (CPU; see step)
 
 
-def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump) -> _Plan:
+def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform) -> _Plan:
     paths = leaf_paths(space.base)
     pos = {p: i for i, p in enumerate(paths)}
     per = chunk // shards
@@ -85,16 +88,46 @@ def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump) -> _Plan
         sign=1.0 if HIGHER_IS_BETTER[objective] else -1.0, pareto=pareto,
         pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
         limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
-        shards=shards, chunk=chunk, dump=dump)
+        shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu")
 
 
 def _step_fn(plan: _Plan, evaluate_fn, mesh):
     """The chunk step: decode -> vmap(evaluate) -> limits -> reducers (one jit)."""
 
-    def step(base_leaves, tables, base_digits, n_valid, bounds):
-        offsets = jnp.arange(plan.chunk, dtype=jnp.int32)
-        if mesh is not None:
-            offsets = jax.lax.with_sharding_constraint(offsets, NamedSharding(mesh, P("d")))
+    def reduce_shard(f, good):
+        """Top-k and Pareto candidates of one shard; outputs get a leading shard axis."""
+        obj = plan.sign * f[plan.objective]
+        vals, pos = reducers.top_k(jnp.where(good & ~jnp.isnan(obj), obj, -jnp.inf), plan.k)
+        out = {"top_values": vals, "top_pos": pos,
+               "top_fields": jnp.stack([f[n][pos] for n in plan.fields], -1)}
+        if plan.pareto:
+            x = jnp.stack([s * f[n] for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
+            pos, sel, ncand = reducers.pareto_candidates(x, good, plan.cap)
+            out.update(par_pos=pos, par_sel=sel, par_n=ncand,
+                       par_fields=jnp.stack([f[n][pos] for n in plan.fields], -1))
+        return jax.tree_util.tree_map(lambda a: a[None], out)
+
+    def reduce_all(f, feasible, reason, valid):
+        good = valid & feasible
+        code = jnp.where(valid, jnp.where(feasible, 0, jnp.clip(reason, 1, NR - 1)), NR)
+        out = {"counts": reducers.counts(code, NR),
+               "hist": reducers.log2_histogram(f[plan.objective], good)}
+        if mesh is None:
+            out.update(reduce_shard(f, good))
+        else:                             # each device reduces its own shard: no all-gather
+            out.update(jax.shard_map(reduce_shard, mesh=mesh, in_specs=(P("d"), P("d")),
+                                     out_specs=P("d"))(f, good))
+        if plan.dump:
+            out["dump_fields"] = jnp.stack([f[n] for n in plan.fields], -1)
+            out["dump_feasible"], out["dump_reason"] = feasible, reason
+        return out
+
+    def _zeros_like_out(*args):
+        return jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(reduce_all, *args))
+
+    def step(base_leaves, tables, base_digits, n_valid, bounds, offsets):
+        # ``offsets`` = arange(chunk), a device-resident argument: as a traced constant, XLA
+        # would constant-fold the whole decode at compile time (seconds per 1e4 points)
         digits = decode_offsets(plan.radices, base_digits, offsets)
         leaves: list[Any] = [base_leaves[i] for i in range(plan.n_leaves)]
         axes: list[Any] = [None] * plan.n_leaves
@@ -117,26 +150,14 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
         reason = jnp.where(feasible & viol, int(Reason.slo), reason)
         feasible = feasible & ~viol
         valid = offsets < n_valid
-        good = valid & feasible
-        code = jnp.where(valid, jnp.where(feasible, 0, jnp.clip(reason, 1, NR - 1)), NR)
-        out = {"counts": reducers.counts(code, NR),
-               "hist": reducers.log2_histogram(f[plan.objective], good)}
-        S, per = plan.shards, plan.chunk // plan.shards
-        sh = {name: v.reshape(S, per) for name, v in f.items()}
-        obj = plan.sign * sh[plan.objective]
-        key = jnp.where(good.reshape(S, per) & ~jnp.isnan(obj), obj, -jnp.inf)
-        vals, posk = reducers.top_k(key, plan.k)
-        out["top_values"], out["top_pos"] = vals, posk
-        out["top_fields"] = jnp.stack([jnp.take_along_axis(sh[n], posk, axis=1) for n in plan.fields], -1)
-        if plan.pareto:
-            x = jnp.stack([s * sh[n] for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
-            pos, sel, ncand = reducers.pareto_candidates(x, good.reshape(S, per), plan.cap)
-            out["par_pos"], out["par_sel"], out["par_n"] = pos, sel, ncand
-            out["par_fields"] = jnp.stack([jnp.take_along_axis(sh[n], pos, axis=1) for n in plan.fields], -1)
-        if plan.dump:
-            out["dump_fields"] = jnp.stack([f[n] for n in plan.fields], -1)
-            out["dump_feasible"], out["dump_reason"] = feasible, reason
-        return out
+        if not plan.barrier:
+            return reduce_all(f, feasible, reason, valid)
+        # On CPU the reducers run inside a conditional (always taken): XLA fuses nothing
+        # across it, so the model is materialised once instead of being fused (duplicated)
+        # into every reducer gather (+20% HLO and compile time; optimization_barrier is
+        # dropped by XLA). Not on GPU, where a conditional would make the host wait for the
+        # predicate and so stop the next chunk's dispatch from overlapping this one.
+        return jax.lax.cond(n_valid > 0, reduce_all, _zeros_like_out, f, feasible, reason, valid)
 
     return step
 
@@ -154,7 +175,9 @@ def _compiled(plan: _Plan, evaluate_fn, devices, args):
     if mesh is None:
         jitted = jax.jit(_step_fn(plan, evaluate_fn, None))
     else:
-        jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh), in_shardings=NamedSharding(mesh, P()))
+        rep = NamedSharding(mesh, P())
+        jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh),
+                         in_shardings=(rep, rep, rep, rep, rep, NamedSharding(mesh, P("d"))))
     fn = jitted.lower(*args).compile()
     _CACHE[key] = fn
     return fn, time.perf_counter() - t0
@@ -170,7 +193,7 @@ def _atomic_write(path: Path, data: bytes):
     os.replace(tmp, path)
 
 
-def _save_state(path: Path, arrays: dict):
+def _save_npz(path: Path, arrays: dict):
     import io as _io
 
     buf = _io.BytesIO()
@@ -178,13 +201,9 @@ def _save_state(path: Path, arrays: dict):
     _atomic_write(path, buf.getvalue())
 
 
-def _progress_enabled(progress) -> bool:
-    if progress is not None:
-        return bool(progress)
-    return sys.stderr.isatty() and not os.environ.get("CI")
-
-
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, progress):
+    """tqdm on a terminal (points/s, ETA); off when stderr is not a TTY or $CI is set."""
+    enabled = bool(progress) if progress is not None else sys.stderr.isatty() and not os.environ.get("CI")
     if not enabled:
         return None
     try:
@@ -196,7 +215,13 @@ def _progress_bar(total: int, enabled: bool):
 
 
 # ---------------------------------------------------------------- the engine
-def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, chunk: int = 2**16,
+def auto_chunk(devices) -> int:
+    """Default points per step: small on CPU (cache-resident working set), large on GPU."""
+    per = CPU_CHUNK_PER_DEVICE if devices[0].platform == "cpu" else ACCEL_CHUNK_PER_DEVICE
+    return per * len(devices)
+
+
+def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, chunk: int | None = None,
           out=None, resume: bool = False, max_points: int | None = None, evaluate_fn=None,
           dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
           pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None) -> "SweepResult":
@@ -207,8 +232,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
       objective: metric to rank by (default: the space's, else decode_tokens_per_s);
         direction from ``metrics.HIGHER_IS_BETTER``.
       top_k: designs kept by objective. pareto: 2-3 metrics (default: the space's).
-      chunk: points per compiled step (rounded up to a multiple of the device count, and
-        down to the space size for tiny spaces).
+      chunk: points per compiled step (default ``auto_chunk``; rounded up to a multiple of
+        the device count, and down to the space size for tiny spaces).
       out / resume: run directory; continue a killed run with the same final answer.
       evaluate_fn: ``Design -> Metrics`` for one point (default ``jaxstack.evaluate``).
       dump: also return every point's metrics (spaces up to ``DUMP_MAX_POINTS``).
@@ -232,132 +257,103 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
                              f"{DUMP_MAX_POINTS:,} (use --max-points)")
     devices = list(devices or jax.local_devices())
     shards = len(devices)
-    chunk = max(1, min(int(chunk), total))
+    chunk = max(1, min(int(chunk or auto_chunk(devices)), total))
     chunk = -(-chunk // shards) * shards
     n_chunks = -(-total // chunk)
     nproc, proc = jax.process_count(), jax.process_index()
     if dump and nproc > 1:
         raise io.ConfigError("sweep: key 'dump': not supported with several processes")
-    mine = list(range(proc, n_chunks, nproc))
-    plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump)
-    nf = len(plan.fields)
-    top = reducers.TopK(int(top_k), nf)
-    front = reducers.Front(len(pareto), nf, int(front_capacity)) if pareto else None
-    state = {"counts": np.zeros(NR, np.int64), "hist": np.zeros(reducers.HIST_BINS, np.int64),
-             "pos": 0, "points": 0, "run_s": 0.0}
+    mine = range(proc, n_chunks, nproc)          # lazy: a 2.5e14-point space has 1e10 chunks
+    plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump,
+                 devices[0].platform)
+    st = reducers.RunState(int(top_k), plan.fields, pareto, plan.pareto_signs, plan.cap, int(front_capacity), NR)
     dumps: dict[int, dict] = {}
-
     run_id = {"space_hash": space.hash, "objective": objective, "top_k": int(top_k),
               "pareto": list(pareto), "chunk": chunk, "points": total, "dump": dump,
               "processes": nproc, "pareto_cap": int(pareto_cap), "front_capacity": int(front_capacity)}
     rundir = Path(out) if out is not None else None
-    suffix = f".p{proc}" if nproc > 1 else ""
-    state_path = rundir / f"state{suffix}.npz" if rundir else None
-    manifest_path = rundir / f"manifest{suffix}.json" if rundir else None
+    sfx = f".p{proc}" if nproc > 1 else ""
     if rundir is not None:
-        _open_rundir(rundir, manifest_path, state_path, run_id, resume, space, top, front, state, dumps)
+        _open_rundir(rundir, sfx, run_id, resume, space, st)
 
     mesh = Mesh(np.array(devices), ("d",)) if shards > 1 else None
-    rep = NamedSharding(mesh, P()) if mesh is not None else None
-    put = (lambda x: jax.device_put(x, rep)) if rep is not None else (lambda x: jax.device_put(x, devices[0]))
-    flat_base = np.array([v for v in jax.tree_util.tree_leaves(space.base)], np.float32)
-    tables = tuple(put(a.table.astype(np.float32)) for a in space.axes)
+    rep = NamedSharding(mesh, P()) if mesh is not None else devices[0]
+    put = lambda x: jax.device_put(x, rep)  # noqa: E731
     bounds = np.array([[-np.inf if lim.lo is None else lim.lo, np.inf if lim.hi is None else lim.hi]
                        for lim in space.limits], np.float32).reshape(-1, 2)
-    args0 = (put(flat_base), tables, put(np.zeros(len(space.axes), np.int32)), put(np.int32(chunk)),
-             put(bounds))
-    step, compile_s = _compiled(plan, evaluate_fn, devices, args0)
-    per = chunk // shards
+    offsets = np.arange(chunk, dtype=np.int32)
+    args = [put(np.array(jax.tree_util.tree_leaves(space.base), np.float32)),
+            tuple(put(a.table.astype(np.float32)) for a in space.axes),
+            put(np.zeros(len(space.axes), np.int32)), put(np.int32(chunk)), put(bounds),
+            jax.device_put(offsets, NamedSharding(mesh, P("d"))) if mesh is not None else put(offsets)]
+    step, compile_s = _compiled(plan, evaluate_fn, devices, tuple(args))
 
     def dispatch(c):
-        base = c * chunk
-        digits = np.array(space.digits(base) if total else (), np.int32).reshape(-1)
-        n_valid = min(chunk, total - base)
-        return step(args0[0], tables, put(digits), put(np.int32(n_valid)), args0[4]), base, n_valid
+        args[2], args[3] = put(np.array(space.digits(c * chunk), np.int32).reshape(-1)), \
+            put(np.int32(min(chunk, total - c * chunk)))
+        return c, step(*args)
 
-    def merge(c, outs, base, n_valid):
+    def merge(c, outs):
         o = jax.device_get(outs)
-        offs = (np.arange(shards, dtype=np.int64) * per)[:, None]
-        top.merge((base + offs + o["top_pos"]).ravel(), o["top_values"].ravel(), o["top_fields"].reshape(-1, nf))
-        if front is not None:
-            sel = o["par_sel"].ravel()
-            idx = (base + offs + o["par_pos"]).ravel()[sel]
-            fl = o["par_fields"].reshape(-1, nf)[sel]
-            cols = [plan.fields.index(m) for m in pareto]
-            x = fl[:, cols] * np.array(plan.pareto_signs, np.float32)
-            front.merge(idx, x, fl, dropped=int(np.maximum(o["par_n"] - plan.cap, 0).sum()))
-        state["counts"] += o["counts"][:NR]
-        state["hist"] += o["hist"]
-        state["points"] += n_valid
+        n_valid = min(chunk, total - c * chunk)
+        st.merge_chunk(o, c * chunk, chunk // shards, n_valid)
         if dump:
-            d = {"fields": o["dump_fields"][:n_valid], "feasible": o["dump_feasible"][:n_valid],
-                 "reason": o["dump_reason"][:n_valid]}
-            dumps[c] = d
+            dumps[c] = {"fields": o["dump_fields"][:n_valid], "feasible": o["dump_feasible"][:n_valid],
+                        "reason": o["dump_reason"][:n_valid]}
             if rundir is not None:
-                _save_state(rundir / "dump" / f"chunk_{c:09d}.npz", d)
+                _save_npz(rundir / "dump" / f"chunk_{c:09d}.npz", dumps[c])
+        if bar is not None:
+            bar.update(n_valid)
+        if on_chunk is not None:
+            on_chunk(c, st.points)
 
     def checkpoint(done: bool):
-        if rundir is None:
-            return
-        arrays = {**top.arrays("top_"), **(front.arrays("par_") if front else {}),
-                  "counts": state["counts"], "hist": state["hist"], "pos": np.int64(state["pos"]),
-                  "points": np.int64(state["points"]), "run_s": np.float64(state["run_s"])}
-        _save_state(state_path, arrays)
-        _write_json(manifest_path, {**run_id, "space": space.path, "jaxstack_version": __version__,
-                                    "n_chunks": n_chunks, "chunks_done": state["pos"],
-                                    "chunks_mine": len(mine), "points_done": state["points"],
-                                    "complete": done, "process": proc, "updated": time.time()})
+        if rundir is not None:
+            _save_npz(rundir / f"state{sfx}.npz", st.arrays())
+            _write_json(rundir / f"manifest{sfx}.json", {
+                **run_id, "space": space.path, "jaxstack_version": __version__, "n_chunks": n_chunks,
+                "chunks_done": st.pos, "chunks_mine": len(mine), "points_done": st.points,
+                "complete": done, "process": proc, "updated": time.time()})
 
     if dump and rundir is not None:
         (rundir / "dump").mkdir(exist_ok=True)
-    bar = _progress_bar(sum(min(chunk, total - c * chunk) for c in mine), _progress_enabled(progress))
+    last = n_chunks - 1                            # the only chunk that may be partial
+    bar = _progress_bar(len(mine) * chunk - ((last + 1) * chunk - total if last in mine else 0), progress)
     if bar is not None:
-        bar.update(state["points"])
-    t_start = time.perf_counter()
-    run0, pts0 = state["run_s"], state["points"]
-    last_ckpt = t_start
+        bar.update(st.points)
+    t_start = last_ckpt = time.perf_counter()
+    run0, pts0 = st.run_s, st.points
     pending = None
-    for i in range(state["pos"], len(mine)):
-        nxt = (mine[i], *dispatch(mine[i]))
+    for c in mine[st.pos:]:
+        nxt = dispatch(c)                 # the device works on chunk c while the host merges c - 1
         if pending is not None:
-            _merge_one(merge, pending, state, bar, on_chunk)
+            merge(*pending)
         pending = nxt
-        now = time.perf_counter()
-        if now - last_ckpt >= checkpoint_every_s and state["pos"] > 0:
-            state["run_s"] = run0 + now - t_start
+        if time.perf_counter() - last_ckpt >= checkpoint_every_s and st.pos > 0:
+            st.run_s = run0 + time.perf_counter() - t_start
             checkpoint(False)
-            last_ckpt = now
+            last_ckpt = time.perf_counter()
     if pending is not None:
-        _merge_one(merge, pending, state, bar, on_chunk)
+        merge(*pending)
     wall = time.perf_counter() - t_start
-    state["run_s"] = run0 + wall
+    st.run_s = run0 + wall
     checkpoint(True)
     if bar is not None:
         bar.close()
 
     if nproc > 1:
-        reducers.allgather_merge(top, front, state)
-    timings = {"compile_s": compile_s, "run_s": wall, "run_s_total": state["run_s"],
-               "points_this_session": state["points"] - pts0,
-               "points_per_s": (state["points"] - pts0) / wall if wall > 0 else 0.0,
+        st.allgather()
+    timings = {"compile_s": compile_s, "run_s": wall, "run_s_total": st.run_s,
+               "points_this_session": st.points - pts0,
+               "points_per_s": (st.points - pts0) / wall if wall > 0 else 0.0,
                "chunk": chunk, "chunks": n_chunks, "devices": shards, "processes": nproc,
                "device_kind": devices[0].device_kind, "jax_version": jax.__version__}
     dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields) if dump else None
-    res = build_result(space, objective, pareto, plan.fields, top, front, state, total, timings,
-                       dump_arrays, str(rundir) if rundir else None)
+    res = build_result(space, objective, pareto, plan.fields, st, total, timings, dump_arrays,
+                       str(rundir) if rundir else None)
     if rundir is not None and proc == 0:
         write_outputs(res, rundir)
     return res
-
-
-def _merge_one(merge, pending, state, bar, on_chunk):
-    c, outs, base, n_valid = pending
-    merge(c, outs, base, n_valid)
-    state["pos"] += 1
-    if bar is not None:
-        bar.update(n_valid)
-    if on_chunk is not None:
-        on_chunk(c, state["points"])
 
 
 def _write_json(path: Path, obj):
@@ -366,14 +362,14 @@ def _write_json(path: Path, obj):
     _atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
-def _open_rundir(rundir, manifest_path, state_path, run_id, resume, space, top, front, state, dumps):
+def _open_rundir(rundir: Path, sfx: str, run_id: dict, resume: bool, space: Space, st):
+    """Create ``rundir``, or (``resume``) check it belongs to this run and load its state."""
     import json
 
     rundir.mkdir(parents=True, exist_ok=True)
+    state_path, manifest_path = rundir / f"state{sfx}.npz", rundir / f"manifest{sfx}.json"
     if not state_path.exists():
-        if resume and manifest_path.exists():
-            pass  # killed before the first checkpoint: start over
-        return
+        return                        # new run, or killed before its first checkpoint
     if not resume:
         raise io.ConfigError(f"{rundir}: already holds a sweep run; pass --resume to continue it "
                              "or choose another --out")
@@ -392,14 +388,7 @@ def _open_rundir(rundir, manifest_path, state_path, run_id, resume, space, top, 
         raise io.ConfigError(f"{rundir}: refusing to resume: run options changed ({what}); "
                              "use the original options or a new --out")
     with np.load(state_path) as z:
-        arrays = {k: z[k] for k in z.files}
-    top.load(arrays, "top_")
-    if front is not None:
-        front.load(arrays, "par_")
-    state["counts"] = arrays["counts"].astype(np.int64)
-    state["hist"] = arrays["hist"].astype(np.int64)
-    state["pos"], state["points"] = int(arrays["pos"]), int(arrays["points"])
-    state["run_s"] = float(arrays["run_s"])
+        st.load({k: z[k] for k in z.files})
 
 
 def _collect_dumps(dumps, rundir, n_chunks, fields):
@@ -463,14 +452,15 @@ def _rows(space: Space, fields, index, values) -> list[dict]:
     return rows
 
 
-def build_result(space, objective, pareto, fields, top, front, state, total, timings, dump, out):
-    counts = {r.name: int(state["counts"][int(r)]) for r in Reason}
-    hist = {f"2^{b - reducers.HIST_OFFSET}": int(n) for b, n in enumerate(state["hist"]) if n}
+def build_result(space, objective, pareto, fields, st, total, timings, dump, out):
+    counts = {r.name: int(st.counts[int(r)]) for r in Reason}
+    hist = {f"2^{b - reducers.HIST_OFFSET}": int(n) for b, n in enumerate(st.hist) if n}
+    top, front = st.top, st.front
     return SweepResult(
         space=space, objective=objective, pareto_metrics=tuple(pareto),
         top=_rows(space, fields, top.index, top.fields),
         pareto=_rows(space, fields, front.index, front.fields) if front is not None else [],
-        counts=counts, points=int(state["points"]), feasible=counts["ok"], histogram=hist,
+        counts=counts, points=int(st.points), feasible=counts["ok"], histogram=hist,
         pareto_dropped=front.dropped if front is not None else 0, timings=timings, dump=dump, out=out)
 
 

@@ -1,8 +1,9 @@
 """Test helpers: a toy ``evaluate_fn`` and a worker for the 2-process sweep test.
 
 The toy model is a pure jnp function of a few design leaves, so the engine's mechanics
-are tested without the physics. As a script: ``python _multihost_worker.py SPACE OUT PORT
-NPROC PID`` initialises ``jax.distributed`` (gloo on CPU) and sweeps with the toy model.
+are tested without the physics. As a script (see ``main``) it runs one sweep of a toy space
+and prints a JSON report; the ``multihost`` mode first initialises ``jax.distributed``
+(gloo on CPU), so two such processes share the sweep.
 """
 
 import json
@@ -17,27 +18,30 @@ TRACES = [0]
 
 
 def toy_evaluate(d) -> Metrics:
-    """Throughput grows with bandwidth, batch and tp; infeasible when tp*pp*dp != 8 or when
-    the 'memory' (layers / tp) is too small. Ties on purpose: efficiency enters rounded."""
+    """A toy model that is exact in float32 (small integers and powers of two only), so any
+    evaluation order gives bit-identical values and the many exact ties are real ties.
+
+    Throughput grows with batch, rounded DRAM efficiency, link bandwidth and tp; per-user
+    speed falls with batch (a real trade-off for the Pareto front); infeasible when
+    tp*ep*sp*cp*dp*pp != 8 or when the 'memory' does not fit the DRAM layers.
+    """
     TRACES[0] += 1
     m = d.mapping
-    bw = d.fabric.l1.link_bandwidth * 1e-9
     b = d.request.batch
-    devices = m.tp * m.ep * m.sp * m.cp * m.dp * m.pp
-    eff = jnp.round(d.dram.efficiency * 10.0) / 10.0
-    tput = b * eff * jnp.sqrt(bw) * (m.tp + 0.5 * m.dp) / (1.0 + 0.1 * m.pp + 0.01 * b)
-    tpot = b / tput
-    mem = 1e11 / (m.tp * m.pp) + 1e6 * b
-    power = 300.0 + 0.2 * bw + 50.0 * m.tp
-    ok_dev = devices == 8.0
-    ok_mem = mem <= d.dram.capacity_per_layer * d.dram.total_layers
-    feasible = ok_dev & ok_mem
+    e10 = jnp.round(d.dram.efficiency * 10.0)                       # 7, 8, 9
+    bwi = jnp.round(d.fabric.l1.link_bandwidth / 1e11)              # 1 ... 9
+    x = e10 * bwi * (2.0 * m.tp + m.dp) / 8.0
+    tput = b * x
+    user = 64.0 * x - b
+    power = 300.0 + 50.0 * m.tp + 2.0 * bwi
+    mem = 64.0 / (m.tp * m.pp) + b / 64.0                           # "GiB"
+    ok_dev = m.tp * m.ep * m.sp * m.cp * m.dp * m.pp == 8.0
+    ok_mem = mem <= 16.0 * d.dram.total_layers
     reason = jnp.where(~ok_dev, int(Reason.device_count), jnp.where(~ok_mem, int(Reason.memory), 0))
     vals = {f: jnp.zeros_like(b) for f in metric_fields()}
-    vals.update(decode_tokens_per_s=tput, user_tokens_per_s=1.0 / tpot, tpot_s=tpot, ttft_s=tpot * 10.0,
-                power_W=power, memory_bytes=mem, tokens_per_J=tput / power,
-                energy_per_token_J=power / tput, temperature_C=40.0 + 0.05 * power)
-    return Metrics(feasible=feasible, reason=reason.astype(jnp.int32), **vals)
+    vals.update(decode_tokens_per_s=tput, user_tokens_per_s=user, tpot_s=1.0 / (jnp.abs(user) + 1.0), power_W=power,
+                memory_bytes=mem * 2.0**30, tokens_per_J=tput / power, temperature_C=40.0 + power / 16.0)
+    return Metrics(feasible=ok_dev & ok_mem, reason=reason.astype(jnp.int32), **vals)
 
 
 def _report(res) -> str:
@@ -51,7 +55,7 @@ SWEEP_KW = {"top_k": 7, "chunk": 64, "pareto": ("decode_tokens_per_s", "user_tok
 
 
 def main(argv):
-    """Modes: multihost SPACE OUT PORT NPROC PID | plain SPACE [OUT] | slow SPACE OUT."""
+    """Modes: multihost SPACE OUT PORT NPROC PID | plain SPACE [OUT] | devices SPACE | slow SPACE OUT."""
     import jax
 
     mode, space_path, *rest = argv
@@ -68,7 +72,10 @@ def main(argv):
 
         kw.update(checkpoint_every_s=0.0, on_chunk=lambda c, n: time.sleep(0.05))
     res = sweep(space_path, out=rest[0] if rest else None, **kw)
-    print(_report(res), flush=True)
+    if mode == "devices":
+        print(json.dumps({**json.loads(_report(res)), "devices": res.timings["devices"]}), flush=True)
+    else:
+        print(_report(res), flush=True)
 
 
 if __name__ == "__main__":

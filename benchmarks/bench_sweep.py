@@ -1,0 +1,102 @@
+"""Sweep throughput: compile time and steady-state full-model points/s vs N.
+
+    python benchmarks/bench_sweep.py                       # quickstart: 1e5 and all 1,008,000
+    python benchmarks/bench_sweep.py --space spaces/deepstack-decode.yaml --sizes 1e5,1e6,1e7,1e8
+    python benchmarks/bench_sweep.py --cpu-devices 2       # shard over 2 CPU "devices"
+    python benchmarks/bench_sweep.py --smoke               # tiny, for CI
+
+Method (brax ``test_utils.benchmark`` style): the first sweep of a space includes tracing
+and XLA compilation, reported as ``compile_s`` (AOT ``lower().compile()`` inside ``sweep``);
+every size is then swept with the compiled step and timed end to end (decode, evaluate,
+limits, reducers, host merges, no run directory), each size ``--repeat`` times, best kept.
+Flatness = min/max points/s over the sizes swept in one space (1.0 = no slowdown with N). Peak host RSS
+(``ru_maxrss``) after each size shows that memory does not grow with N.
+
+Prints ONE JSON line (device kind, JAX version, sizes, chunk, compile s, run s, points/s),
+then a human summary on stderr.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _count(s: str) -> int:
+    return int(float(s))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", default=str(ROOT / "spaces" / "quickstart.yaml"), help="space YAML")
+    ap.add_argument("--sizes", default="1e5,1e6", help="comma-separated N (max points)")
+    ap.add_argument("--chunk", type=_count, help="points per step (default: sweep's auto)")
+    ap.add_argument("--cpu-devices", type=int,
+                    help="split the CPU into N JAX devices (default: as `jaxstack sweep`, one per core)")
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs per size (best kept)")
+    ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    args = ap.parse_args(argv)
+
+    import jax
+
+    from jaxstack.sweep_cli import MAX_AUTO_CPU_DEVICES
+
+    n_cpu = args.cpu_devices or min(os.cpu_count() or 1, MAX_AUTO_CPU_DEVICES)
+    if n_cpu > 1:
+        jax.config.update("jax_num_cpu_devices", n_cpu)
+    from jaxstack.space import load_space
+    from jaxstack.sweep import auto_chunk, sweep
+
+    sizes = [20_000] if args.smoke else [_count(s) for s in args.sizes.split(",")]
+    space = load_space(args.space)
+    chunk = args.chunk or auto_chunk(jax.local_devices())
+    if args.smoke:
+        chunk = min(chunk, 4096)
+    sizes = [max(n, chunk) for n in sizes]     # a smaller N would shrink the chunk: a recompile
+
+    t0 = time.perf_counter()          # first sweep: trace + compile (+ one chunk)
+    compile_s = sweep(space, top_k=args.top_k, chunk=chunk, max_points=chunk, progress=False).timings["compile_s"]
+    print(f"[{Path(space.path).name}] {space.size:.3g} points; first sweep {time.perf_counter() - t0:.1f} s "
+          f"(compile {compile_s:.1f} s)", file=sys.stderr)
+    rows = []
+    for n in sizes:
+        best = None
+        for _ in range(max(1, args.repeat)):
+            r = sweep(space, top_k=args.top_k, chunk=chunk, max_points=n, progress=False)
+            if best is None or r.timings["run_s"] < best.timings["run_s"]:
+                best = r
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        rows.append({"n": best.points, "run_s": best.timings["run_s"],
+                     "points_per_s": best.timings["points_per_s"], "feasible": best.feasible,
+                     "peak_rss_MiB": round(rss, 1)})
+        print(f"  N={best.points:>12,}  {best.timings['run_s']:8.2f} s  {best.timings['points_per_s']:>12,.0f} pts/s"
+              f"  feasible {best.feasible:,}  peak RSS {rss:,.0f} MiB", file=sys.stderr)
+
+    pps = [r["points_per_s"] for r in rows]
+    dev = jax.local_devices()
+    out = {
+        "bench": "sweep", "device_kind": dev[0].device_kind, "platform": dev[0].platform,
+        "devices": len(dev), "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
+        "space": Path(space.path).name, "chunk": chunk, "compile_s": round(compile_s, 2),
+        "sizes": [r["n"] for r in rows],
+        "run_s": [round(r["run_s"], 4) for r in rows], "points_per_s": [round(p) for p in pps],
+        "peak_rss_MiB": [r["peak_rss_MiB"] for r in rows],
+        "steady_points_per_s": round(pps[-1]), "flatness": round(min(pps) / max(pps), 3),
+        "model": "jaxstack.evaluate (full model)",
+    }
+    print(json.dumps(out))
+    print(f"\n{dev[0].device_kind} x{len(dev)} ({os.cpu_count()} CPUs), JAX {jax.__version__}, chunk {chunk:,}: "
+          f"steady {pps[-1]:,.0f} full-model points/s at N={rows[-1]['n']:,}; flatness {out['flatness']}; "
+          f"compile {compile_s:.1f} s; "
+          f"peak RSS {rows[-1]['peak_rss_MiB']:,.0f} MiB", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
