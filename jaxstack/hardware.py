@@ -48,6 +48,17 @@ class Chip:
     tdp: float = leaf("W", "thermal design power of one chip")
     static_power: float = leaf("W", "idle/leakage power of one chip")
     energy_per_flop: float = leaf("J/FLOP", "dynamic energy per 16-bit tensor FLOP")
+    # issue 4 (area.py, memory.py); defaults are neutral: GPU results unchanged unless a preset sets them
+    die_area: float = leaf("m2", "logic-die area budget; 0 = compute_units fixed, > 0 = at most "
+                           "compute_units, as many as fit (area.py)", default=0.0)
+    unit_area: float = leaf("m2", "logic area of one compute unit without its SRAM and L1 datapath",
+                            default=0.0)
+    fabric_port_bandwidth: float = leaf("B/s", "fabric bandwidth whose ports sit on the logic die "
+                                        "(costs die area; 0 = none)", default=0.0)
+    buffering_factor: float = leaf("1", "in-flight bytes per byte of DRAM bandwidth x latency "
+                                   "(Little's law)", default=1.0)
+    sram_traffic_factor: float = leaf("1", "SRAM bytes moved per DRAM byte for the SRAM-bandwidth cap "
+                                      "(DeepStack 2; 0 = cap off)", default=0.0)
 
 
 @pytree
@@ -62,6 +73,31 @@ class Dram:
     efficiency: float = leaf("1", "achieved fraction of peak bandwidth on streaming reads")
     row_cycle_efficiency: float = leaf("1", "read/(read+recharge) when every layer is connected (n = m)")
     energy_per_bit: float = leaf("J/bit", "DRAM access + interface energy per bit")
+    # issue 4 (memory.py); every default switches its effect off (GPU results unchanged)
+    row_bytes: float = leaf("B", "DRAM row (page) behind one port; 0 = rows not modelled (streaming)",
+                            default=0.0)
+    transaction_bytes: float = leaf("B", "access granularity (sector) of one port; 0 = no transaction / "
+                                    "wave quantisation", default=0.0)
+    banks_per_port: float = leaf("1", "banks of one layer behind one port (1 = DeepStack's bank abstraction)",
+                                 default=1.0)
+    t_rrd: float = leaf("1", "min transfer-clock cycles between row activations on one port (0 = off)",
+                        default=0.0)
+    t_faw: float = leaf("1", "four-activation window of one port in transfer-clock cycles (0 = off)",
+                        default=0.0)
+    t_rfc: float = leaf("s", "all-bank refresh cycle time (0 = refresh not modelled)", default=0.0)
+    t_refi: float = leaf("s", "refresh interval in the normal temperature range", default=3.9e-6)
+    refresh_double_temp: float = leaf("degC", "DRAM temperature above which refresh doubles (JEDEC 85 C)",
+                                      default=85.0)
+    round_trip_cycles: float = leaf("1", "DRAM round-trip latency in core-clock cycles for the "
+                                    "Little's-law cap (0 = off)", default=0.0)
+    bond_pitch: float = leaf("m", "vertical bond / TSV pitch (0 = vertical interface not limiting)",
+                             default=0.0)
+    bond_signal_fraction: float = leaf("1", "fraction of bonds that carry data", default=0.5)
+    bond_bits_per_transfer: float = leaf("1", "bits per data bond per transfer-clock cycle (the vertical "
+                                         "bus runs on the DRAM transfer clock)", default=2.0)
+    port_area: float = leaf("m2", "logic-die bond field of one connected layer's vertical port",
+                            default=0.0)
+    channel_area: float = leaf("m2", "logic-die area of one channel's controller and PHY", default=0.0)
 
 
 @pytree
@@ -74,6 +110,12 @@ class FabricLevel:
     links_per_node: float = leaf("1", "links per node (per neighbour on all-to-all)")
     hop_latency: float = leaf("s", "latency of one hop")
     energy_per_bit: float = leaf("J/bit", "link energy per bit")
+    switch_bandwidth: float = leaf("B/s", "aggregate crossbar throughput of one switch (0 = non-blocking)",
+                                   default=0.0)
+    packet_payload: float = leaf("B", "payload bytes per packet (0 = not packetised)", default=0.0)
+    packet_header: float = leaf("B", "header bytes per packet on the wire", default=0.0)
+    ack_bytes: float = leaf("B", "acknowledgement bytes per data packet, sent on the reverse link",
+                            default=0.0)
 
 
 @pytree
@@ -83,6 +125,8 @@ class Fabric:
     l3: FabricLevel
     collective_overhead: float = leaf("s", "fixed software cost per collective call")
     bandwidth_efficiency: float = leaf("1", "achieved fraction of link bandwidth")
+    ack_round_trip: float = leaf("1", "1: a transfer completes when its last ACK is back at the sender",
+                                 default=0.0)
 
 
 @pytree
