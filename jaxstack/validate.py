@@ -93,7 +93,7 @@ def fit(name: str, points: int = 24, rounds: int = 3) -> dict:
         axes = [np.linspace(a, b, points) for a, b in zip(lo, hi, strict=True)]
         grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
         G, C = len(grid), len(rows)
-        d = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (G, C)).copy(), base)
+        d = jax.tree_util.tree_map(lambda x, shape=(G, C): np.broadcast_to(x, shape).copy(), base)
         for j, names in enumerate(paths):
             v = np.exp(grid[:, j]) * factors[j]
             d = io.set_path(d, names, np.broadcast_to(v[:, None], (G, C)).astype(np.float32))
