@@ -4,17 +4,19 @@ Stage 1 (``topology.py``) places the group on the fabric (3 levels, 6 dims) and 
 step of an algorithm into the load on the busiest directed link and the hops of the worst
 path, per topology kind. Stage 2 (here) prices a dim's steps (S steps of chunks c_t, loads
 λ_t, hops η_t; r = the reverse direction carries data too) on its level l, sums the dims,
-and returns an algorithm's time as α + β n for a collective of n bytes:
+and returns an algorithm's time as α + SF + β n for a collective of n bytes:
   β n = max( N_l w Σ λ_t c_t / B_l,  tr_l Σ c_t )    (busiest link; B_l has the crossbar cap)
         w = 1 + H/P + r A/P wire bytes per payload byte (P payload, H header, A ACK bytes)
-  α   = Σ_t (lat_in + η_t h_l)(1 + rt) + rt (ak_in + η_t A/B_l) + SF
+  α   = Σ_t (lat_in + η_t h_l)(1 + rt) + rt (ak_in + η_t A/B_l)
         rt = ack_round_trip: a transfer completes when its last ACK is back (ASTRA-sim's NS-3
-        glue), so the path latency is paid twice and the ACK's serialisation once per hop;
-        SF = store-and-forward of one full packet (P + H)/B per hop after the first (the
-        dim's mean η per step; a message shorter than a packet is priced as a full one)
-Unpacketised links (P = 0) have w = 1, no SF and no ACKs. α and β do not depend on n, so
-every call on one group shares them (one XLA computation per group) and a call costs a
-multiply-add per algorithm.
+        glue), so the path latency is paid twice and the ACK's serialisation once per hop
+  SF  = store-and-forward of one packet per hop after the first (the dim's mean η per
+        step): its header H/B, and min(m n, P)/B of payload, m n = the algorithm's mean
+        message (Σ messages / Σ steps; a step's message: ring n/(K k), XOR c_t, tree n,
+        all-to-all n/p or n/k by dims, p2p n), P = the largest payload of the fabric
+Unpacketised links (P = 0) have w = 1, no SF and no ACKs. Everything but min(m n, P) is
+independent of n, so the calls on one group share it (one XLA computation per group) and a
+call costs a few multiply-adds per algorithm.
 
 Algorithms (p = group size, n bytes; a dim has k members, K in its inner dims, S = ⌈log2 k⌉):
   ring            multi-dimensional ring: reduce-scatter dim by dim (k - 1 shifts of
@@ -31,16 +33,17 @@ Algorithms (p = group size, n bytes; a dim has k members, K in its inner dims, S
   all-to-all      n = one rank's whole send buffer, c = n/p per member (the caller folds
                   MoE imbalance into n). direct: one step; the node link of level l carries
                   N_l c (G_l λ_a + p - G_l g_l) (pattern among its g_l members + transit to
-                  outer levels); time = max over levels, latency = worst level's path.
+                  outer levels); time = max over levels, latency = path to the outermost
+                  level the group spans.
                   hierarchical (ASTRA-sim multi-dim): one step per dim, n/k to each of the
                   k - 1 members of the dim
   p2p             n bytes to the rank ``stride`` away, every rank of the node at once, on
                   the outermost level the two ranks differ in
-``algorithm=None`` returns the cheapest α + β n of ``_BEST``; a name evaluates that one.
+``algorithm=None`` returns the cheapest of ``_BEST``; a name evaluates that one.
 Every function returns ``(latency_s, bandwidth_s)`` and adds ``collective_overhead`` to the
 latency of a call with more than one rank.
 Validated against ASTRA-sim/NS-3 (``jaxstack.validation.collectives``, 261 points, nothing
-fitted): weighted error 0.0-0.2 % per panel, point MAPE 0.2-2.4 % (DeepStack: 1.6-3.8 %,
+fitted): weighted error 0.0-0.2 % per panel, point MAPE 0.2-1.5 % (DeepStack: 1.6-3.8 %,
 25-112 %).
 Not modelled: reduction compute (γ), in-network reduction (SHARP/NVLS), congestion-control
 and PFC dynamics, ranks that drift apart and overlap one step's latency with another's
@@ -72,10 +75,11 @@ __all__ = ["group_levels", "all_reduce", "all_gather", "reduce_scatter", "all_to
 ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct")
 ALL_GATHER_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "direct")
 ALL_TO_ALL_ALGORITHMS = ("direct", "hierarchical")
-# ``algorithm=None`` takes the cheapest of these; the others are dominated and evaluated by
-# name only: a one-way ring never beats the bidirectional one, a recursive-doubling
-# all-gather never beats halving-doubling (which sends the small chunks over outer levels),
-# the dimension-by-dimension all-to-all moves the direct one's bytes in more steps
+# ``algorithm=None`` takes the cheapest of these; the others are (practically) dominated and
+# evaluated by name only: a one-way ring never beats the bidirectional one; a recursive-
+# doubling all-gather beats halving-doubling (small chunks over the outer levels) only when
+# outer links are faster than inner ones; the dimension-by-dimension all-to-all moves the
+# direct one's bytes in more steps
 _BEST = {"all_reduce": ALL_REDUCE_ALGORITHMS[1:], "all_gather": ("bidirectional_ring", "halving_doubling", "direct"),
          "all_to_all": ("direct",)}
 
@@ -154,12 +158,16 @@ class _Net:
             out = _add(out, _cost(lk, st))
         return out
 
-    def at(self, a: _Alg, n):
-        """(latency, bandwidth) of algorithm ``a`` for n bytes."""
+    def coefficients(self, a: _Alg):
+        """(α, SF at full packets / P, β, mean message per byte of n): n-independent."""
         P = self.payload
-        mean = n * a.msg / jnp.maximum(a.steps, 1.0)
-        frac = jnp.where(P > 0, jnp.minimum(mean, P) / jnp.where(P > 0, P, 1.0), 0.0)
-        return jnp.maximum(a.alpha + a.sf * frac, 0.0), a.beta * n
+        sf = jnp.where(P > 0, a.sf / jnp.where(P > 0, P, 1.0), 0.0)
+        return a.alpha, sf, a.beta, a.msg / jnp.maximum(a.steps, 1.0)
+
+    def at(self, coef, n):
+        """(latency, bandwidth) for n bytes."""
+        alpha, sf, beta, m = coef
+        return jnp.maximum(alpha + sf * jnp.minimum(m * n, self.payload), 0.0), beta * n
 
     def ring(self, bidirectional) -> _Alg:
         """One reduce-scatter (or all-gather) pass of the multi-dimensional ring."""
@@ -212,10 +220,10 @@ def _pick(net: _Net, costs: dict, algorithm: str | None, op: str, n):
     if algorithm is not None:
         if algorithm not in costs:
             raise ValueError(f"unknown {op} algorithm {algorithm!r}; choose from {tuple(costs)}")
-        return net.at(costs[algorithm](), n)
+        return net.at(net.coefficients(costs[algorithm]()), n)
     lat = bw = None
     for a in _BEST[op]:
-        la, ba = net.at(_Alg(*map(_keep, costs[a]())), n)
+        la, ba = net.at(tuple(map(_keep, net.coefficients(costs[a]()))), n)
         if lat is None:
             lat, bw = la, ba
         else:
@@ -279,5 +287,5 @@ def all_to_all(fabric: Fabric, stride, size, nbytes, algorithm: str | None = Non
 def p2p(fabric: Fabric, stride, nbytes):
     """Point-to-point send of ``nbytes`` to the rank ``stride`` away (PP stage boundary)."""
     net = _Net(fabric, stride, 2.0)
-    lat, bw = net.at(_Alg(*map(_keep, net.p2p())), nbytes)
+    lat, bw = net.at(tuple(map(_keep, net.coefficients(net.p2p()))), nbytes)
     return _keep(lat + fabric.collective_overhead), _keep(bw)

@@ -77,8 +77,6 @@ class Level(NamedTuple):
     sw: jnp.ndarray         # kind flags
     a2a: jnp.ndarray
     wrap: jnp.ndarray       # ring or torus
-    torus: jnp.ndarray
-    chain: jnp.ndarray
     g: jnp.ndarray          # group members at this level
     N: jnp.ndarray          # ranks per node of this level
     G: jnp.ndarray          # group members per node of this level
@@ -89,7 +87,7 @@ class Level(NamedTuple):
     q: jnp.ndarray          # 1/B_l if packetised else 0 (store-and-forward per byte)
     hop: jnp.ndarray
     lat_in: jnp.ndarray     # Σ_{j<l} t_j h_j
-    tr_in: jnp.ndarray      # max_{j<l} N_j wire_j / B_j
+    tr_in: jnp.ndarray      # max_{j<l} N_j (1 + (H + A)/P)_j / B_j
     pk_in: jnp.ndarray      # Σ_{j<l} t_j q_j
     hd_in: jnp.ndarray      # Σ_{j<l} t_j q_j H_j
     ak_in: jnp.ndarray      # Σ_{j<l} t_j q_j A_j
@@ -147,7 +145,7 @@ def geometry(fabric: Fabric, stride, size) -> tuple[list[Level], list[Dim]]:
         sigma = jnp.maximum(stride / N, 1.0)
         gx = jnp.clip(X / sigma, 1.0, g)
         lv = Level(sw=sw, a2a=kind == _K.all_to_all, wrap=(kind == _K.ring) | (kind == _K.torus2d),
-                   torus=kind == _K.torus2d, chain=kind == _K.chain, g=g, N=N, G=G, bw=bw, hdr=hdr, ackr=ackr,
+                   g=g, N=N, G=G, bw=bw, hdr=hdr, ackr=ackr,
                    payload=f.packet_payload * pkt, q=q, hop=f.hop_latency, lat_in=lat_in, tr_in=tr_in, pk_in=pk_in,
                    hd_in=hd_in, ak_in=ak_in, header=f.packet_header * pkt, ack=f.ack_bytes * q, gx=gx, gy=g / gx,
                    sx=sigma, sy=jnp.maximum(sigma / X, 1.0), X=X, Y=jnp.where(is2d, f.dim_y, 1.0))
