@@ -42,7 +42,8 @@ once (memory bound), and a large prefill GEMM runs at compute_efficiency less it
 quantisation. Expert FFN = two grouped GEMMs (gate/up: K -> 2N/3, down: N/3 -> K) over the
 touched experts, with assignments / touched rows each. Attention core: split-KV
 (flash-decoding) keeps all U units busy: t = max(FLOPs / (tensor peak(U) compute_efficiency),
-bytes / effective_bandwidth(U)). Element-wise: u = clip(ceil(bytes / ELEM_TILE_BYTES), 1, U)
+bytes / (effective_bandwidth(U) attention_bandwidth_efficiency)), the last factor being the
+achieved fraction of bandwidth of paged / MLA KV reads (fitted per GPU preset). Element-wise: u = clip(ceil(bytes / ELEM_TILE_BYTES), 1, U)
 units, t = max(FLOPs / (u clock vector_flops_per_cycle), q(bytes) / effective_bandwidth(u)).
 Each kernel pays ``op_overhead``. Every ceil/floor of a ratio carries a 1e-6 relative
 tolerance (float32 safety: XLA may divide through a reciprocal, 784/7 -> 112.00001).
@@ -220,7 +221,7 @@ def attention(chip: Chip, dram: Dram, flops, kv_bytes, io_bytes, w_bytes, temper
     U = area.compute_units(chip, dram)
     nbytes = kv_bytes + io_bytes
     t_c = flops / (tensor_peak(chip, jnp.maximum(w_bytes, 2.0), U) * chip.compute_efficiency)
-    t_m = nbytes / memory.effective_bandwidth(dram, chip, U, temperature)
+    t_m = nbytes / (memory.effective_bandwidth(dram, chip, U, temperature) * chip.attention_bandwidth_efficiency)
     return Cost(relax.maximum(t_c, t_m) + chip.op_overhead, flops, nbytes)
 
 

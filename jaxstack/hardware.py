@@ -59,6 +59,10 @@ class Chip:
                                    "(Little's law)", default=1.0)
     sram_traffic_factor: float = leaf("1", "SRAM bytes moved per DRAM byte for the SRAM-bandwidth cap "
                                       "(DeepStack 2; 0 = cap off)", default=0.0)
+    # issue 7: paged / MLA attention kernels read the KV cache in scattered blocks
+    attention_bandwidth_efficiency: float = leaf("1", "achieved fraction of the DRAM bandwidth in the "
+                                                 "attention kernel (paged KV reads; 1 = streaming)",
+                                                 default=1.0)
 
 
 @pytree

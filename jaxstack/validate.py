@@ -30,7 +30,8 @@ RECORDED = Path(__file__).parent / "validation" / "recorded.json"
 FITS = {
     "vllm-8xb200": {
         "hardware": "b200", "fabric": "nvlink-b200x8",
-        "params": [("chip.op_overhead_us", 0.5, 20.0), ("fabric.collective_overhead_us", 0.5, 60.0)],
+        "params": [("chip.op_overhead_us", 0.5, 20.0), ("fabric.collective_overhead_us", 0.5, 60.0),
+                   ("chip.attention_bandwidth_efficiency", 0.3, 1.0)],
     },
 }
 

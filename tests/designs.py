@@ -46,7 +46,8 @@ def random_designs(n: int, seed: int = 0) -> Design:
                           input_len=rng.choice([128, 1024, 4096, 8192], n).astype(np.float32),
                           output_len=rng.choice([1, 256, 1024, 4096], n).astype(np.float32))
     jitter = lambda x: (x * rng.uniform(0.5, 2.0, n)).astype(np.float32)  # noqa: E731
-    chip = type(d.chip)(**{**vars(d.chip), "clock": jitter(d.chip.clock), "op_overhead": jitter(d.chip.op_overhead)})
+    chip = type(d.chip)(**{**vars(d.chip), "clock": jitter(d.chip.clock), "op_overhead": jitter(d.chip.op_overhead),
+                                    "attention_bandwidth_efficiency": rng.uniform(0.3, 1.0, n).astype(np.float32)})
     dram = type(d.dram)(**{**vars(d.dram), "transfer_rate": jitter(d.dram.transfer_rate),
                            "total_layers": np.where(d.dram.total_layers > 1, rng.integers(1, 17, n),
                                                     1).astype(np.float32)})

@@ -157,7 +157,7 @@ def attention(chip, dram, flops, kv_bytes, io_bytes, wb):
     U = units(chip, dram)
     b = kv_bytes + io_bytes
     peak = U * chip["clock"] * per_cycle(chip, np.maximum(wb, 2.0)) * chip["compute_efficiency"]
-    return np.maximum(flops / peak, b / bandwidth(chip, dram, U)) + chip["op_overhead"], flops, b
+    return np.maximum(flops / peak, b / (bandwidth(chip, dram, U) * chip["attention_bandwidth_efficiency"])) + chip["op_overhead"], flops, b
 
 
 def elementwise(chip, dram, flops, nbytes, kernels):
