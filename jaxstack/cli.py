@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_sweep(sub)
     except ImportError:  # sweep engine not present in this build
         pass
+    from . import plot_cli
+
+    plot_cli.add_parser(sub)
     return p
 
 

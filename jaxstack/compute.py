@@ -43,8 +43,9 @@ quantisation. Expert FFN = two grouped GEMMs (gate/up: K -> 2N/3, down: N/3 -> K
 touched experts, with assignments / touched rows each. Attention core: split-KV
 (flash-decoding) keeps all U units busy: t = max(FLOPs / (tensor peak(U) compute_efficiency),
 bytes / (effective_bandwidth(U) attention_bandwidth_efficiency)), the last factor being the
-achieved fraction of bandwidth of paged / MLA KV reads (fitted per GPU preset). Element-wise: u = clip(ceil(bytes / ELEM_TILE_BYTES), 1, U)
-units, t = max(FLOPs / (u clock vector_flops_per_cycle), q(bytes) / effective_bandwidth(u)).
+achieved fraction of bandwidth of paged / MLA KV reads (fitted per GPU preset). Element-wise:
+u = clip(ceil(bytes / ELEM_TILE_BYTES), 1, U) units,
+t = max(FLOPs / (u clock vector_flops_per_cycle), q(bytes) / effective_bandwidth(u)).
 Each kernel pays ``op_overhead``. Every ceil/floor of a ratio carries a 1e-6 relative
 tolerance (float32 safety: XLA may divide through a reciprocal, 784/7 -> 112.00001).
 Not modelled: register-level fusion, per-tile prologue/epilogue time, the L2 bandwidth as
@@ -60,8 +61,8 @@ from . import area, memory, relax
 from .hardware import Chip, Dram
 
 __all__ = ["Cost", "Tiling", "TILES", "TILE_EFFICIENCY", "STAGES", "L2_SHARE", "ELEM_TILE_BYTES", "FETCH_SHARE",
-           "flops_per_cycle", "tensor_peak", "vector_peak", "gemm_tiling", "gemm", "expert_gemm", "attention",
-           "elementwise"]
+           "flops_per_cycle", "tensor_peak", "vector_peak", "gemm_tiling", "gemm", "gemm_waves", "expert_gemm",
+           "expert_gemm_waves", "attention", "attention_waves", "elementwise"]
 
 # (tb_m, tb_n, tb_k): CUTLASS/Hopper-style CTA tiles, larger first (near-ties keep the earlier one)
 # (16, 128, 64): skinny decode kernels (swap-AB / m16n8k16 MMAs) that pad M to 16, not 64; it
@@ -199,21 +200,32 @@ def gemm_tiling(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, groups=1.0, t
 
 def gemm(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, on=1.0, temperature=None) -> Cost:
     """(M x K) activations times a (K x N) weight; ``on`` = 0 switches the op off."""
+    return gemm_waves(chip, dram, M, K, N, w_bytes, a_bytes, on, temperature)[0]
+
+
+def gemm_waves(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, on=1.0, temperature=None):
+    """``gemm`` and its wave count (the pipeline depth of a tile-level overlap)."""
     tl = gemm_tiling(chip, dram, M, K, N, w_bytes, a_bytes, 1.0, temperature)
-    return Cost(tl.time * on + on * chip.op_overhead, 2.0 * M * K * N * on, tl.nbytes * on)
+    return Cost(tl.time * on + on * chip.op_overhead, 2.0 * M * K * N * on, tl.nbytes * on), tl.waves
 
 
 def expert_gemm(chip: Chip, dram: Dram, assignments, touched, K, N, w_bytes, a_bytes, on=1.0,
                 temperature=None) -> Cost:
     """Grouped expert FFN (gate/up + down, 3 kernels): ``assignments`` token-expert pairs
     over ``touched`` experts of K x N SwiGLU weights (N = 3 x intermediate, all three mats)."""
+    return expert_gemm_waves(chip, dram, assignments, touched, K, N, w_bytes, a_bytes, on, temperature)[0]
+
+
+def expert_gemm_waves(chip: Chip, dram: Dram, assignments, touched, K, N, w_bytes, a_bytes, on=1.0,
+                      temperature=None):
+    """``expert_gemm`` and its wave count (gate/up waves + down waves)."""
     g = jnp.maximum(touched, 1e-6)
     rows = assignments / g
     third = N / 3.0  # exact for N = 3 x intermediate (N * 2/3 is not, and ceil() would see it)
     up = gemm_tiling(chip, dram, rows, K, 2.0 * third, w_bytes, a_bytes, g, temperature)
     down = gemm_tiling(chip, dram, rows, third, K, w_bytes, a_bytes, g, temperature)
     t = (up.time + down.time) * on + 3.0 * on * chip.op_overhead
-    return Cost(t, 2.0 * assignments * K * N * on, (up.nbytes + down.nbytes) * on)
+    return Cost(t, 2.0 * assignments * K * N * on, (up.nbytes + down.nbytes) * on), up.waves + down.waves
 
 
 def attention(chip: Chip, dram: Dram, flops, kv_bytes, io_bytes, w_bytes, temperature=None) -> Cost:
@@ -223,6 +235,13 @@ def attention(chip: Chip, dram: Dram, flops, kv_bytes, io_bytes, w_bytes, temper
     t_c = flops / (tensor_peak(chip, jnp.maximum(w_bytes, 2.0), U) * chip.compute_efficiency)
     t_m = nbytes / (memory.effective_bandwidth(dram, chip, U, temperature) * chip.attention_bandwidth_efficiency)
     return Cost(relax.maximum(t_c, t_m) + chip.op_overhead, flops, nbytes)
+
+
+def attention_waves(chip: Chip, dram: Dram, work_items):
+    """Waves of the attention kernel: ``work_items`` (request, head, query block) tiles over the
+    units; flash-decoding splits the KV until every unit is busy, so at least one full wave."""
+    U = area.compute_units(chip, dram)
+    return jnp.maximum(_ceil(work_items / U), 1.0)
 
 
 def elementwise(chip: Chip, dram: Dram, flops, nbytes, kernels, temperature=None) -> Cost:

@@ -10,7 +10,9 @@ from .metrics import METRIC_UNITS, Reason
 
 __all__ = ["add_parser", "run", "design_from_args"]
 
-_MAPPING_FLAGS = ("tp", "ep", "sp", "cp", "dp", "pp", "fsdp")
+_MAPPING_FLAGS = ("tp", "ep", "sp", "cp", "dp", "pp", "fsdp", "overlap", "micro_batches")
+_FLAG_HELP = {"fsdp": "1 to shard weights over dp", "overlap": "1 for tile-level compute-communication overlap",
+              "micro_batches": "pipeline micro-batches (0 = pp)"}
 
 
 def add_parser(sub):
@@ -21,7 +23,7 @@ def add_parser(sub):
     p.add_argument("--fabric", help="fabric preset")
     p.add_argument("--model", help="model preset or path to a Hugging Face config.json")
     for k in _MAPPING_FLAGS:
-        p.add_argument(f"--{k}", type=int, help=f"{k} degree" if k != "fsdp" else "1 to shard weights over dp")
+        p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, help=_FLAG_HELP.get(k, f"{k} degree"))
     p.add_argument("--moe-tp-to-ep", type=int, choices=(0, 1), help="1: MoE layers run TP ranks as EP")
     p.add_argument("--batch", type=int, help="concurrent requests")
     p.add_argument("--input-len", type=int, help="prompt tokens")
@@ -74,19 +76,21 @@ def _fmt(name, value):
 
 
 def run(args) -> int:
-    from .evaluate import evaluate
+    from .evaluate import BREAKDOWN_ORDER, breakdown, evaluate
 
     d = design_from_args(args)
-    m = jax.jit(evaluate)(d)
+    m, bd = jax.jit(lambda x: (evaluate(x), breakdown(x)))(d)
     out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
     out["reason_name"] = Reason(out["reason"]).name
+    out["breakdown"] = jax.tree_util.tree_map(float, bd)
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         print()
         return 0
     print(f"design: hardware={args.hardware or '-'} fabric={args.fabric or '-'} model={args.model or '-'}  "
           f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
-          f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g}  batch={d.request.batch:g} "
+          f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g} overlap={d.mapping.overlap:g}  "
+          f"batch={d.request.batch:g} "
           f"in={d.request.input_len:g} out={d.request.output_len:g}")
     print(f"feasible: {out['feasible']}  (reason: {out['reason_name']})")
     groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "user_tokens_per_s"]),
@@ -98,4 +102,23 @@ def run(args) -> int:
         print(f"\n{title}:")
         for k in keys:
             print(f"  {k:24s} {_fmt(k, out[k])}")
+    _print_breakdown(out["breakdown"], BREAKDOWN_ORDER)
     return 0
+
+
+def _print_breakdown(bd, order):
+    total = bd["stage_total"]
+
+    def ms(t):
+        return f"{t * 1e3:9.4f} ms {100 * t / total:5.1f} %"
+
+    print("\nper-op decode stage at mid-generation KV (one stage, all its layers):")
+    for name in order:
+        if name in bd["compute"]:
+            print(f"  {name:40s} {ms(bd['compute'][name])}")
+    print(f"  {'communication':40s} {'all':>9s}    {'exposed (after overlap)':>24s}")
+    for name in order:
+        c, x = bd["communication"].get(name, (0.0, 0.0))
+        if c > 0:
+            print(f"  {name:40s} {c * 1e3:9.4f} ms {ms(x)}")
+    print(f"  {'stage total':40s} {ms(total)}")

@@ -7,9 +7,13 @@ exceptions: infeasible points carry ``feasible = False`` and a ``Reason`` code, 
 float field stays finite. ``jit(vmap(evaluate))`` is applied by the engines (L4).
 
 Serving regime (matches vLLM with CUDA graphs at fixed concurrency): ``request.batch``
-requests decode together; TPOT = pp * mean_i t_stage(kv_i); system decode tokens/s =
-batch / TPOT; per-user tokens/s = 1 / TPOT. Prefill: TTFT = pp * t_stage(prefill of one
-micro-batch), prefill tokens/s = batch * input_len / (pp * t_stage).
+requests decode together, split per replica into mb pipeline micro-batches (mb =
+mapping.micro_batches, or pp); a micro-batch's next token needs all pp stages and waits
+for the other micro-batches, so TPOT = max(pp, mb) * mean_i t_stage(kv_i); the stages
+idle a fraction max(0, 1 - mb / pp) of the time (``bubble_fraction``); system decode
+tokens/s = batch / TPOT; per-user tokens/s = 1 / TPOT. Prefill of the whole batch fills
+and drains the pipeline: TTFT = (mb + pp - 1) * t_stage(prefill of one micro-batch),
+prefill tokens/s = batch * input_len / TTFT.
 """
 
 import jax
@@ -18,10 +22,10 @@ import jax.numpy as jnp
 from . import memory, power, relax
 from .design import Design
 from .metrics import Metrics, Reason
-from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, shard, weight_elems
+from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import stage_time
 
-__all__ = ["evaluate", "KV_POINTS", "devices", "memory_use"]
+__all__ = ["evaluate", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "memory_use"]
 
 KV_POINTS = 4  # decode KV lengths sampled evenly from input to input+output (DeepStack §2.5)
 
@@ -45,7 +49,7 @@ def memory_use(d: Design, s):
     weights = elems * w.weight_bytes
     reqs = relax.cdiv(d.request.batch, s.dp_attn)
     kv = reqs * (d.request.input_len + d.request.output_len) * L_s * kv_bytes_per_token(d, s) / s.cp
-    chunk = jnp.minimum(relax.cdiv(relax.cdiv(reqs, s.pp) * d.request.input_len, s.sp * s.cp),
+    chunk = jnp.minimum(relax.cdiv(relax.cdiv(reqs, s.mb) * d.request.input_len, s.sp * s.cp),
                         PREFILL_CHUNK_TOKENS)
     widest = jnp.maximum(w.intermediate_size / s.tp, w.num_experts_per_tok * w.moe_intermediate_size / s.tp_moe)
     act = chunk * (4.0 * w.hidden_size + 2.0 * widest) * w.act_bytes
@@ -81,14 +85,14 @@ def evaluate(d: Design) -> Metrics:
 
     # prefill: one micro-batch of prompts; causal attention sees (S + 1) / 2 keys on average
     pre = stage_time(d, s, r.input_len, 0.5 * (r.input_len + 1.0), decode=False)
-    ttft = s.pp * pre.total
+    ttft = (s.mb + s.pp - 1.0) * pre.total
     prefill_tps = r.batch * r.input_len / ttft
 
     # decode: one token per request, KV length sampled over the generation
     kvs = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
     dec = jax.vmap(lambda kv: stage_time(d, s, 1.0, kv, decode=True))(kvs)
     mean = jax.tree_util.tree_map(jnp.mean, dec)
-    tpot = s.pp * mean.total
+    tpot = jnp.maximum(s.pp, s.mb) * mean.total
     decode_tps = r.batch / tpot
 
     e_step = power.step_energy(d.chip, d.dram, d.fabric, mean.flops, mean.dram_bytes, mean.link_bytes,
@@ -106,5 +110,37 @@ def evaluate(d: Design) -> Metrics:
         energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=temp,
         frequency_scale=power.frequency_scale(d.chip, p_chip), weight_bytes=weights, kv_bytes=kv,
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
-        t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=mean.comm,
+        t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=mean.exposed,
+        bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp),
     )
+
+
+BREAKDOWN_ORDER = ("attention projections", "attention core (KV reads)", "dense FFN", "MoE", "norms + LM head",
+                   "attention (TP all-reduce, SP a2a, CP)", "dense FFN (TP all-reduce)",
+                   "MoE (dispatch + combine + all-reduce)", "pipeline send", "FSDP weight gathers")
+
+
+def breakdown(d: Design, decode: bool = True) -> dict:
+    """Per-op times of ONE pipeline stage (s) for the report of ``jaxstack eval``: decode at
+    the mid-generation KV length (or the prefill micro-batch), compute per op and, per
+    collective block, all communication and the part left exposed after overlap."""
+    s = shard(d)
+    r = d.request
+    if decode:
+        q, kv = 1.0, r.input_len + 0.5 * r.output_len
+    else:
+        q, kv = r.input_len, 0.5 * (r.input_len + 1.0)
+    st = stage_time(d, s, q, kv, decode=decode)
+    lc = layer_costs(d, s, q, kv, decode=decode)
+    L_s = st.attention / jnp.maximum(lc.attention.time, 1e-30)
+    return {
+        "compute": {"attention projections": st.attention - L_s * lc.attn_core.time,
+                    "attention core (KV reads)": st.attn_core, "dense FFN": st.ffn, "MoE": st.moe,
+                    "norms + LM head": st.other},
+        "communication": {"attention (TP all-reduce, SP a2a, CP)": (st.comm_attn, st.exposed_attn),
+                          "dense FFN (TP all-reduce)": (st.comm_ffn, st.exposed_ffn),
+                          "MoE (dispatch + combine + all-reduce)": (st.comm_moe, st.exposed_moe),
+                          "pipeline send": (st.comm_pp, st.comm_pp),
+                          "FSDP weight gathers": (st.comm_fsdp, st.exposed_fsdp)},
+        "stage_total": st.total,
+    }

@@ -46,8 +46,9 @@ class Chip:
     compute_efficiency: float = leaf("1", "achieved fraction of tensor peak on large GEMMs")
     op_overhead: float = leaf("s", "fixed cost per kernel (launch, prologue, tail)")
     tdp: float = leaf("W", "thermal design power of one chip")
-    static_power: float = leaf("W", "idle/leakage power of one chip")
-    energy_per_flop: float = leaf("J/FLOP", "dynamic energy per 16-bit tensor FLOP")
+    static_power: float = leaf("W", "idle/leakage power of one chip at leakage_ref_temp")
+    energy_per_flop: float = leaf("J/FLOP", "dynamic energy per 16-bit tensor FLOP (8/4-bit: divided by "
+                                  "fp8/fp4_speedup, power.py)")
     # issue 4 (area.py, memory.py); defaults are neutral: GPU results unchanged unless a preset sets them
     die_area: float = leaf("m2", "logic-die area budget; 0 = compute_units fixed, > 0 = at most "
                            "compute_units, as many as fit (area.py)", default=0.0)
@@ -63,6 +64,15 @@ class Chip:
     attention_bandwidth_efficiency: float = leaf("1", "achieved fraction of the DRAM bandwidth in the "
                                                  "attention kernel (paged KV reads; 1 = streaming)",
                                                  default=1.0)
+    # issue 6 (power.py, thermal.py): energy and leakage; defaults leave the pre-issue-6 model unchanged
+    vector_energy_per_flop: float = leaf("J/FLOP", "dynamic energy per FP32 vector (SIMT) FLOP incl. amortised "
+                                         "instruction issue", default=2.0e-12)
+    sram_energy_scale: float = leaf("1", "SRAM J/bit relative to the CACTI 22 nm table by size (power.py); "
+                                    "0.5 = 5-7 nm [U] (HARDWARE.md 3.4)", default=0.5)
+    leakage_temp_coeff: float = leaf("1/K", "beta of P_static(T) = static_power exp(beta (T_j - T_ref)); "
+                                     "0 = static power independent of temperature", default=0.0)
+    leakage_ref_temp: float = leaf("degC", "junction temperature at which static_power is specified",
+                                   default=85.0)
 
 
 @pytree
@@ -76,7 +86,8 @@ class Dram:
     usable_fraction: float = leaf("1", "fraction of capacity available to weights+KV+activations")
     efficiency: float = leaf("1", "achieved fraction of peak bandwidth on streaming reads")
     row_cycle_efficiency: float = leaf("1", "read/(read+recharge) when every layer is connected (n = m)")
-    energy_per_bit: float = leaf("J/bit", "DRAM access + interface energy per bit")
+    energy_per_bit: float = leaf("J/bit", "DRAM core energy per bit (array + on-die data path); the whole "
+                                 "access energy when io/activation_energy_per_bit are 0")
     # issue 4 (memory.py); every default switches its effect off (GPU results unchanged)
     row_bytes: float = leaf("B", "DRAM row (page) behind one port; 0 = rows not modelled (streaming)",
                             default=0.0)
@@ -102,6 +113,17 @@ class Dram:
     port_area: float = leaf("m2", "logic-die bond field of one connected layer's vertical port",
                             default=0.0)
     channel_area: float = leaf("m2", "logic-die area of one channel's controller and PHY", default=0.0)
+    # issue 6 (power.py, thermal.py): energy split and time-based DRAM power; ``energy_per_bit`` above is the
+    # core (array + on-die data path) part; every default is 0 (the pre-issue-6 total stays energy_per_bit)
+    io_energy_per_bit: float = leaf("J/bit", "interface energy per bit: HBM DQ + TSV + base die + host PHY, "
+                                    "or the hybrid bond of a 3D stack", default=0.0)
+    activation_energy_per_bit: float = leaf("J/bit", "ACT+PRE energy per bit of the opened row (one activation "
+                                            "costs this x 8 x row_bytes); per transferred bit when streaming "
+                                            "whole rows or when rows are off", default=0.0)
+    refresh_power: float = leaf("W", "refresh power of one DRAM layer in the normal range (IDD5-style "
+                                "E_REF x channels / tREFI); doubles above refresh_double_temp", default=0.0)
+    background_power: float = leaf("W", "active-standby (background) power of one connected layer's "
+                                   "channels", default=0.0)
 
 
 @pytree
@@ -139,3 +161,10 @@ class Thermal:
     r_base: float = leaf("K/W", "junction-to-ambient resistance of the bare chip")
     r_per_layer: float = leaf("K/W", "added resistance per stacked DRAM layer")
     dram_limit: float = leaf("degC", "DRAM temperature above which the design is infeasible")
+    # issue 6 (thermal.py): 2.5D HBM beside the logic die; defaults: DRAM stacked on the logic die (1-D stack)
+    dram_beside: float = leaf("1", "1 = 2.5D: DRAM stacks beside the logic die under a shared heat sink "
+                              "(HBM GPUs); 0 = 3D: DRAM layers stacked on the logic die", default=0.0)
+    sink_fraction: float = leaf("1", "2.5D only: share of r_base in the heat-sink path shared with the DRAM "
+                                "(the rest is the logic die's own junction-to-sink path)", default=0.6)
+    r_dram: float = leaf("K/W", "2.5D only: resistance from the hottest DRAM die of all stacks (in parallel) "
+                         "to the shared heat-sink base", default=0.0)

@@ -33,7 +33,7 @@ _NESTED = {"l1": FabricLevel, "l2": FabricLevel, "l3": FabricLevel}
 _SECTION_CLS = {"chip": Chip, "dram": Dram, "fabric": Fabric, "thermal": Thermal,
                 "model": Model, "request": Request, "mapping": Mapping}
 MAPPING_DEFAULTS = {"tp": 1, "ep": 1, "sp": 1, "cp": 1, "dp": 1, "pp": 1, "fsdp": 0,
-                    "moe_tp_to_ep": 0}
+                    "moe_tp_to_ep": 0, "overlap": 0, "micro_batches": 0}
 # HF models rarely state these; jaxstack's defaults (BF16 serving, balanced experts).
 MODEL_DEFAULTS = {"weight_bytes": 2.0, "kv_bytes": 2.0, "act_bytes": 2.0, "moe_imbalance": 1.0}
 

@@ -5,6 +5,9 @@ the innermost fabric level outwards (TP shares the innermost switch when it fits
 Module-flexible mapping (DeepStack §2.4): attention and dense ops use EP ranks as extra
 data parallelism; with ``moe_tp_to_ep = 1`` MoE layers turn TP into EP
 (ep' = tp * ep, tp' = 1, capped at the expert count with the remainder kept as TP).
+Schedule options: ``overlap`` switches tile-level compute-communication overlap on;
+``micro_batches`` splits each replica's batch into that many pipeline micro-batches
+(0 = one per stage).
 """
 
 from ._tree import leaf, pytree
@@ -24,3 +27,7 @@ class Mapping:
     pp: float = leaf("1", "pipeline stages")
     fsdp: float = leaf("1", "1: weights sharded over dp and gathered per layer")
     moe_tp_to_ep: float = leaf("1", "1: MoE layers run TP ranks as extra EP ranks")
+    overlap: float = leaf("1", "1: tile-level compute-communication overlap (wave pipelining, "
+                          "schedule.py); 0: every collective is exposed (vLLM default)", default=0.0)
+    micro_batches: float = leaf("1", "pipeline micro-batches per step; 0 = pp (no bubble in decode)",
+                                default=0.0)

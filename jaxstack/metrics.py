@@ -46,6 +46,7 @@ class Metrics:
     t_other_s: float = leaf("s", "decode step: norms, residuals, LM head")
     t_comm_s: float = leaf("s", "decode step: all communication")
     t_comm_exposed_s: float = leaf("s", "decode step: communication not hidden by overlap")
+    bubble_fraction: float = leaf("1", "decode: fraction of time a pipeline stage idles (mb < pp)")
 
 
 METRIC_UNITS = {
@@ -53,7 +54,7 @@ METRIC_UNITS = {
     "user_tokens_per_s": "tok/s", "energy_per_token_J": "J", "tokens_per_J": "tok/J",
     "power_W": "W", "temperature_C": "°C", "frequency_scale": "", "weight_bytes": "B",
     "kv_bytes": "B", "activation_bytes": "B", "memory_bytes": "B", "t_attention_s": "s",
-    "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s",
+    "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s", "bubble_fraction": "",
 }
 
 HIGHER_IS_BETTER = {

@@ -1,26 +1,34 @@
 """L3: one pipeline stage's step time for prefill and decode, with its communication.
 
 Stage composition (DeepStack §2.0, per stage of L_s = ceil(L / pp) layers):
-    t_stage = L_s (t_attn + t_norms + c_attn) + L_dense,s (t_ffn + c_ffn)
-              + L_moe,s (t_moe + c_moe) + t_lm_head + c_pp
-where L_dense,s / L_moe,s split L_s in the model's dense/MoE proportion. Communication
-per layer (groups placed innermost-first in the order TP, EP, SP, CP, DP, PP):
+    t_stage = L_s (t_attn + t_norms + x_attn) + L_dense,s (t_ffn + x_ffn)
+              + L_moe,s (t_moe + x_moe) + t_lm_head + c_pp
+where L_dense,s / L_moe,s split L_s in the model's dense/MoE proportion and x_* is the
+EXPOSED communication of the block. Communication per layer (groups placed innermost-first
+in the order TP, EP, SP, CP, DP, PP), each collective as (latency H, bandwidth B):
     attention: all-reduce over TP of T h a bytes; Ulysses SP: 2 all-to-alls of T h a / tp;
                CP: all-gather + reduce-scatter of the partial outputs (decode) or an
                all-gather of the KV shard (prefill)
     dense FFN: all-reduce over TP
     MoE:       dispatch + combine all-to-all over the ep_moe group (T_own k h a each),
                all-reduce over TP (shared experts / TP partial sums)
-    stage:     PP send of the micro-batch activations (T h a)
-    FSDP:      per-layer weight all-gather over DP, overlapped: max(layer, gather)
-No compute–communication overlap yet (exposed = all); tile-level overlap is issue 5.
+    stage:     PP send of the micro-batch activations (T h a), exposed
+    FSDP:      per-layer weight all-gather over DP, prefetched: max(layer, gather)
+Tile-level overlap (``mapping.overlap`` = 1, DeepStack §2.6, ``overlap.overlapped``): each
+collective is wave-pipelined with the op that produces or consumes it —
+    TP all-reduce after attention  <-> output projection GEMM (GEMM + reduce-scatter/all-gather)
+    TP all-reduce after dense FFN  <-> down projection GEMM
+    MoE dispatch + combine + AR    <-> routed-expert GEMMs (MoE + all-reduce, pipelined a2a)
+    SP all-to-alls + CP collectives <-> attention core (attention + all-to-all)
+with W = the op's waves (``ops``): x = overlapped(C, H, B, W) - C, so
+max(C, H + B) - C <= x <= H + B; with overlap off x = H + B.
 """
 
 from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from . import network, relax
+from . import network, overlap, relax
 from .design import Design
 from .ops import LayerCosts, Shard, kv_bytes_per_token, layer_costs, weight_elems
 
@@ -33,15 +41,33 @@ class StageTime(NamedTuple):
     ffn: jnp.ndarray
     moe: jnp.ndarray
     other: jnp.ndarray
-    comm: jnp.ndarray
+    comm: jnp.ndarray          # all communication of the stage (sequential sum)
+    exposed: jnp.ndarray       # communication not hidden by overlap or FSDP prefetch
+    comm_attn: jnp.ndarray     # per stage (x layers): attention-block collectives
+    comm_ffn: jnp.ndarray
+    comm_moe: jnp.ndarray
+    comm_pp: jnp.ndarray
+    comm_fsdp: jnp.ndarray
+    exposed_attn: jnp.ndarray
+    exposed_ffn: jnp.ndarray
+    exposed_moe: jnp.ndarray
+    exposed_fsdp: jnp.ndarray
     flops: jnp.ndarray
+    vector_flops: jnp.ndarray  # FLOPs on the vector units (norms, activations, routing, rope)
     dram_bytes: jnp.ndarray
     link_bytes: jnp.ndarray
+    attn_core: jnp.ndarray     # attention core (KV reads) time, per stage
 
 
-def _c(lat_bw):
-    lat, bw = lat_bw
-    return lat + bw
+def _sum(*parts):
+    """Add (latency, bandwidth) pairs term by term."""
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+def _exposed(on, compute, lat_bw, waves):
+    """Communication left after wave-pipelining it with ``compute`` (all of it when off)."""
+    H, B = lat_bw
+    return jnp.where(on, overlap.overlapped(compute, H, B, waves) - compute, H + B)
 
 
 def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> StageTime:
@@ -53,46 +79,60 @@ def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> StageTime
     L_s = relax.cdiv(L, s.pp)
     dense_frac = jnp.where(s.is_moe, jnp.minimum(w.first_k_dense_replace, L) / L, 1.0)
     L_dense, L_moe = L_s * dense_frac, L_s * (1.0 - dense_frac)
+    on = d.mapping.overlap > 0.5
 
     x = T * h * a                                           # activations of the linear layers
     ar_tp = network.all_reduce(f, 1.0, tp, x)
     sp_a2a = network.all_to_all(f, tp * ep, sp, x / tp)
     if decode:
         cp_bytes = lc.reqs * h / (tp * sp) * a
-        cp_c = _c(network.all_gather(f, tp * ep * sp, cp, cp_bytes)) + _c(
-            network.reduce_scatter(f, tp * ep * sp, cp, cp_bytes))
+        cp_c = _sum(network.all_gather(f, tp * ep * sp, cp, cp_bytes),
+                    network.reduce_scatter(f, tp * ep * sp, cp, cp_bytes))
         cp_link = 2 * cp_bytes
     else:
         cp_bytes = lc.reqs * q_len * kv_bytes_per_token(d, s)
-        cp_c = _c(network.all_gather(f, tp * ep * sp, cp, cp_bytes))
+        cp_c = network.all_gather(f, tp * ep * sp, cp, cp_bytes)
         cp_link = cp_bytes
-    c_attn = _c(ar_tp) + 2 * _c(sp_a2a) + cp_c
-    c_ffn = _c(ar_tp)
+    seq_c = _sum(sp_a2a, sp_a2a, cp_c)                      # around the attention core
+    c_attn = sum(ar_tp) + sum(seq_c)
+    c_ffn = sum(ar_tp)
     moe_stride = jnp.where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
     t_own = T * ep / s.ep_moe
     a2a_bytes = t_own * w.num_experts_per_tok * h * a * w.moe_imbalance
-    c_moe = 2 * _c(network.all_to_all(f, moe_stride, s.ep_moe, a2a_bytes)) + _c(ar_tp)
-    c_moe = jnp.where(s.is_moe, c_moe, 0.0)
-    c_pp = jnp.where(s.pp > 1, _c(network.p2p(f, tp * ep * sp * cp * s.dp, x)), 0.0)
+    a2a = network.all_to_all(f, moe_stride, s.ep_moe, a2a_bytes)
+    moe_c = _sum(a2a, a2a, ar_tp)
+    moe_c = (jnp.where(s.is_moe, moe_c[0], 0.0), jnp.where(s.is_moe, moe_c[1], 0.0))
+    c_moe = sum(moe_c)
+    c_pp = jnp.where(s.pp > 1, sum(network.p2p(f, tp * ep * sp * cp * s.dp, x)), 0.0)
 
+    x_attn = (_exposed(on, lc.o_proj.time, ar_tp, lc.waves_o)
+              + _exposed(on, lc.attn_core.time, seq_c, lc.waves_core))
+    x_ffn = _exposed(on, lc.ffn_down.time, ar_tp, lc.waves_down)
+    x_moe = _exposed(on, lc.experts.time, moe_c, lc.waves_experts)
     attn_t = lc.attention.time + lc.norms.time
-    layer_attn = attn_t + c_attn
-    layer_dense = lc.dense_ffn.time + c_ffn
-    layer_moe = lc.moe.time + c_moe
-    # FSDP: gather this layer's weights over DP while computing (max of the two)
+    layer_attn = attn_t + x_attn
+    layer_dense = lc.dense_ffn.time + x_ffn
+    layer_moe = lc.moe.time + x_moe
+    # FSDP: gather the next layer's weights over DP while computing this one (max of the two)
     attn_w, dense_w, moe_w, _ = weight_elems(d, s)
-    fsdp = d.mapping.fsdp > 0.5
+    fsdp = (d.mapping.fsdp > 0.5) & (s.dp > 1)
     g_stride = tp * ep * sp * cp
 
     def gathered(t_layer, elems):
-        t_g = _c(network.all_gather(f, g_stride, s.dp, elems * w.weight_bytes))
-        return jnp.where(fsdp & (s.dp > 1), relax.maximum(t_layer, t_g), t_layer)
+        t_g = jnp.where(fsdp, sum(network.all_gather(f, g_stride, s.dp, elems * w.weight_bytes)), 0.0)
+        return jnp.where(fsdp, relax.maximum(t_layer, t_g), t_layer), t_g
 
-    total = (L_s * gathered(layer_attn, attn_w) + L_dense * gathered(layer_dense, dense_w)
-             + L_moe * gathered(layer_moe, moe_w) + lc.lm_head.time + c_pp)
-    comm = L_s * c_attn + L_dense * c_ffn + L_moe * c_moe + c_pp
+    g_attn, gc_attn = gathered(layer_attn, attn_w)
+    g_dense, gc_dense = gathered(layer_dense, dense_w)
+    g_moe, gc_moe = gathered(layer_moe, moe_w)
+    total = L_s * g_attn + L_dense * g_dense + L_moe * g_moe + lc.lm_head.time + c_pp
+    comm_fsdp = L_s * gc_attn + L_dense * gc_dense + L_moe * gc_moe
+    exposed_fsdp = L_s * (g_attn - layer_attn) + L_dense * (g_dense - layer_dense) + L_moe * (g_moe - layer_moe)
+    comm = L_s * c_attn + L_dense * c_ffn + L_moe * c_moe + c_pp + comm_fsdp
+    exposed = L_s * x_attn + L_dense * x_ffn + L_moe * x_moe + c_pp + exposed_fsdp
     flops = (L_s * (lc.attention.flops + lc.norms.flops) + L_dense * lc.dense_ffn.flops
              + L_moe * lc.moe.flops + lc.lm_head.flops)
+    vflops = L_s * (lc.norms.flops + lc.vflops_attn) + L_dense * lc.vflops_ffn + L_moe * lc.vflops_moe
     dram = (L_s * (lc.attention.nbytes + lc.norms.nbytes) + L_dense * lc.dense_ffn.nbytes
             + L_moe * lc.moe.nbytes + lc.lm_head.nbytes)
     # bytes put on links by this chip (α–β bandwidth terms, coarse): AR 2x, others 1x
@@ -101,4 +141,6 @@ def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> StageTime
             + L_moe * jnp.where(s.is_moe, 2 * a2a_bytes * (s.ep_moe > 1) + 2 * x * (tp > 1), 0.0)
             + x * (s.pp > 1))
     return StageTime(total, L_s * lc.attention.time, L_dense * lc.dense_ffn.time, L_moe * lc.moe.time,
-                     L_s * lc.norms.time + lc.lm_head.time, comm, flops, dram, link)
+                     L_s * lc.norms.time + lc.lm_head.time, comm, exposed, L_s * c_attn, L_dense * c_ffn,
+                     L_moe * c_moe, c_pp, comm_fsdp, L_s * x_attn, L_dense * x_ffn, L_moe * x_moe, exposed_fsdp,
+                     flops, vflops, dram, link, L_s * lc.attn_core.time)

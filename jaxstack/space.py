@@ -31,8 +31,9 @@ Schema (``version: 1``; strict, every error names file, key path and allowed val
     pareto: [decode_tokens_per_s, user_tokens_per_s]
 
 The ``mapping:`` block enumerates on the host every ordered factorisation of N into the
-listed degrees (the other degrees of tp/ep/sp/cp/dp/pp are fixed at 1), times the fsdp and
-moe_tp_to_ep lists, into one table axis. Preset axes set every leaf of their sections
+listed degrees (the other degrees of tp/ep/sp/cp/dp/pp are fixed at 1), times the fsdp,
+moe_tp_to_ep and overlap lists, into one table axis (without the no-op combinations FSDP
+with dp = 1 and TP->EP with tp = 1). Preset axes set every leaf of their sections
 (hardware: chip, dram, thermal) with the base ``overrides`` applied on top; numeric axes
 take precedence over preset axes on the leaves they name. Limits become infeasibility
 with ``Reason.slo`` on device (in ``sweep``).
@@ -62,7 +63,7 @@ SPACE_KEYS = ("version", "description", "base", "axes", "zip", "mapping", "limit
               "pareto")
 PRESET_SECTIONS = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}
 MAX_AXIS_SIZE = 2**24          # per-axis table rows; keeps int32 digit arithmetic exact
-_FLAGS = ("fsdp", "moe_tp_to_ep")
+_FLAGS = ("fsdp", "moe_tp_to_ep", "overlap")
 _REAL_MODEL = {"weight_bytes", "kv_bytes", "act_bytes", "moe_imbalance"}
 # integer leaves (section, field) and their smallest allowed value
 _INT_MIN = {("chip", "compute_units"): 1, ("dram", "total_layers"): 1,
@@ -70,7 +71,8 @@ _INT_MIN = {("chip", "compute_units"): 1, ("dram", "total_layers"): 1,
             ("fabric", "size"): 1, ("fabric", "kind"): 0, ("fabric", "dim_x"): 1,
             ("fabric", "dim_y"): 1, ("fabric", "links_per_node"): 1, ("request", "batch"): 1,
             ("request", "input_len"): 1, ("request", "output_len"): 1,
-            **{("mapping", a): 1 for a in MAPPING_AXES}, **{("mapping", f): 0 for f in _FLAGS}}
+            **{("mapping", a): 1 for a in MAPPING_AXES}, **{("mapping", f): 0 for f in _FLAGS},
+            ("mapping", "micro_batches"): 0}
 
 
 def _err(where: str, path: str, msg: str) -> io.ConfigError:
@@ -400,6 +402,10 @@ def _mapping_axis(spec, where) -> Axis:
     for fac in factorizations(n, len(order)):
         deg = dict(zip(order, fac, strict=True))
         for combo in _product([flags[f] for f in flags]):
+            on = dict(zip(flags, combo, strict=True))
+            # no-op flags are not distinct points: FSDP without DP, TP->EP without TP
+            if (on.get("fsdp") and deg.get("dp", 1) == 1) or (on.get("moe_tp_to_ep") and deg.get("tp", 1) == 1):
+                continue
             rows.append([float(deg.get(a, 1)) for a in MAPPING_AXES] + [float(v) for v in combo])
             display.append(tuple(deg.get(a, 1) for a in MAPPING_AXES) + tuple(combo))
     cols = tuple(f"mapping.{a}" for a in MAPPING_AXES) + tuple(f"mapping.{f}" for f in flags)

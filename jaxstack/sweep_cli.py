@@ -156,7 +156,8 @@ def _short_headers(labels: list[str]) -> dict[str, str]:
 def _mapping_text(row: dict) -> str:
     degs = [f"{a}{int(row[f'mapping.{a}'])}" for a in ("tp", "ep", "sp", "cp", "dp", "pp")
             if f"mapping.{a}" in row and int(row[f"mapping.{a}"]) > 1]
-    flags = [n for n, key in (("fsdp", "mapping.fsdp"), ("moe→ep", "mapping.moe_tp_to_ep")) if row.get(key)]
+    flags = [n for n, key in (("fsdp", "mapping.fsdp"), ("moe→ep", "mapping.moe_tp_to_ep"),
+                              ("overlap", "mapping.overlap")) if row.get(key)]
     return " ".join(degs + flags) or "1"
 
 

@@ -41,7 +41,9 @@ def random_designs(n: int, seed: int = 0) -> Design:
     mp = d.mapping
     mp = type(mp)(**{k: deg[k].astype(np.float32) for k in ("tp", "ep", "sp", "cp", "dp", "pp")},
                   fsdp=(rng.random(n) < 0.3).astype(np.float32),
-                  moe_tp_to_ep=(rng.random(n) < 0.5).astype(np.float32))
+                  moe_tp_to_ep=(rng.random(n) < 0.5).astype(np.float32),
+                  overlap=(rng.random(n) < 0.5).astype(np.float32),
+                  micro_batches=np.where(rng.random(n) < 0.3, rng.choice([1, 2, 4, 8], n), 0).astype(np.float32))
     req = type(d.request)(batch=rng.integers(1, 1025, n).astype(np.float32),
                           input_len=rng.choice([128, 1024, 4096, 8192], n).astype(np.float32),
                           output_len=rng.choice([1, 256, 1024, 4096], n).astype(np.float32))

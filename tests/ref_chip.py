@@ -106,7 +106,7 @@ def tiled(chip, dram, G, M, K, N, wb, ab):
     k = chip["sram_traffic_factor"]
     smem_u = np.where(k > 0, chip["clock"] * chip["sram_bandwidth"] / np.where(k > 0, k, 1.0), OFF)
     unit_cap = np.minimum(little_u, smem_u)
-    ts, bs = [], []
+    ts, bs, ws = [], [], []
     for j, (tm, tn, tk) in enumerate(TILES):
         Mt, Nt = ceil(M / tm), ceil(N / tn)
         split = np.clip(floor(U / np.maximum(G * Mt * Nt, 1)), 1, np.maximum(Kt, 1))
@@ -134,30 +134,45 @@ def tiled(chip, dram, G, M, K, N, wb, ab):
             t = np.where(STAGES * (tm * tk * ab + tk * tn * wb) <= chip["sram_capacity"], t, OFF)
         ts.append(t)
         bs.append(b)
-    best_t, best_b = ts[0], bs[0]
-    for t, b in zip(ts[1:], bs[1:], strict=True):  # a later tile must win by more than 1e-5
+        ws.append(waves)
+    best_t, best_b, best_w = ts[0], bs[0], ws[0]
+    for t, b, w in zip(ts[1:], bs[1:], ws[1:], strict=True):  # a later tile must win by more than 1e-5
         better = t < best_t * (1 - 1e-5)
-        best_t, best_b = np.where(better, t, best_t), np.where(better, b, best_b)
-    return best_t, best_b
+        best_t, best_b, best_w = np.where(better, t, best_t), np.where(better, b, best_b), np.where(better, w, best_w)
+    return best_t, best_b, best_w
+
+
+def gemm_w(chip, dram, M, K, N, wb, ab, on=1.0):
+    """(time, flops, bytes) and the chosen tile's waves."""
+    t, b, w = tiled(chip, dram, 1.0, M, K, N, wb, ab)
+    return (t * on + on * chip["op_overhead"], 2 * M * K * N * on, b * on), w
 
 
 def gemm(chip, dram, M, K, N, wb, ab, on=1.0):
-    t, b = tiled(chip, dram, 1.0, M, K, N, wb, ab)
-    return t * on + on * chip["op_overhead"], 2 * M * K * N * on, b * on
+    return gemm_w(chip, dram, M, K, N, wb, ab, on)[0]
+
+
+def expert_gemm_w(chip, dram, assign, touched, K, N, wb, ab, on):
+    g = np.maximum(touched, 1e-6)
+    t1, b1, w1 = tiled(chip, dram, g, assign / g, K, 2 * N / 3, wb, ab)
+    t2, b2, w2 = tiled(chip, dram, g, assign / g, N / 3, K, wb, ab)
+    return ((t1 + t2) * on + 3 * on * chip["op_overhead"], 2 * assign * K * N * on, (b1 + b2) * on), w1 + w2
 
 
 def expert_gemm(chip, dram, assign, touched, K, N, wb, ab, on):
-    g = np.maximum(touched, 1e-6)
-    t1, b1 = tiled(chip, dram, g, assign / g, K, 2 * N / 3, wb, ab)
-    t2, b2 = tiled(chip, dram, g, assign / g, N / 3, K, wb, ab)
-    return (t1 + t2) * on + 3 * on * chip["op_overhead"], 2 * assign * K * N * on, (b1 + b2) * on
+    return expert_gemm_w(chip, dram, assign, touched, K, N, wb, ab, on)[0]
+
+
+def attention_waves(chip, dram, items):
+    return np.maximum(ceil(items / units(chip, dram)), 1.0)
 
 
 def attention(chip, dram, flops, kv_bytes, io_bytes, wb):
     U = units(chip, dram)
     b = kv_bytes + io_bytes
     peak = U * chip["clock"] * per_cycle(chip, np.maximum(wb, 2.0)) * chip["compute_efficiency"]
-    return np.maximum(flops / peak, b / (bandwidth(chip, dram, U) * chip["attention_bandwidth_efficiency"])) + chip["op_overhead"], flops, b
+    t_mem = b / (bandwidth(chip, dram, U) * chip["attention_bandwidth_efficiency"])
+    return np.maximum(flops / peak, t_mem) + chip["op_overhead"], flops, b
 
 
 def elementwise(chip, dram, flops, nbytes, kernels):

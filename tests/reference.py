@@ -8,12 +8,24 @@ Input: a nested dict of SI floats (``jaxstack.io.to_dict(design)`` or a stacked 
 """
 
 import numpy as np
-from ref_chip import attention, elementwise, expert_gemm, gemm
-from ref_network import allgather_time, allreduce_time, alltoall_time, p2p_time
+from ref_chip import attention, attention_waves, elementwise, expert_gemm_w, gemm_w
+from ref_network import allgather_parts, allreduce_parts, alltoall_parts, p2p_time
 
 PREFILL_CHUNK = 8192.0
 KV_POINTS = 4
 ALPHA_POWER = 3.0
+Q_BLOCK = 128.0
+
+
+def overlapped(C, H, B, W):
+    """Wave pipelining (DeepStack §2.6), never slower than sequential."""
+    W = np.maximum(np.ceil(W), 1.0)
+    pipe = C / W + np.maximum(C * (W - 1) / W, H + B * (W - 1) / W) + H + B / W
+    return np.minimum(np.where(W > 1, pipe, C + H + B), C + H + B)
+
+
+def micro_batches(mp):
+    return np.where(mp["micro_batches"] > 0.5, mp["micro_batches"], mp["pp"])
 
 
 def cdiv(a, b):
@@ -33,10 +45,14 @@ def model_point(d, q_len, kv_len, decode):
     tp_moe = tp * ep / ep_moe
     dram = d["dram"]
 
-    def g(M, K, N, on=1.0):
+    def gw(M, K, N, on=1.0):
         # plus the activation-quantisation kernel of an FP8/FP4 GEMM
         q = elementwise(chip, dram, 2 * M * K * on, M * K * (ab + 1) * on, on * (wb < 2))
-        return tuple(a + b for a, b in zip(gemm(chip, dram, M, K, N, wb, ab, on), q, strict=True))
+        c, waves = gemm_w(chip, dram, M, K, N, wb, ab, on)
+        return tuple(a + b for a, b in zip(c, q, strict=True)), waves
+
+    def g(M, K, N, on=1.0):
+        return gw(M, K, N, on)[0]
 
     def vec(f, b, kernels):
         return elementwise(chip, dram, f, b, kernels)
@@ -44,16 +60,18 @@ def model_point(d, q_len, kv_len, decode):
     def tot(*parts):
         return tuple(sum(p[i] for p in parts) for i in range(3))
 
-    reqs = cdiv(cdiv(d["request"]["batch"], dp * ep), pp)
+    reqs = cdiv(cdiv(d["request"]["batch"], dp * ep), micro_batches(mp))
     T = cdiv(reqs * q_len, sp * cp)
     g_on, m_on = np.where(mla, 0.0, 1.0), np.where(mla, 1.0, 0.0)
     qk = w["qk_nope_head_dim"] + w["qk_rope_head_dim"]
     q_in = np.where(w["q_lora_rank"] > 0, w["q_lora_rank"], h)
-    proj = tot(g(T, h, (nh + 2 * nkv) * hd / tp, g_on), g(T, nh * hd / tp, h, g_on),
+    o_g, wo_g = gw(T, nh * hd / tp, h, g_on)
+    o_m, wo_m = gw(T, nh * w["v_head_dim"] / tp, h, m_on)
+    proj = tot(g(T, h, (nh + 2 * nkv) * hd / tp, g_on), o_g,
                g(T, h, w["q_lora_rank"], m_on * (w["q_lora_rank"] > 0)), g(T, q_in, nh * qk / tp, m_on),
                g(T, h, w["kv_lora_rank"] + w["qk_rope_head_dim"], m_on),
-               g(T, w["kv_lora_rank"], nh * (w["qk_nope_head_dim"] + w["v_head_dim"]) / tp, m_on),
-               g(T, nh * w["v_head_dim"] / tp, h, m_on))
+               g(T, w["kv_lora_rank"], nh * (w["qk_nope_head_dim"] + w["v_head_dim"]) / tp, m_on), o_m)
+    o_time, o_waves = o_g[0] + o_m[0], np.where(mla, wo_m, wo_g)
     kv_tok = np.where(mla, (w["kv_lora_rank"] + w["qk_rope_head_dim"]) * kb,
                       2 * hd * np.maximum(nkv / (tp * sp), 1.0) * kb)
     heads = nh / (tp * sp)
@@ -62,16 +80,18 @@ def model_point(d, q_len, kv_len, decode):
     f_core = reqs * q_len * heads * (kv_len / cp) * pair_flops
     core = attention(chip, dram, f_core, reqs * (kv_len / cp) * kv_tok,
                      reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, wb)
+    core_waves = attention_waves(chip, dram, reqs * heads * np.ceil(q_len / Q_BLOCK))
     width = np.where(mla, nh * qk / tp + w["kv_lora_rank"] + w["qk_rope_head_dim"], (nh + 2 * nkv) * hd / tp)
     rope = vec(6 * T * width, 2 * T * width * ab + T * kv_tok, 2.0)
     latent = w["q_lora_rank"] + w["kv_lora_rank"]
     attn = tot(proj, rope, core, vec(10 * T * latent * m_on, 3 * T * latent * ab * m_on, 3 * m_on))
     inter = w["intermediate_size"] / tp
-    dense = tot(g(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), g(T, inter, h))
+    down, down_waves = gw(T, inter, h)
+    dense = tot(g(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), down)
     on = np.where(moe, 1.0, 0.0)
     assign = T * ep * k / ep_moe * w["moe_imbalance"]
     touched = E / ep_moe * (1 - np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep))
-    experts = expert_gemm(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, ab, on)
+    experts, exp_waves = expert_gemm_w(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, ab, on)
     si = w["n_shared_experts"] * mi / tp
     sh_on = on * (w["n_shared_experts"] > 0)
     routing = vec(10 * T * E * on, (4 * T * E + assign * h * ab) * on, 3 * on)
@@ -79,22 +99,38 @@ def model_point(d, q_len, kv_len, decode):
     norms = vec(10 * T * h, 6 * T * h * ab, 2.0)
     lm = g(T if decode else cdiv(reqs, sp * cp), h, w["vocab_size"] / tp)
 
-    # communication
+    # communication as (latency, bandwidth) pairs
+    def add(*ps):
+        return sum(p[0] for p in ps), sum(p[1] for p in ps)
+
     x = T * h * ab
-    ar = allreduce_time(fab, 1.0, tp, x)
+    ar = allreduce_parts(fab, 1.0, tp, x)
+    a2a_sp = alltoall_parts(fab, tp * ep, sp, x / tp)
     if decode:
         cb = reqs * h / (tp * sp) * ab
-        c_cp = 2 * allgather_time(fab, tp * ep * sp, cp, cb)
+        ag = allgather_parts(fab, tp * ep * sp, cp, cb)
+        c_cp = add(ag, ag)
         cp_link = 2 * cb
     else:
         cb = reqs * q_len * kv_tok
-        c_cp = allgather_time(fab, tp * ep * sp, cp, cb)
+        c_cp = allgather_parts(fab, tp * ep * sp, cp, cb)
         cp_link = cb
-    c_attn = ar + 2 * alltoall_time(fab, tp * ep, sp, x / tp) + c_cp
+    around_core = add(a2a_sp, a2a_sp, c_cp)
+    c_attn = sum(ar) + sum(around_core)
     a2a_b = T * ep / ep_moe * k * h * ab * w["moe_imbalance"]
     stride = np.where(mp["moe_tp_to_ep"] > 0.5, 1.0, tp)
-    c_moe = np.where(moe, 2 * alltoall_time(fab, stride, ep_moe, a2a_b) + ar, 0.0)
+    a2a = alltoall_parts(fab, stride, ep_moe, a2a_b)
+    moe_pair = tuple(np.where(moe, v, 0.0) for v in add(a2a, a2a, ar))
+    c_moe = sum(moe_pair)
     c_pp = np.where(pp > 1, p2p_time(fab, tp * ep * sp * cp * dp, x), 0.0)
+    ov = mp["overlap"] > 0.5
+
+    def exposed(C, pair, W):
+        return np.where(ov, overlapped(C, pair[0], pair[1], W) - C, sum(pair))
+
+    x_attn = exposed(o_time, ar, o_waves) + exposed(core[0], around_core, core_waves)
+    x_ffn = exposed(down[0], ar, down_waves)
+    x_moe = exposed(experts[0], moe_pair, exp_waves)
 
     L = w["num_hidden_layers"]
     Ls = cdiv(L, pp)
@@ -103,18 +139,20 @@ def model_point(d, q_len, kv_len, decode):
     wa, wd, wm, _ = weights_per_layer(d)
     fsdp = (mp["fsdp"] > 0.5) & (dp > 1)
 
-    def over(t, elems):
-        tg = allgather_time(fab, tp * ep * sp * cp, dp, elems * wb)
-        return np.where(fsdp, np.maximum(t, tg), t)
+    def gather(elems):
+        return np.where(fsdp, sum(allgather_parts(fab, tp * ep * sp * cp, dp, elems * wb)), 0.0)
 
-    total = (Ls * over(attn[0] + norms[0] + c_attn, wa) + Ld * over(dense[0] + ar, wd)
-             + Lm * over(moe_c[0] + c_moe, wm) + lm[0] + c_pp)
+    la, ld, lmo = attn[0] + norms[0] + x_attn, dense[0] + x_ffn, moe_c[0] + x_moe
+    ga, gd, gm = np.maximum(la, gather(wa)), np.maximum(ld, gather(wd)), np.maximum(lmo, gather(wm))
+    total = Ls * ga + Ld * gd + Lm * gm + lm[0] + c_pp
     flops = Ls * (attn[1] + norms[1]) + Ld * dense[1] + Lm * moe_c[1] + lm[1]
     dram = Ls * (attn[2] + norms[2]) + Ld * dense[2] + Lm * moe_c[2] + lm[2]
     link = (Ls * (2 * x * (tp > 1) + 2 * x / tp * (sp > 1) + cp_link * (cp > 1)) + Ld * 2 * x * (tp > 1)
             + Lm * np.where(moe, 2 * a2a_b * (ep_moe > 1) + 2 * x * (tp > 1), 0.0) + x * (pp > 1))
-    comm = Ls * c_attn + Ld * ar + Lm * c_moe + c_pp
-    return dict(total=total, flops=flops, dram=dram, link=link, comm=comm, attention=Ls * attn[0],
+    comm = (Ls * c_attn + Ld * sum(ar) + Lm * c_moe + c_pp
+            + Ls * gather(wa) + Ld * gather(wd) + Lm * gather(wm))
+    exposed_all = (Ls * (ga - attn[0] - norms[0]) + Ld * (gd - dense[0]) + Lm * (gm - moe_c[0]) + c_pp)
+    return dict(total=total, flops=flops, dram=dram, link=link, comm=comm, exposed=exposed_all, attention=Ls * attn[0],
                 ffn=Ld * dense[0], moe=Lm * moe_c[0], other=Ls * norms[0] + lm[0])
 
 
@@ -145,10 +183,11 @@ def reference(d):
     S, O, B = r["input_len"], r["output_len"], r["batch"]
     n_dev = d["fabric"]["l1"]["size"] * d["fabric"]["l2"]["size"] * d["fabric"]["l3"]["size"]
     pre = model_point(d, S, 0.5 * (S + 1), decode=False)
-    ttft = pp * pre["total"]
+    mb = micro_batches(mp)
+    ttft = (mb + pp - 1) * pre["total"]
     steps = [model_point(d, 1.0, S + O * i / (KV_POINTS - 1), decode=True) for i in range(KV_POINTS)]
     mean = {key: sum(s[key] for s in steps) / KV_POINTS for key in steps[0]}
-    tpot = pp * mean["total"]
+    tpot = np.maximum(pp, mb) * mean["total"]
     energy = (mean["flops"] * chip["energy_per_flop"] + mean["dram"] * 8 * dram["energy_per_bit"]
               + mean["link"] * 8 * d["fabric"]["l1"]["energy_per_bit"] + chip["static_power"] * mean["total"])
     power = energy / mean["total"]
@@ -171,7 +210,7 @@ def reference(d):
     kv_tok = np.where(mla, (w["kv_lora_rank"] + w["qk_rope_head_dim"]) * w["kv_bytes"],
                       2 * w["head_dim"] * np.maximum(w["num_key_value_heads"] / (tp * sp), 1.0) * w["kv_bytes"])
     kv = cdiv(B, dp * ep) * (S + O) * Ls * kv_tok / cp
-    chunk = np.minimum(cdiv(cdiv(cdiv(B, dp * ep), pp) * S, sp * cp), PREFILL_CHUNK)
+    chunk = np.minimum(cdiv(cdiv(cdiv(B, dp * ep), mb) * S, sp * cp), PREFILL_CHUNK)
     widest = np.maximum(w["intermediate_size"] / tp, w["num_experts_per_tok"] * w["moe_intermediate_size"] / tp_moe)
     act = chunk * (4 * w["hidden_size"] + 2 * widest) * w["act_bytes"]
     mem = weights + kv + act
@@ -197,5 +236,5 @@ def reference(d):
         frequency_scale=np.minimum(1.0, (chip["tdp"] / power) ** (1 / ALPHA_POWER)),
         weight_bytes=weights, kv_bytes=kv, activation_bytes=act, memory_bytes=mem,
         t_attention_s=mean["attention"], t_ffn_s=mean["ffn"], t_moe_s=mean["moe"], t_other_s=mean["other"],
-        t_comm_s=mean["comm"], t_comm_exposed_s=mean["comm"],
+        t_comm_s=mean["comm"], t_comm_exposed_s=mean["exposed"], bubble_fraction=np.maximum(0.0, 1 - mb / pp),
     )

@@ -41,7 +41,8 @@ def test_axes_tables_units_and_display(tmp_path):
         limits={"tpot_ms": {"max": 50}, "memory_bytes": {"max_GiB": 180}, "user_tokens_per_s": {"min": 20},
                 "power_W": {"max": 900, "min": 10}},
         objective="tokens_per_J", pareto=["decode_tokens_per_s", "user_tokens_per_s", "power_W"]))
-    assert s.radices == (2, 5, 11, 4, 2, 2, 10 * 2)
+    # 10 factorisations of 8 into (tp, dp, pp); fsdp = 1 only where dp > 1 (6 of them)
+    assert s.radices == (2, 5, 11, 4, 2, 2, 10 + 6)
     assert s.size == math.prod(s.radices)
     batch = s.axes[2]
     assert [r[0] for r in batch.display] == [2**i for i in range(11)]       # exact powers of two
@@ -57,7 +58,8 @@ def test_axes_tables_units_and_display(tmp_path):
     # last axis fastest; values decode in user units
     v = s.values(s.size - 1)
     assert v["fabric.l1.link_bandwidth_GBps"] == 900 and v["request.batch"] == 1024
-    assert v["mapping.tp"] == 8 and v["mapping.pp"] == 1 and v["mapping.fsdp"] == 1 and v["mapping.sp"] == 1
+    # tp8 dp1 pp1: its fsdp = 1 twin is a no-op and not enumerated
+    assert v["mapping.tp"] == 8 and v["mapping.pp"] == 1 and v["mapping.fsdp"] == 0 and v["mapping.sp"] == 1
     d = s.design(s.size - 1)
     assert float(d.fabric.l1.link_bandwidth) == pytest.approx(900e9)
     assert float(d.request.output_len) == 256 and float(d.mapping.tp) == 8
