@@ -19,15 +19,20 @@ prefill tokens/s = batch * input_len / TTFT.
 import jax
 import jax.numpy as jnp
 
-from . import memory, power, relax
+from . import memory, power, relax, thermal
 from .design import Design
 from .metrics import Metrics, Reason
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import stage_time
 
-__all__ = ["evaluate", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "memory_use"]
+__all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "memory_use"]
 
 KV_POINTS = 4  # decode KV lengths sampled evenly from input to input+output (DeepStack §2.5)
+HOT_OFFSET_K = 50.0  # the cool / hot decode steps are costed 50 K below / above the refresh threshold
+REF_POINT = KV_POINTS // 2  # KV sample (2/3 of the generation) at which the hot step is also costed
+# SRAM traffic per tensor FLOP of the large CTA tile (128 x 256 x 64, 16-bit operands): each k-step
+# writes (128 + 256) x 64 x 2 B into SRAM and reads them back for 2 x 128 x 256 x 64 FLOP
+SRAM_BYTES_PER_TENSOR_FLOP = 2.0 * (128 + 256) * 64 * 2 / (2.0 * 128 * 256 * 64)
 
 
 def devices(d: Design):
@@ -77,6 +82,20 @@ def _reason(d: Design, s, mem_total, temp):
     return reason
 
 
+def step_energy(d: Design, st) -> power.Energy:
+    """Dynamic energy (J) of one stage step ``st`` (a ``StageTime``) on one chip: GEMM FLOPs at
+    the weight width, attention FLOPs at 16 bit, vector FLOPs, SRAM (two passes of every DRAM
+    byte plus the GEMM operand panels), DRAM, links per fabric level."""
+    tensor = st.flops - st.vector_flops - st.attn_flops
+    work = power.Work(tensor_flops=tensor, vector_flops=st.vector_flops,
+                      sram_bytes=2.0 * st.dram_bytes + SRAM_BYTES_PER_TENSOR_FLOP * (tensor + st.attn_flops),
+                      dram_bytes=st.dram_bytes, link_bytes_l1=st.link_l1, link_bytes_l2=st.link_l2,
+                      link_bytes_l3=st.link_l3, time=st.total)
+    main = power.step_energy(d.chip, d.dram, d.fabric, work, d.model.weight_bytes)
+    attn = power.step_energy(d.chip, d.dram, d.fabric, power.Work(tensor_flops=st.attn_flops), 2.0)
+    return jax.tree_util.tree_map(jnp.add, main, attn)
+
+
 def evaluate(d: Design) -> Metrics:
     """All metrics of one design point (see module docstring)."""
     s = shard(d)
@@ -88,27 +107,39 @@ def evaluate(d: Design) -> Metrics:
     ttft = (s.mb + s.pp - 1.0) * pre.total
     prefill_tps = r.batch * r.input_len / ttft
 
-    # decode: one token per request, KV length sampled over the generation
-    kvs = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
-    dec = jax.vmap(lambda kv: stage_time(d, s, 1.0, kv, decode=True))(kvs)
-    mean = jax.tree_util.tree_map(jnp.mean, dec)
-    tpot = jnp.maximum(s.pp, s.mb) * mean.total
-    decode_tps = r.batch / tpot
+    # decode: one token per request, KV length sampled over the generation (cool DRAM), plus
+    # one step with doubled refresh (the thermal feedback): its relative slowdown at the KV
+    # point REF_POINT is applied to the mean step (exactly 1 when refresh costs nothing)
+    frac = jnp.concatenate([jnp.linspace(0.0, 1.0, KV_POINTS), jnp.linspace(0.0, 1.0, KV_POINTS)[REF_POINT:][:1]])
+    hot = jnp.arange(KV_POINTS + 1) == KV_POINTS
+    thr = d.dram.refresh_double_temp
+    dec = jax.vmap(lambda f, h: stage_time(d, s, 1.0, r.input_len + r.output_len * f, decode=True,
+                                           temperature=jnp.where(h, thr + HOT_OFFSET_K, thr - HOT_OFFSET_K)))(frac, hot)
+    mean = jax.tree_util.tree_map(lambda x: jnp.mean(x[:KV_POINTS]), dec)
+    t_cool = mean.total
+    t_hot = t_cool * jnp.maximum(dec.total[KV_POINTS] / dec.total[REF_POINT], 1.0)
+    factor = jnp.maximum(s.pp, s.mb)
 
-    e_step = power.step_energy(d.chip, d.dram, d.fabric, mean.flops, mean.dram_bytes, mean.link_bytes,
-                               mean.total)
-    p_chip = e_step / mean.total
-    temp = power.temperature(d.thermal, d.dram, p_chip)
-    e_token = n_dev * p_chip * tpot / r.batch
+    # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)
+    st = thermal.solve(d.chip, d.dram, d.thermal, step_energy(d, mean), t_cool, t_hot)
+    tpot = factor * st.step_time
+    decode_tps = r.batch / tpot
+    f_clk = power.frequency_scale(d.chip, st.power)
+    tpot_scaled = power.scaled_time(tpot, f_clk)
+    p_chip = power.throttled_power(st.power, f_clk)
+    e_token = n_dev * p_chip * tpot_scaled / r.batch
+    pre_st = thermal.solve(d.chip, d.dram, d.thermal, step_energy(d, pre), pre.total, pre.total)
 
     weights, kv, act = memory_use(d, s)
     mem_total = weights + kv + act
-    reason = _reason(d, s, mem_total, temp)
+    reason = _reason(d, s, mem_total, st.t_dram)
     return Metrics(
         feasible=reason == Reason.ok, reason=reason, ttft_s=ttft, tpot_s=tpot,
         prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
-        energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=temp,
-        frequency_scale=power.frequency_scale(d.chip, p_chip), weight_bytes=weights, kv_bytes=kv,
+        scaled_decode_tokens_per_s=r.batch / tpot_scaled,
+        energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=st.t_junction,
+        dram_temperature_C=st.t_dram, refresh_hot_fraction=st.hot, prefill_power_W=pre_st.power,
+        frequency_scale=f_clk, weight_bytes=weights, kv_bytes=kv,
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
         t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=mean.exposed,
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp),

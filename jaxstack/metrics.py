@@ -31,10 +31,14 @@ class Metrics:
     prefill_tokens_per_s: float = leaf("1", "system prefill throughput")
     decode_tokens_per_s: float = leaf("1", "system decode throughput")
     user_tokens_per_s: float = leaf("1", "per-request decode speed = 1/TPOT")
+    scaled_decode_tokens_per_s: float = leaf("1", "decode throughput after the power wall's clock scaling")
     energy_per_token_J: float = leaf("J", "decode energy per generated token (whole system)")
     tokens_per_J: float = leaf("1", "decode tokens per joule")
-    power_W: float = leaf("W", "average decode power per chip")
-    temperature_C: float = leaf("degC", "steady-state chip temperature in decode")
+    power_W: float = leaf("W", "average decode power per chip (after the power wall)")
+    temperature_C: float = leaf("degC", "steady-state junction (logic die) temperature in decode")
+    dram_temperature_C: float = leaf("degC", "steady-state temperature of the hottest DRAM layer in decode")
+    refresh_hot_fraction: float = leaf("1", "fraction of decode time with doubled DRAM refresh (> 85 C)")
+    prefill_power_W: float = leaf("W", "power per chip a prefill step demands (before the power wall)")
     frequency_scale: float = leaf("1", "clock scale from the power wall (1 = none)")
     weight_bytes: float = leaf("B", "weights per chip")
     kv_bytes: float = leaf("B", "KV cache per chip at the longest sequence")
@@ -52,13 +56,16 @@ class Metrics:
 METRIC_UNITS = {
     "ttft_s": "s", "tpot_s": "s", "prefill_tokens_per_s": "tok/s", "decode_tokens_per_s": "tok/s",
     "user_tokens_per_s": "tok/s", "energy_per_token_J": "J", "tokens_per_J": "tok/J",
-    "power_W": "W", "temperature_C": "°C", "frequency_scale": "", "weight_bytes": "B",
+    "scaled_decode_tokens_per_s": "tok/s", "dram_temperature_C": "°C", "refresh_hot_fraction": "",
+    "prefill_power_W": "W", "power_W": "W", "temperature_C": "°C", "frequency_scale": "", "weight_bytes": "B",
     "kv_bytes": "B", "activation_bytes": "B", "memory_bytes": "B", "t_attention_s": "s",
-    "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s", "bubble_fraction": "",
+    "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s",
+    "bubble_fraction": "",
 }
 
 HIGHER_IS_BETTER = {
-    "prefill_tokens_per_s": True, "decode_tokens_per_s": True, "user_tokens_per_s": True,
-    "tokens_per_J": True, "ttft_s": False, "tpot_s": False, "energy_per_token_J": False,
-    "power_W": False, "temperature_C": False, "memory_bytes": False,
+    "prefill_tokens_per_s": True, "decode_tokens_per_s": True, "scaled_decode_tokens_per_s": True,
+    "user_tokens_per_s": True, "tokens_per_J": True, "ttft_s": False, "tpot_s": False, "energy_per_token_J": False,
+    "power_W": False, "temperature_C": False, "dram_temperature_C": False, "prefill_power_W": False,
+    "memory_bytes": False,
 }

@@ -124,8 +124,9 @@ class LayerCosts(NamedTuple):
     vflops_moe: jnp.ndarray   # ... inside ``moe`` (routing, top-k, combine)
 
 
-def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCosts:
-    """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form."""
+def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:
+    """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form;
+    ``temperature`` (degC, None = not hot) sets the DRAM refresh rate (``memory``)."""
     w = d.model
     chip, dram, wb, ab = d.chip, d.dram, w.weight_bytes, w.act_bytes
 
@@ -133,15 +134,16 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
 
     def gemm_w(M, K, N, on=1.0):
         # FP8/FP4 GEMMs quantise their activations first (vLLM dynamic per-token quant kernel)
-        quant = compute.elementwise(chip, dram, 2.0 * M * K * on, M * K * (ab + 1.0) * on, on * quantised)
-        c, waves = compute.gemm_waves(chip, dram, M, K, N, wb, ab, on)
+        quant = compute.elementwise(chip, dram, 2.0 * M * K * on, M * K * (ab + 1.0) * on, on * quantised,
+                                    temperature)
+        c, waves = compute.gemm_waves(chip, dram, M, K, N, wb, ab, on, temperature)
         return _add(c, quant), waves
 
     def gemm(M, K, N, on=1.0):
         return gemm_w(M, K, N, on)[0]
 
     def vector(flops, nbytes, kernels):
-        return compute.elementwise(chip, dram, flops, nbytes, kernels)
+        return compute.elementwise(chip, dram, flops, nbytes, kernels, temperature)
 
     h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
     reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.mb)
@@ -169,7 +171,7 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
     flops_core = pairs * jnp.where(s.is_mla, mla_pair, 4.0 * hd)
     kv_tok = kv_bytes_per_token(d, s)
     q_out = reqs * q_len * heads * jnp.where(s.is_mla, qk + w.v_head_dim, 2.0 * hd) * w.act_bytes
-    core = compute.attention(chip, dram, flops_core, reqs * kv_eff * kv_tok, q_out, wb)
+    core = compute.attention(chip, dram, flops_core, reqs * kv_eff * kv_tok, q_out, wb, temperature)
     waves_core = compute.attention_waves(chip, dram, reqs * heads * relax.ceil(q_len / ATTN_Q_BLOCK))
     # rotary embedding + KV-cache write (2 element-wise kernels)
     qkv_width = jnp.where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
@@ -193,7 +195,7 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> LayerCos
     assign = T * s.ep * k / s.ep_moe * w.moe_imbalance
     touched = E / s.ep_moe * (1.0 - jnp.power(jnp.clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep))
     experts, waves_experts = compute.expert_gemm_waves(chip, dram, assign, touched, h, 3.0 * mi / s.tp_moe, wb,
-                                                       ab, on)
+                                                       ab, on, temperature)
     si = w.n_shared_experts * mi / s.tp
     has_sh = on * (w.n_shared_experts > 0).astype(h.dtype)
     shared = _add(gemm(T, h, 2 * si, has_sh), gemm(T, si, h, has_sh))

@@ -54,12 +54,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import relax
-from .hardware import Chip, Dram, Fabric, Thermal
+from .hardware import Chip, Dram, Fabric
 
-__all__ = ["Work", "Energy", "total", "step_energy", "legacy_step_energy", "tensor_energy_per_flop",
+__all__ = ["Work", "Energy", "total", "step_energy", "tensor_energy_per_flop",
            "sram_energy_per_bit", "link_energy_level", "level_energy_per_bit", "link_bytes_by_level",
            "leakage_power", "dram_refresh_power", "dram_background_power", "frequency_scale", "scaled_time",
-           "throttled_power", "temperature", "POWER_WALL_ALPHA", "LEAKAGE_CAP", "SRAM_TABLE_BYTES",
+           "throttled_power", "POWER_WALL_ALPHA", "LEAKAGE_CAP", "SRAM_TABLE_BYTES",
            "SRAM_TABLE_J_PER_BIT"]
 
 POWER_WALL_ALPHA = 3.0  # P_dyn ∝ f^alpha under DVFS (DeepStack default "cubic", HARDWARE.md §4.3)
@@ -142,15 +142,11 @@ def _activations_per_row(dram: Dram, access_bytes):
     return jnp.where(rows, row / jnp.clip(access_bytes, 1e-9, row), 1.0)
 
 
-def step_energy(chip: Chip, dram: Dram, fabric: Fabric, work, op_bytes=2.0, *legacy, access_bytes=None):
+def step_energy(chip: Chip, dram: Dram, fabric: Fabric, work: Work, op_bytes=2.0, *, access_bytes=None):
     """Energy of ``work`` (a ``Work``) on one chip with ``op_bytes``-byte tensor operands.
 
     ``access_bytes``: useful DRAM bytes per row activation (None: whole rows, streaming).
-    Transitional: called as ``step_energy(chip, dram, fabric, flops, dram_bytes, link_bytes, t)``
-    (the pre-issue-6 signature evaluate.py still uses) it returns ``legacy_step_energy``.
     """
-    if not isinstance(work, Work):  # TRANSITIONAL: drop with the issue-6 integration of evaluate.py
-        return legacy_step_energy(chip, dram, fabric, work, op_bytes, *legacy)
     w = work
     compute = w.vector_flops * chip.vector_energy_per_flop + w.tensor_flops * tensor_energy_per_flop(chip, op_bytes)
     sram = 8.0 * w.sram_bytes * sram_energy_per_bit(chip)
@@ -161,12 +157,6 @@ def step_energy(chip: Chip, dram: Dram, fabric: Fabric, work, op_bytes=2.0, *leg
     static = (chip.static_power + dram_background_power(dram)) * w.time
     return Energy(compute=compute, sram=sram, dram_activation=act, dram_transfer=bits * dram.energy_per_bit,
                   dram_io=bits * dram.io_energy_per_bit, link=link, static=static)
-
-
-def legacy_step_energy(chip: Chip, dram: Dram, fabric: Fabric, flops, dram_bytes, link_bytes, t):
-    """Pre-issue-6 total (J): FLOPs e_flop + 8 B_dram e_dram + 8 B_link e_l1 + P_static t."""
-    return (flops * chip.energy_per_flop + dram_bytes * 8.0 * dram.energy_per_bit
-            + link_bytes * 8.0 * fabric.l1.energy_per_bit + chip.static_power * t)
 
 
 # ---------------------------------------------------------------- fabric levels
@@ -233,11 +223,3 @@ def scaled_time(t, f, compute_fraction=1.0):
 def throttled_power(power, f):
     """Power at clock scale ``f`` under the wall's law P ∝ f^alpha (= TDP when throttled)."""
     return power * jnp.power(f, POWER_WALL_ALPHA)
-
-
-def temperature(thermal: Thermal, dram: Dram, power):
-    """DeepStack's lumped estimate T = T_amb + (R_base + m R_layer) P (all power in the logic die).
-
-    thermal.py has the stack model with DRAM power, leakage and refresh feedback.
-    """
-    return thermal.ambient + (thermal.r_base + thermal.r_per_layer * dram.total_layers) * power

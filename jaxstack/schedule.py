@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from . import network, overlap, relax
+from . import network, overlap, power, relax
 from .design import Design
 from .ops import LayerCosts, Shard, kv_bytes_per_token, layer_costs, weight_elems
 
@@ -55,8 +55,12 @@ class StageTime(NamedTuple):
     flops: jnp.ndarray
     vector_flops: jnp.ndarray  # FLOPs on the vector units (norms, activations, routing, rope)
     dram_bytes: jnp.ndarray
-    link_bytes: jnp.ndarray
+    link_bytes: jnp.ndarray    # bytes this chip puts on links, all levels
+    link_l1: jnp.ndarray       # ... of which on fabric level 1 / 2 / 3 (a collective's bytes on
+    link_l2: jnp.ndarray       #     the outermost level its group spans, power.link_bytes_by_level)
+    link_l3: jnp.ndarray
     attn_core: jnp.ndarray     # attention core (KV reads) time, per stage
+    attn_flops: jnp.ndarray    # attention core FLOPs (16-bit math), per stage
 
 
 def _sum(*parts):
@@ -70,8 +74,8 @@ def _exposed(on, compute, lat_bw, waves):
     return jnp.where(on, overlap.overlapped(compute, H, B, waves) - compute, H + B)
 
 
-def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> StageTime:
-    lc: LayerCosts = layer_costs(d, s, q_len, kv_len, decode=decode)
+def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> StageTime:
+    lc: LayerCosts = layer_costs(d, s, q_len, kv_len, decode=decode, temperature=temperature)
     f, w = d.fabric, d.model
     a, h, T = w.act_bytes, w.hidden_size, lc.tokens
     tp, ep, sp, cp = s.tp, s.ep, s.sp, s.cp
@@ -135,12 +139,22 @@ def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool) -> StageTime
     vflops = L_s * (lc.norms.flops + lc.vflops_attn) + L_dense * lc.vflops_ffn + L_moe * lc.vflops_moe
     dram = (L_s * (lc.attention.nbytes + lc.norms.nbytes) + L_dense * lc.dense_ffn.nbytes
             + L_moe * lc.moe.nbytes + lc.lm_head.nbytes)
-    # bytes put on links by this chip (α–β bandwidth terms, coarse): AR 2x, others 1x
-    link = (L_s * (2 * x * (tp > 1) + 2 * x / tp * (sp > 1) + cp_link * (cp > 1))
-            + L_dense * 2 * x * (tp > 1)
-            + L_moe * jnp.where(s.is_moe, 2 * a2a_bytes * (s.ep_moe > 1) + 2 * x * (tp > 1), 0.0)
-            + x * (s.pp > 1))
+    # bytes put on links by this chip (α–β bandwidth terms, coarse: AR 2x, others 1x), per
+    # collective on the outermost fabric level its group spans
+    on_links = [
+        (1.0, tp, (L_s + L_dense + L_moe * s.is_moe) * 2 * x),        # TP all-reduces
+        (tp * ep, sp, L_s * 2 * x / tp),                               # Ulysses all-to-alls
+        (tp * ep * sp, cp, L_s * cp_link),                             # CP gathers
+        (moe_stride, s.ep_moe, L_moe * s.is_moe * 2 * a2a_bytes),      # MoE dispatch + combine
+        (tp * ep * sp * cp * s.dp, 2.0 * (s.pp > 1), x),               # PP send
+        (g_stride, s.dp * fsdp, (L_s * attn_w + L_dense * dense_w + L_moe * moe_w) * w.weight_bytes
+         * (1.0 - 1.0 / s.dp)),                                        # FSDP gathers
+    ]
+    levels = [power.link_bytes_by_level(f, stride, size, jnp.where(size > 1.5, nbytes, 0.0))
+              for stride, size, nbytes in on_links]
+    l1, l2, l3 = (sum(lv[i] for lv in levels) for i in range(3))
     return StageTime(total, L_s * lc.attention.time, L_dense * lc.dense_ffn.time, L_moe * lc.moe.time,
                      L_s * lc.norms.time + lc.lm_head.time, comm, exposed, L_s * c_attn, L_dense * c_ffn,
                      L_moe * c_moe, c_pp, comm_fsdp, L_s * x_attn, L_dense * x_ffn, L_moe * x_moe, exposed_fsdp,
-                     flops, vflops, dram, link, L_s * lc.attn_core.time)
+                     flops, vflops, dram, l1 + l2 + l3, l1, l2, l3, L_s * lc.attn_core.time,
+                     L_s * lc.attn_core.flops)

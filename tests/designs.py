@@ -57,7 +57,12 @@ def random_designs(n: int, seed: int = 0) -> Design:
         d.dram.total_layers > 1, np.ceil(dram.total_layers * rng.uniform(0.2, 1.0, n)), 1).astype(np.float32)})
     l1 = type(d.fabric.l1)(**{**vars(d.fabric.l1), "link_bandwidth": jitter(d.fabric.l1.link_bandwidth)})
     fabric = type(d.fabric)(**{**vars(d.fabric), "l1": l1})
-    return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=d.thermal, model=d.model, request=req, mapping=mp)
+    # thermal / power-wall variety: hotter packages and lower power limits reach the doubled-
+    # refresh, time-shared, throttled and runaway regimes on a share of the points
+    chip = type(chip)(**{**vars(chip), "tdp": (chip.tdp * rng.uniform(0.05, 1.5, n)).astype(np.float32)})
+    thermal = type(d.thermal)(**{**vars(d.thermal), "r_base": (d.thermal.r_base * rng.uniform(0.5, 6.0, n))
+                                 .astype(np.float32)})
+    return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=d.model, request=req, mapping=mp)
 
 
 def as_dict(d, dtype=np.float64):

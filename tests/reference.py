@@ -10,6 +10,7 @@ Input: a nested dict of SI floats (``jaxstack.io.to_dict(design)`` or a stacked 
 import numpy as np
 from ref_chip import attention, attention_waves, elementwise, expert_gemm_w, gemm_w
 from ref_network import allgather_parts, allreduce_parts, alltoall_parts, p2p_time
+from ref_power import at, link_level, solve, step_energy
 
 PREFILL_CHUNK = 8192.0
 KV_POINTS = 4
@@ -32,8 +33,9 @@ def cdiv(a, b):
     return np.ceil(np.asarray(a, dtype=np.float64) / b)
 
 
-def model_point(d, q_len, kv_len, decode):
-    """Per-chip stage time, FLOPs, DRAM bytes, link bytes and the breakdown for one phase."""
+def model_point(d, q_len, kv_len, decode, hot=False):
+    """Per-chip stage time, FLOPs, DRAM bytes, link bytes and the breakdown for one phase;
+    ``hot``: DRAM refresh doubled (= tREFI halved)."""
     chip, w, mp, fab = d["chip"], d["model"], d["mapping"], d["fabric"]
     tp, ep, sp, cp, dp, pp = (mp[k] for k in ("tp", "ep", "sp", "cp", "dp", "pp"))
     h, nh, nkv, hd = w["hidden_size"], w["num_attention_heads"], w["num_key_value_heads"], w["head_dim"]
@@ -43,7 +45,7 @@ def model_point(d, q_len, kv_len, decode):
     mla = w["kv_lora_rank"] > 0
     ep_moe = np.where(mp["moe_tp_to_ep"] > 0.5, np.minimum(tp * ep, np.maximum(E, 1.0)), ep)
     tp_moe = tp * ep / ep_moe
-    dram = d["dram"]
+    dram = d["dram"] if not hot else {**d["dram"], "t_refi": d["dram"]["t_refi"] / 2}
 
     def gw(M, K, N, on=1.0):
         # plus the activation-quantisation kernel of an FP8/FP4 GEMM
@@ -152,7 +154,25 @@ def model_point(d, q_len, kv_len, decode):
     comm = (Ls * c_attn + Ld * sum(ar) + Lm * c_moe + c_pp
             + Ls * gather(wa) + Ld * gather(wd) + Lm * gather(wm))
     exposed_all = (Ls * (ga - attn[0] - norms[0]) + Ld * (gd - dense[0]) + Lm * (gm - moe_c[0]) + c_pp)
-    return dict(total=total, flops=flops, dram=dram, link=link, comm=comm, exposed=exposed_all, attention=Ls * attn[0],
+    # vector-unit FLOPs (norms, rope, MLA latent norms, SwiGLU, routing) and the link bytes of each
+    # collective on the outermost fabric level its group spans
+    vflops = (Ls * (norms[1] + 6 * T * width + 10 * T * latent * m_on) + Ld * 4 * T * inter
+              + Lm * 10 * T * E * on)
+    groups = [(1.0, tp, (Ls + Ld + Lm * moe) * 2 * x), (tp * ep, sp, Ls * 2 * x / tp),
+              (tp * ep * sp, cp, Ls * cp_link), (stride, ep_moe, Lm * moe * 2 * a2a_b),
+              (tp * ep * sp * cp * dp, np.where(pp > 1, 2.0, 1.0), x),
+              (tp * ep * sp * cp, np.where(fsdp, dp, 1.0), (Ls * wa + Ld * wd + Lm * wm) * wb * (1 - 1 / dp))]
+    n1, n2 = fab["l1"]["size"], fab["l2"]["size"]
+    lv = [np.zeros(np.shape(total)) for _ in range(3)]
+    for st, sz, nb in groups:
+        st, sz, nb = (np.broadcast_to(np.asarray(v, np.float64), np.shape(total)) for v in (st, sz, nb))
+        level = np.array([link_level(*args) for args in zip(np.broadcast_to(n1, np.shape(total)).ravel(),
+                         np.broadcast_to(n2, np.shape(total)).ravel(), st.ravel(), sz.ravel(), strict=True)])
+        level = level.reshape(np.shape(total))
+        for i in range(3):
+            lv[i] = lv[i] + np.where((level == i) & (sz > 1), nb, 0.0)
+    return dict(total=total, flops=flops, dram=dram, link=link, comm=comm, exposed=exposed_all,
+                vflops=vflops, attn_flops=Ls * core[1], l1=lv[0], l2=lv[1], l3=lv[2], attention=Ls * attn[0],
                 ffn=Ld * dense[0], moe=Lm * moe_c[0], other=Ls * norms[0] + lm[0])
 
 
@@ -187,12 +207,19 @@ def reference(d):
     ttft = (mb + pp - 1) * pre["total"]
     steps = [model_point(d, 1.0, S + O * i / (KV_POINTS - 1), decode=True) for i in range(KV_POINTS)]
     mean = {key: sum(s[key] for s in steps) / KV_POINTS for key in steps[0]}
-    tpot = np.maximum(pp, mb) * mean["total"]
-    energy = (mean["flops"] * chip["energy_per_flop"] + mean["dram"] * 8 * dram["energy_per_bit"]
-              + mean["link"] * 8 * d["fabric"]["l1"]["energy_per_bit"] + chip["static_power"] * mean["total"])
-    power = energy / mean["total"]
-    temp = th["ambient"] + (th["r_base"] + th["r_per_layer"] * dram["total_layers"]) * power
-    e_tok = n_dev * power * tpot / B
+    ref = KV_POINTS // 2  # the hot step's relative slowdown at this KV sample scales the mean step
+    hot = model_point(d, 1.0, S + O * ref / (KV_POINTS - 1), decode=True, hot=True)
+    t_cool = mean["total"]
+    t_hot = t_cool * np.maximum(hot["total"] / steps[ref]["total"], 1.0)
+    factor = np.maximum(pp, mb)
+    dec = _thermal(d, mean, t_cool, t_hot)
+    pre_th = _thermal(d, pre, pre["total"], pre["total"])
+    tpot = factor * dec["step_time"]
+    f = np.minimum(1.0, (chip["tdp"] / dec["power"]) ** (1 / ALPHA_POWER))
+    power = dec["power"] * f ** ALPHA_POWER
+    tpot_scaled = tpot / f
+    temp = dec["t_junction"]
+    e_tok = n_dev * power * tpot_scaled / B
 
     # memory on the heaviest chip
     E, L = w["n_routed_experts"], w["num_hidden_layers"]
@@ -224,17 +251,49 @@ def reference(d):
           & np.where(moe, (np.mod(E, ep_moe) == 0) & (ep <= E), ep == 1) & (pp <= L)),
         B < dp * pp,
         mem > capacity,
-        temp > th["dram_limit"],
+        dec["t_dram"] > th["dram_limit"],
     ]
     reason = np.zeros(np.shape(B), dtype=np.int64)
     for code in range(len(checks), 0, -1):
         reason = np.where(checks[code - 1], code, reason)
     return dict(
         feasible=reason == 0, reason=reason, ttft_s=ttft, tpot_s=tpot, prefill_tokens_per_s=B * S / ttft,
-        decode_tokens_per_s=B / tpot, user_tokens_per_s=1 / tpot, energy_per_token_J=e_tok, tokens_per_J=1 / e_tok,
-        power_W=power, temperature_C=temp,
-        frequency_scale=np.minimum(1.0, (chip["tdp"] / power) ** (1 / ALPHA_POWER)),
+        decode_tokens_per_s=B / tpot, user_tokens_per_s=1 / tpot, scaled_decode_tokens_per_s=B / tpot_scaled,
+        energy_per_token_J=e_tok, tokens_per_J=1 / e_tok, power_W=power, temperature_C=temp,
+        dram_temperature_C=dec["t_dram"], refresh_hot_fraction=dec["hot"], prefill_power_W=pre_th["power"],
+        frequency_scale=f,
         weight_bytes=weights, kv_bytes=kv, activation_bytes=act, memory_bytes=mem,
         t_attention_s=mean["attention"], t_ffn_s=mean["ffn"], t_moe_s=mean["moe"], t_other_s=mean["other"],
         t_comm_s=mean["comm"], t_comm_exposed_s=mean["exposed"], bubble_fraction=np.maximum(0.0, 1 - mb / pp),
     )
+
+
+SRAM_PER_FLOP = 2 * (128 + 256) * 64 * 2 / (2 * 128 * 256 * 64)  # large tile's SRAM fill, written + read
+
+
+def _thermal(d, st, t_cool, t_hot):
+    """Energy of stage step ``st`` and the steady thermal state (ref_power, one point at a time)."""
+    chip, dram, fab, th, w = d["chip"], d["dram"], d["fabric"], d["thermal"], d["model"]
+    tensor = st["flops"] - st["vflops"] - st["attn_flops"]
+    shape = np.shape(t_cool)
+    arrays = {"t_cool": t_cool, "t_hot": t_hot, "tensor": tensor, "vflops": st["vflops"], "attn": st["attn_flops"],
+              "dram_b": st["dram"], "l1": st["l1"], "l2": st["l2"], "l3": st["l3"], "wb": w["weight_bytes"]}
+    arrays = {k: np.broadcast_to(np.asarray(v, np.float64), shape) for k, v in arrays.items()}
+    sub = {"chip": chip, "dram": dram, "fabric": fab, "thermal": th}
+    keys = ("t_junction", "t_dram", "power", "step_time", "hot")
+    out = {k: np.zeros(shape) for k in keys}
+    for i in np.ndindex(shape):
+        p = at(sub, i)
+        a = {k: float(v[i]) for k, v in arrays.items()}
+        work = {"tensor_flops": a["tensor"], "vector_flops": a["vflops"],
+                "sram_bytes": 2 * a["dram_b"] + SRAM_PER_FLOP * (a["tensor"] + a["attn"]), "dram_bytes": a["dram_b"],
+                "link_bytes_l1": a["l1"], "link_bytes_l2": a["l2"], "link_bytes_l3": a["l3"], "time": a["t_cool"]}
+        e1 = step_energy(p["chip"], p["dram"], p["fabric"], work, a["wb"])
+        e2 = step_energy(p["chip"], p["dram"], p["fabric"], {**{k: 0.0 for k in work}, "tensor_flops": a["attn"]}, 2.0)
+        e = {k: e1[k] + e2[k] for k in e1}
+        e_logic = e["compute"] + e["sram"] + e["link"]
+        e_dram = e["dram_activation"] + e["dram_transfer"] + e["dram_io"]
+        r = solve(p["chip"], p["dram"], p["thermal"], e_logic, e_dram, a["t_cool"], a["t_hot"])
+        for k in keys:
+            out[k][i] = r[k]
+    return out

@@ -35,6 +35,8 @@ def test_matches_float64_reference_on_1e5_designs(oracle_batch):
         # exposed communication is a difference of step-sized times (overlap - compute): it can
         # cancel to ~0, so its absolute error is judged against the step time
         atol = 1e-5 * ref["tpot_s"] if f.name == "t_comm_exposed_s" else 0.0
+        # the time-shared refresh fraction is a ratio of temperature differences (float32 cancellation)
+        atol = 1e-3 if f.name == "refresh_hot_fraction" else atol
         # float32 model vs float64 reference: 1e-4 leaves 100x margin over the observed ~3e-7
         bad = np.abs(got - ref[f.name]) > atol + 1e-4 * np.abs(ref[f.name])
         assert not bad.any(), (f.name, np.flatnonzero(bad)[:5], got[bad][:5], ref[f.name][bad][:5])
@@ -141,17 +143,33 @@ def _scaled(d, **paths):
     return out
 
 
+def _no_refresh(d):
+    """Refresh not modelled (t_rfc = 0) and no tile-level overlap. With refresh, more speed
+    means more power, a hotter DRAM and doubled refresh; with overlap, the GEMM tile is chosen
+    for the GEMM's own time, so a faster clock may pick a tile with fewer waves that hides
+    less communication. Both are real effects; the invariants below are of the rest."""
+    n = np.shape(d.mapping.overlap)
+    return dataclasses.replace(d, dram=dataclasses.replace(d.dram, t_rfc=d.dram.t_rfc * 0.0),
+                               mapping=dataclasses.replace(d.mapping, overlap=np.zeros(n, np.float32)))
+
+
+@pytest.fixture(scope="module")
+def cool_batch(oracle_batch):
+    d = _no_refresh(oracle_batch[0])
+    return d, BATCHED(d)
+
+
 @pytest.mark.parametrize("path", ["dram.transfer_rate", "chip.clock", "fabric.l1.link_bandwidth",
                                   "fabric.l2.link_bandwidth", "dram.efficiency", "chip.compute_efficiency"])
-def test_more_resource_is_never_slower(oracle_batch, path):
-    d, m, _ = oracle_batch
+def test_more_resource_is_never_slower(cool_batch, path):
+    d, m = cool_batch
     faster = BATCHED(_scaled(d, **{path: 1.5}))
     assert (np.asarray(faster.tpot_s) <= np.asarray(m.tpot_s) * (1 + 1e-5)).all()
     assert (np.asarray(faster.ttft_s) <= np.asarray(m.ttft_s) * (1 + 1e-5)).all()
 
 
-def test_doubling_every_rate_halves_every_time(oracle_batch):
-    d, _, _ = oracle_batch
+def test_doubling_every_rate_halves_every_time(cool_batch):
+    d, _ = cool_batch
     d = jax.tree_util.tree_map(lambda x: x[:5000], d)
     zero = lambda lv: dataclasses.replace(lv, hop_latency=lv.hop_latency * 0.0)  # noqa: E731
     d = dataclasses.replace(d, chip=dataclasses.replace(d.chip, op_overhead=d.chip.op_overhead * 0.0),
@@ -201,8 +219,8 @@ def _with_mapping(d, **values):
         d.mapping, **{k: np.full(n, v, np.float32) for k, v in values.items()}))
 
 
-def test_overlap_never_slower_and_hides_at_most_all_communication(oracle_batch):
-    d, _, _ = oracle_batch
+def test_overlap_never_slower_and_hides_at_most_all_communication(cool_batch):
+    d, _ = cool_batch
     off, on = BATCHED(_with_mapping(d, overlap=0.0)), BATCHED(_with_mapping(d, overlap=1.0))
     t_off, t_on = np.asarray(off.tpot_s, np.float64), np.asarray(on.tpot_s, np.float64)
     comm, x_on = np.asarray(on.t_comm_s, np.float64), np.asarray(on.t_comm_exposed_s, np.float64)

@@ -240,7 +240,6 @@ def test_reduces_to_deepstack_without_dram_power_and_leakage(hw, fns):
     p = np.asarray(e.compute) / 0.01 + np.asarray(chip.static_power)
     want = np.asarray(th.ambient) + (np.asarray(th.r_base) + m * np.asarray(th.r_per_layer)) * p
     np.testing.assert_allclose(got.t_junction, want, rtol=RTOL)
-    np.testing.assert_allclose(got.t_junction, jax.vmap(power.temperature)(th, dram, got.power), rtol=RTOL)
     # the 3D preset: 0.56 + 0.01 m K/W
     hw3 = io.load_preset("hardware", "stacked-3d")
     c3 = dataclasses.replace(hw3["chip"], leakage_temp_coeff=0.0, static_power=0.0)
