@@ -93,11 +93,14 @@ def run(args) -> int:
           f"batch={d.request.batch:g} "
           f"in={d.request.input_len:g} out={d.request.output_len:g}")
     print(f"feasible: {out['feasible']}  (reason: {out['reason_name']})")
-    groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s", "user_tokens_per_s"]),
+    groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s",
+                           "scaled_decode_tokens_per_s", "user_tokens_per_s"]),
               ("decode step breakdown (one stage)", ["t_attention_s", "t_ffn_s", "t_moe_s", "t_other_s",
-                                                     "t_comm_s", "t_comm_exposed_s"]),
+                                                     "t_comm_s", "t_comm_exposed_s", "bubble_fraction"]),
               ("memory per chip", ["weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes"]),
-              ("power", ["power_W", "energy_per_token_J", "tokens_per_J", "temperature_C", "frequency_scale"])]
+              ("power and thermal", ["power_W", "prefill_power_W", "energy_per_token_J", "tokens_per_J",
+                                     "temperature_C", "dram_temperature_C", "refresh_hot_fraction",
+                                     "frequency_scale"])]
     for title, keys in groups:
         print(f"\n{title}:")
         for k in keys:
