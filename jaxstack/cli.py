@@ -28,9 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
         _add_sweep(sub)
     except ImportError:  # sweep engine not present in this build
         pass
+    from . import search_cli
+
+    search_cli.add_parser(sub)
     from . import plot_cli
 
     plot_cli.add_parser(sub)
+    from . import optimize_cli
+
+    optimize_cli.add_parser(sub)
     return p
 
 

@@ -31,6 +31,12 @@ def add_parser(sub):
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a leaf by dotted path with unit suffix, e.g. fabric.l1.link_bandwidth_GBps=450")
     p.add_argument("--json", action="store_true", help="print metrics (SI units) as JSON")
+    p.add_argument("--grad", action="store_true",
+                   help="sensitivities: d(metric)/d(parameter) and elasticity for every continuous hardware "
+                   "parameter (relaxed model, jaxstack/grad.py), sorted by |elasticity|")
+    p.add_argument("--metric", default="decode_tokens_per_s", help="with --grad: any Metrics field "
+                   "(default decode_tokens_per_s)")
+    p.add_argument("--tau", type=float, help="with --grad: relaxation temperature (default grad.DEFAULT_TAU)")
     p.set_defaults(func=run)
     return p
 
@@ -79,6 +85,8 @@ def run(args) -> int:
     from .evaluate import BREAKDOWN_ORDER, breakdown, evaluate
 
     d = design_from_args(args)
+    if getattr(args, "grad", False):
+        return _run_grad(args, d)
     m, bd = jax.jit(lambda x: (evaluate(x), breakdown(x)))(d)
     out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
     out["reason_name"] = Reason(out["reason"]).name
@@ -125,3 +133,33 @@ def _print_breakdown(bd, order):
         if c > 0:
             print(f"  {name:40s} {c * 1e3:9.4f} ms {ms(x)}")
     print(f"  {'stage total':40s} {ms(total)}")
+
+
+def _run_grad(args, d) -> int:
+    """``eval --grad``: relaxed-mode sensitivities of ``--metric`` (grad.sensitivities)."""
+    from . import grad
+    from .space import metric_fields
+
+    if args.metric not in metric_fields():
+        raise io.ConfigError(f"--metric '{args.metric}': allowed: {', '.join(metric_fields())}")
+    tau = grad.DEFAULT_TAU if args.tau is None else args.tau
+    if not tau > 0:
+        raise io.ConfigError(f"--tau {tau}: allowed: > 0")
+    grad.enable_compile_cache()
+    if not args.json:
+        print("compiling the relaxed gradient of the model (minutes on a CPU the first time) ...", file=sys.stderr)
+    s = grad.sensitivities(d, args.metric, tau)
+    if args.json:
+        json.dump(s, sys.stdout, indent=2)
+        print()
+        return 0
+    unit = METRIC_UNITS.get(args.metric, "")
+    print(f"{args.metric}: exact {s['exact']:.6g} {unit}, relaxed (tau={tau:g}) {s['relaxed']:.6g} {unit}; "
+          f"feasible: {s['feasible']} ({s['reason']})")
+    print(f"\n{'parameter':44s} {'value':>12s} {'d metric / d param':>20s} {'elasticity':>11s}")
+    for r in s["rows"]:
+        el = "-" if r["elasticity"] is None else f"{r['elasticity']:+.4f}"
+        print(f"  {r['key']:42s} {r['value_display']:12.5g} {r['grad_display']:20.5g} {el:>11s}")
+    print("\nelasticity = d ln metric / d ln parameter (+1 % parameter -> +e % metric); '-' = parameter or "
+          "metric is 0; derivatives of the relaxed model (integers treated as reals)")
+    return 0

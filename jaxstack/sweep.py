@@ -40,7 +40,7 @@ from . import __version__, io, reducers
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
 
-__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS"]
+__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns"]
 
 DEFAULT_OBJECTIVE = "decode_tokens_per_s"
 DUMP_MAX_POINTS = 2**21
@@ -492,7 +492,9 @@ def _write_table(path: Path, rows: list[dict] | dict):
     os.replace(path.with_suffix(".parquet.tmp"), path.with_suffix(".parquet"))
 
 
-def _dump_columns(space: Space, dump: dict) -> dict:
+def dump_columns(space: Space, dump: dict) -> dict:
+    """A sweep dump as named columns: index, every axis column (user units), feasible,
+    reason and the metrics (what ``dump.parquet`` / ``dump.csv`` hold)."""
     idx = dump["index"]
     digits = np.stack(np.unravel_index(idx, space.radices), -1) if len(space.axes) else np.zeros((len(idx), 0))
     cols: dict[str, Any] = {"index": idx}
@@ -512,5 +514,5 @@ def write_outputs(res: SweepResult, rundir: Path):
     if res.pareto_metrics:
         _write_table(rundir / "pareto", res.pareto)
     if res.dump is not None:
-        _write_table(rundir / "dump", _dump_columns(res.space, res.dump))
+        _write_table(rundir / "dump", dump_columns(res.space, res.dump))
     _write_json(rundir / "summary.json", res.summary())

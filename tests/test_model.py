@@ -13,7 +13,7 @@ from jaxstack import network, ops, schedule
 from jaxstack.evaluate import evaluate
 from jaxstack.metrics import Metrics, Reason
 
-N_ORACLE = 100_000
+N_ORACLE = 40_000
 BATCHED = jax.jit(jax.vmap(evaluate))
 SINGLE = jax.jit(evaluate)
 
@@ -24,7 +24,7 @@ def oracle_batch():
     return d, BATCHED(d), reference(as_dict(d))
 
 
-def test_matches_float64_reference_on_1e5_designs(oracle_batch):
+def test_matches_float64_reference_on_random_designs(oracle_batch):
     _, m, ref = oracle_batch
     np.testing.assert_array_equal(np.asarray(m.reason), ref["reason"])
     np.testing.assert_array_equal(np.asarray(m.feasible), ref["feasible"])
@@ -58,7 +58,7 @@ def test_every_field_finite_and_reasons_consistent(oracle_batch):
 
 def test_vmap_matches_single_point(oracle_batch):
     d, m, _ = oracle_batch
-    for i in (0, 17, 4242, 99_999):
+    for i in (0, 17, 4242, N_ORACLE - 1):
         one = SINGLE(jax.tree_util.tree_map(lambda x, i=i: x[i], d))
         for f in dataclasses.fields(Metrics):
             np.testing.assert_allclose(np.asarray(getattr(one, f.name), dtype=np.float64),
@@ -198,18 +198,12 @@ def test_gradients_are_finite():
     assert float(g.dram.transfer_rate) > 0 and float(g.chip.op_overhead) < 0
 
 
-def test_no_recompile_for_new_values():
-    traces = []
-
-    def counted(d):
-        traces.append(1)
-        return evaluate(d)
-
-    f = jax.jit(jax.vmap(counted))
-    d = random_designs(64, seed=5)
-    jax.block_until_ready(f(d))
-    jax.block_until_ready(f(random_designs(64, seed=6)))
-    assert len(traces) == 1
+def test_no_recompile_for_new_values(oracle_batch):
+    """New values of the same shape reuse the compiled program (no retrace, no compile)."""
+    before = BATCHED._cache_size()
+    assert before >= 1
+    jax.block_until_ready(BATCHED(random_designs(N_ORACLE, seed=6)))
+    assert BATCHED._cache_size() == before
 
 
 # ---------------------------------------------------------------- schedule: overlap, pipeline
