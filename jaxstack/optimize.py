@@ -28,8 +28,9 @@ Method
 3. Snap and verify. Each start's z is snapped to the nearest grid value of every
    parameter (in its own scale); the snapped points and their +-1-step neighbours per
    parameter are evaluated EXACTLY (relaxed off; one ``jit(vmap(evaluate))``), limits as in
-   ``sweep``; then up to ``polish`` rounds of exact +-1-step coordinate search around the
-   best ``polish_width`` feasible points until the best stops improving. The best feasible
+   ``sweep``; then up to ``polish`` rounds of exact local search around the best
+   ``polish_width`` feasible points (single and pairwise +-1 steps of the parameters, and
+   every kept discrete combination at the same parameters) until the best stops improving. The best feasible
    point is returned; every distinct exact evaluation is counted.
 
 Not done: gradients through discrete axes (enumerated instead); a certificate of global
@@ -53,7 +54,7 @@ __all__ = ["optimize", "OptimizeResult", "Param", "parameters", "parse_constrain
            "DEFAULTS"]
 
 DEFAULTS = {"optimizer": "adam", "lr": 0.05, "steps": 150, "starts": 8, "tau": (0.3, 0.02),
-            "weight": (1.0, 1e3), "max_combos": 32, "screen": 4, "max_screen": 4096, "polish": 4,
+            "weight": (1.0, 1e3), "max_combos": 64, "screen": 4, "max_screen": 4096, "polish": 8,
             "polish_width": 4}
 _FLAG_LEAVES = {("mapping",), ("fabric", "kind"), ("fabric", "size"), ("fabric", "dim_x"),
                 ("fabric", "dim_y"), ("fabric", "ack_round_trip"), ("thermal", "dram_beside")}
@@ -231,18 +232,34 @@ class _Exact:
         return sorted(good, key=lambda r: (-r["score"], r["index"]))[:k]
 
 
-def _neighbours(params, digits) -> np.ndarray:
-    """+-1 sorted-grid step per parameter around each digit row (the rows themselves included)."""
-    out = [digits]
+def _neighbours(params, digits, pairs: bool = False) -> np.ndarray:
+    """+-1 sorted-grid step per parameter around each digit row (the rows themselves
+    included); with ``pairs`` also every +-1 step of two parameters at once (moves along a
+    binding constraint, e.g. a larger batch with a faster clock under a TPOT limit)."""
+    steps = []
     for p in params:
         inv = np.empty(len(p.order), np.int64)
         inv[p.order] = np.arange(len(p.order))
-        k = inv[digits[:, p.axis]]
-        for s in (-1, 1):
-            nd = digits.copy()
+        steps.append((p, inv[digits[:, p.axis]]))
+
+    def moved(moves):
+        nd = digits.copy()
+        for (p, k), s in moves:
             nd[:, p.axis] = p.order[np.clip(k + s, 0, len(p.order) - 1)]
-            out.append(nd)
+        return nd
+
+    out = [digits] + [moved([(st, s)]) for st in steps for s in (-1, 1)]
+    if pairs:
+        out += [moved([(a, s), (b, t)]) for a, b in itertools.combinations(steps, 2) for s in (-1, 1) for t in (-1, 1)]
     return np.unique(np.concatenate(out), axis=0)
+
+
+def _swaps(disc, combos, digits) -> np.ndarray:
+    """Every kept discrete combination (mapping, presets, ...) at each row's continuous digits."""
+    if not disc or len(combos) < 2:
+        return digits
+    rows = np.repeat(digits, len(combos), 0)
+    return _fill(disc, np.tile(combos, (len(digits), 1)), rows)
 
 
 def optimize(space: Space, objective: str | None = None, constraints=(), *, optimizer: str = "adam",
@@ -281,7 +298,7 @@ def optimize(space: Space, objective: str | None = None, constraints=(), *, opti
                           limits=[(lim.metric, lim.lo, lim.hi) for lim in limits])
     z, traj, t_first = _descend(ex, params, digits0, z0, spec, opt, steps, tau, weight, progress)
     t_descent = time.perf_counter() - t_start
-    _verify(ex, params, digits0, z, ~traj["structural"], polish, polish_width, notes)
+    _verify(ex, params, disc, combos, digits0, z, ~traj["structural"], polish, polish_width, notes)
     top = [{"rank": i + 1, **{k: v for k, v in r.items() if k not in ("score", "feasible", "reason_code")}}
            for i, r in enumerate(ex.best(top_k))]
     traj["combo"] = combo_of
@@ -343,21 +360,23 @@ def _descend(ex: _Exact, params, digits0, z, spec, opt, steps, tau, weight, prog
     return z, out, t_first
 
 
-def _verify(ex: _Exact, params, digits0, z, runnable, polish, polish_width, notes):
+def _verify(ex: _Exact, params, disc, combos, digits0, z, runnable, polish, polish_width, notes):
     """Snap every start (except those whose mapping cannot run) to the grid, evaluate the
-    snapped points and their +-1 neighbours exactly, then polish by exact coordinate search."""
+    snapped points and their +-1 neighbours exactly, then polish by exact local search around
+    the best few: single and pairwise +-1 steps, and every kept discrete combination."""
     space = ex.space
     snapped = digits0.copy()
     for j, p in enumerate(params):
         snapped[:, p.axis] = p.order[p.snap(z[:, j])]
     ex(_neighbours(params, snapped[runnable] if runnable.any() else snapped))
-    for _ in range(polish):               # exact coordinate search around the best few
+    for _ in range(polish):               # exact local search around the best few
         best = ex.best(polish_width)
         if not best:
             notes.append("no feasible grid point near the relaxed optima; try more --starts or looser limits")
             break
         n_before = len(ex.seen)
-        ex(_neighbours(params, np.array([space.digits(b["index"]) for b in best], np.int64)))
+        at = np.array([space.digits(b["index"]) for b in best], np.int64)
+        ex(np.unique(np.concatenate([_neighbours(params, at, pairs=True), _swaps(disc, combos, at)]), axis=0))
         if len(ex.seen) == n_before or ex.best(1)[0]["index"] == best[0]["index"]:
             break
 

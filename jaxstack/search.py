@@ -54,7 +54,7 @@ from .ablation import restrict
 from .bounds import Roles, roles
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, leaf_paths, load_space, metric_fields
-from .sweep import DEFAULT_OBJECTIVE, _rows, _save_npz, _write_json, _write_table, auto_chunk
+from .sweep import DEFAULT_OBJECTIVE, _progress_bar, _rows, _save_npz, _write_json, _write_table, auto_chunk
 
 __all__ = ["search", "SearchResult", "SUPER_CHUNKS", "Roles", "roles", "restrict"]
 
@@ -377,7 +377,7 @@ def search(space, *, objective: str | None = None, top_k: int = 10, fix: dict | 
         s.seeded = np.union1d(s.seeded, d.astype(np.int64) @ s.strides)
     n_blocks = -(-s.n_groups // s.block)
     mine = range(proc, n_blocks, nproc)
-    bar = _bar(len(mine), progress)
+    bar = _progress_bar(len(mine), progress, unit="block", desc="search level 1")
     run0, last = s.run_s, time.perf_counter()
 
     def checkpoint(ph):
@@ -466,17 +466,3 @@ def _open(rundir: Path, sfx: str, run_id: dict, resume: bool, s: _Search) -> int
         arrays = {k: z[k] for k in z.files}
     s.load(arrays)
     return int(arrays["phase"])
-
-
-def _bar(total: int, progress):
-    import os
-    import sys
-
-    on = bool(progress) if progress is not None else sys.stderr.isatty() and not os.environ.get("CI")
-    if not on:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="block", dynamic_ncols=True, desc="search level 1", file=sys.stderr)

@@ -201,8 +201,8 @@ def _save_npz(path: Path, arrays: dict):
     _atomic_write(path, buf.getvalue())
 
 
-def _progress_bar(total: int, progress):
-    """tqdm on a terminal (points/s, ETA); off when stderr is not a TTY or $CI is set."""
+def _progress_bar(total: int, progress, unit: str = "pt", desc: str = "sweep"):
+    """tqdm on a terminal (rate, ETA); off when stderr is not a TTY or $CI is set."""
     enabled = bool(progress) if progress is not None else sys.stderr.isatty() and not os.environ.get("CI")
     if not enabled:
         return None
@@ -210,8 +210,8 @@ def _progress_bar(total: int, progress):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="pt", unit_scale=True, dynamic_ncols=True, smoothing=0.1,
-                desc="sweep", file=sys.stderr)
+    return tqdm(total=total, unit=unit, unit_scale=unit == "pt", dynamic_ncols=True, smoothing=0.1,
+                desc=desc, file=sys.stderr)
 
 
 # ---------------------------------------------------------------- the engine
