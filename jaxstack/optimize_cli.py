@@ -59,7 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="constraint penalty weight schedule (default 1,1000)")
     p.add_argument("--max-combos", type=int, default=DEFAULTS["max_combos"],
                    help="discrete combinations optimised (more are screened exactly first)")
-    p.add_argument("--polish", type=int, default=DEFAULTS["polish"], help="exact local-search rounds (single and pairwise +-1 steps, discrete swaps)")
+    p.add_argument("--polish", type=int, default=DEFAULTS["polish"],
+                   help="exact local-search rounds (single and pairwise +-1 steps, discrete swaps)")
     p.add_argument("--top-k", type=int, default=10, help="designs to print (default 10)")
     p.add_argument("--out", help="directory: trajectory.csv, top.csv, summary.json")
     p.add_argument("--json", action="store_true", help="print the summary and rows as JSON")
