@@ -15,7 +15,7 @@ See ``benchmarks/peers/README.md``; the versions used are pinned in
 Cases (all BF16, TP = 8 on one 8-GPU NVLink node):
   a  Llama-3-70B decode on 8xH100, batch 32, 1024 input / 256 output tokens.
   b  Llama-3-70B on 8xB200, batch 1 / 64 / 512, 1024 / 1024, against vLLM's measured system
-     decode tokens/s (``jaxstack/validation/data/vllm-8xb200``, CUDA graphs). jaxstack's two
+     decode tokens/s (``jaxstack/validation/data/vllm-8xb200``, CUDA graphs). jaxstack's three
      global B200 constants were fitted on the batch 1, 4, 16, 64, 256 rows ("calibration");
      batch 512 is held back; each row says which. Neither peer ships a B200: both get
      2.25 PFLOP/s BF16 dense, 8 TB/s HBM, 192 GB, NVLink 900 GB/s per direction (GenZ link
@@ -284,9 +284,10 @@ NOTES = [
     "Efficiency: both peers are ideal rooflines out of the box (GenZ system_eff = 1, llm-analysis "
     "flops_efficiency = hbm_memory_efficiency = 1, no kernel-launch or collective start-up overheads beyond "
     "the fixed latencies below). jaxstack derates compute and DRAM by its preset efficiencies (B200 0.776 / "
-    "0.869, H100 0.803 / 0.84) and adds a per-kernel and a per-collective overhead, fitted once on the B200 "
-    "calibration split (0.5 us / 34 us; on B200 bs1 5.9 of its 8.8 ms step is communication incl. that "
-    "overhead) and left at the presets' unfitted values on H100 (2 us / 5 us; no H100 measurement here). So "
+    "0.869, H100 0.803 / 0.84) and adds a per-kernel and a per-collective overhead and an attention-kernel "
+    "DRAM efficiency, fitted once on the B200 calibration split (1.53 us / 23.3 us / 0.57, "
+    "jaxstack/presets/calibration/) and left at the presets' unfitted values on H100 (2 us / 5 us / 1; no "
+    "H100 measurement here). So "
     "at B200 batch 1-64 (weight streaming) the peers predict ~2.1-2.3x the measured tokens/s and still "
     "~1.5-1.7x at batch 512; their users are expected to hand-tune the efficiency knobs per system, which "
     "these runs do not do.",
