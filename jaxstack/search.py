@@ -38,7 +38,6 @@ a changed space or options. Chunks are sharded over ``devices``; with several pr
 
 import dataclasses
 import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -54,7 +53,16 @@ from .ablation import restrict
 from .bounds import Roles, roles
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, leaf_paths, load_space, metric_fields
-from .sweep import DEFAULT_OBJECTIVE, _progress_bar, _rows, _save_npz, _write_json, _write_table, auto_chunk
+from .sweep import (
+    DEFAULT_OBJECTIVE,
+    _progress_bar,
+    _rows,
+    _save_npz,
+    _write_json,
+    _write_table,
+    auto_chunk,
+    resume_state,
+)
 
 __all__ = ["search", "SearchResult", "SUPER_CHUNKS", "Roles", "roles", "restrict"]
 
@@ -446,23 +454,8 @@ def search(space, *, objective: str | None = None, top_k: int = 10, fix: dict | 
 
 def _open(rundir: Path, sfx: str, run_id: dict, resume: bool, s: _Search) -> int:
     """Create ``rundir`` or (``resume``) check and load its state; returns the phase."""
-    rundir.mkdir(parents=True, exist_ok=True)
-    state, manifest = rundir / f"state{sfx}.npz", rundir / f"manifest{sfx}.json"
-    if not state.exists():
+    arrays = resume_state(rundir, sfx, run_id, resume, "search", s.space)
+    if arrays is None:
         return 0
-    if not resume:
-        raise io.ConfigError(f"{rundir}: already holds a search run; pass --resume to continue it or choose "
-                             "another --out")
-    try:
-        old = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        raise io.ConfigError(f"{rundir}: cannot read {manifest.name}; cannot resume") from None
-    diff = [k for k in run_id if old.get(k) != run_id[k]]
-    if diff:
-        what = ", ".join(f"{k}: {old.get(k)!r} -> {run_id[k]!r}" for k in diff)
-        raise io.ConfigError(f"{rundir}: refusing to resume: the space or the options changed ({what}); "
-                             "use the original ones or a new --out")
-    with np.load(state) as z:
-        arrays = {k: z[k] for k in z.files}
     s.load(arrays)
     return int(arrays["phase"])

@@ -40,7 +40,7 @@ from . import __version__, io, reducers
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
 
-__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns"]
+__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns", "resume_state"]
 
 DEFAULT_OBJECTIVE = "decode_tokens_per_s"
 DUMP_MAX_POINTS = 2**21
@@ -364,14 +364,23 @@ def _write_json(path: Path, obj):
 
 def _open_rundir(rundir: Path, sfx: str, run_id: dict, resume: bool, space: Space, st):
     """Create ``rundir``, or (``resume``) check it belongs to this run and load its state."""
+    arrays = resume_state(rundir, sfx, run_id, resume, "sweep", space)
+    if arrays is not None:
+        st.load(arrays)
+
+
+def resume_state(rundir: Path, sfx: str, run_id: dict, resume: bool, kind: str, space: Space) -> dict | None:
+    """Create ``rundir``; None for a new run (or one killed before its first checkpoint), else
+    the checkpointed arrays of the ``kind`` run to resume, after checking that its manifest
+    has this ``run_id`` (space hash first, then the options). Shared by sweep and search."""
     import json
 
     rundir.mkdir(parents=True, exist_ok=True)
     state_path, manifest_path = rundir / f"state{sfx}.npz", rundir / f"manifest{sfx}.json"
     if not state_path.exists():
-        return                        # new run, or killed before its first checkpoint
+        return None
     if not resume:
-        raise io.ConfigError(f"{rundir}: already holds a sweep run; pass --resume to continue it "
+        raise io.ConfigError(f"{rundir}: already holds a {kind} run; pass --resume to continue it "
                              "or choose another --out")
     try:
         old = json.loads(manifest_path.read_text())
@@ -388,7 +397,7 @@ def _open_rundir(rundir: Path, sfx: str, run_id: dict, resume: bool, space: Spac
         raise io.ConfigError(f"{rundir}: refusing to resume: run options changed ({what}); "
                              "use the original options or a new --out")
     with np.load(state_path) as z:
-        st.load({k: z[k] for k in z.files})
+        return {k: z[k] for k in z.files}
 
 
 def _collect_dumps(dumps, rundir, n_chunks, fields):
