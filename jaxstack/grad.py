@@ -53,6 +53,7 @@ from .design import Design
 from .hardware import Chip, Dram, Fabric, FabricLevel, Thermal
 from .metrics import Reason
 from .space import metric_fields
+from .sweep import map_chunks
 
 __all__ = ["Spec", "make_spec", "field_set", "RELAXED_FIELDS", "leaf_matrix", "exact_batch", "relaxed_batch",
            "hardware_params", "sensitivities", "enable_compile_cache", "DEFAULT_TAU", "CHUNK", "EXACT_CHUNK", "SKIPPED"]
@@ -192,23 +193,10 @@ def _jit(fn, classic: bool = True):
     return jax.jit(fn, compiler_options=CPU_COMPILER_OPTIONS if cpu and classic else None)
 
 
-def _chunked(fn, rows: np.ndarray, chunk: int, *args):
-    """Apply ``fn`` to fixed-size chunks of ``rows`` (last one padded with row 0); concatenate."""
-    n = len(rows)
-    outs = []
-    for s in range(0, max(n, 1), chunk):
-        part = rows[s:s + chunk]
-        if len(part) < chunk:
-            part = np.concatenate([part, np.repeat(rows[:1], chunk - len(part), 0)])
-        out = jax.device_get(fn(part, *args))
-        outs.append([np.stack(o, -1) if isinstance(o, tuple) else o for o in out])
-    return [np.concatenate([o[i] for o in outs])[:n] for i in range(len(outs[0]))]
-
-
 def exact_batch(rows: np.ndarray, treedef, evaluate_fn=None) -> dict:
     """Exact metrics of every row: {field: (N,)} plus ``feasible`` and ``reason``."""
     fn = _exact_fn(treedef, evaluate_fn or _default_evaluate())
-    f, feasible, reason = _chunked(fn, np.asarray(rows, np.float32), EXACT_CHUNK)
+    f, feasible, reason = map_chunks(fn, np.asarray(rows, np.float32), EXACT_CHUNK)
     out = {name: f[:, i] for i, name in enumerate(metric_fields())}
     out.update(feasible=feasible.astype(bool), reason=reason.astype(np.int32))
     return out
@@ -219,7 +207,7 @@ def relaxed_batch(rows: np.ndarray, treedef, spec: Spec, tau: float, evaluate_fn
     violation."""
     fn = _relaxed_fn(treedef, evaluate_fn or _default_evaluate(), tuple(spec.fields))
     spec = spec._replace(**{k: jnp.asarray(getattr(spec, k), jnp.float32) for k in Spec._fields[:-1]}, fields=())
-    loss, g, f, feasible, reason, viol = _chunked(fn, np.asarray(rows, np.float32), CHUNK, spec,
+    loss, g, f, feasible, reason, viol = map_chunks(fn, np.asarray(rows, np.float32), CHUNK, spec,
                                                   jnp.float32(tau))
     return {"loss": loss, "grad": g, "fields": f, "feasible": feasible.astype(bool),
             "reason": reason.astype(np.int32), "violation": viol}

@@ -61,6 +61,7 @@ from .sweep import (
     _write_json,
     _write_table,
     auto_chunk,
+    map_chunks,
     resume_state,
 )
 
@@ -125,19 +126,6 @@ def _grid(lists) -> np.ndarray:
     if not lists:
         return np.zeros((1, 0), np.int64)
     return np.stack(np.meshgrid(*lists, indexing="ij"), -1).reshape(-1, len(lists)).astype(np.int64)
-
-
-def _batched(call, digits: np.ndarray, chunk: int):
-    """Run ``call`` over ``digits`` in padded chunks; numpy outputs trimmed to len(digits)."""
-    n = len(digits)
-    assert n > 0, "no points"
-    outs = []
-    for s in range(0, max(n, 1), chunk):
-        part = digits[s:s + chunk]
-        pad = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), 0)]) if len(part) < chunk else part
-        outs.append(call(pad))
-    outs = [jax.device_get(o) for o in outs]
-    return tuple(np.concatenate([o[i] for o in outs])[:n] for i in range(len(outs[0])))
 
 
 # ---------------------------------------------------------------- the engine
@@ -209,7 +197,7 @@ class _Search:
         chunk = self.xchunk if kind == "exact" else self.chunk
         call, c = _step(self.space, kind, fn, self.devices, chunk)
         self.compile_s += c
-        return _batched(call, digits, chunk)
+        return tuple(map_chunks(call, digits, chunk))
 
     def _bound(self, digits, node: bool = False):
         """Maximise-form upper bounds (-inf: pruned by B3/B4) of the box at each row of

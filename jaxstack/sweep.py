@@ -40,7 +40,8 @@ from . import __version__, io, reducers
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
 
-__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns", "resume_state"]
+__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns", "resume_state",
+           "map_chunks"]
 
 DEFAULT_OBJECTIVE = "decode_tokens_per_s"
 DUMP_MAX_POINTS = 2**21
@@ -215,6 +216,25 @@ def _progress_bar(total: int, progress, unit: str = "pt", desc: str = "sweep"):
 
 
 # ---------------------------------------------------------------- the engine
+def map_chunks(fn, rows: np.ndarray, chunk: int, *args) -> list[np.ndarray]:
+    """``fn(rows_chunk, *args)`` (compiled for ``chunk`` rows) over ``rows`` in fixed-size
+    chunks, the last one padded by repeating its last row; every chunk is dispatched before
+    any result is fetched. Returns each output concatenated and trimmed to ``len(rows)``; an
+    output that is a tuple of arrays (e.g. gradient leaves) is stacked on a last axis."""
+    n = len(rows)
+    if n == 0:
+        raise ValueError("map_chunks: no rows")
+    outs = []
+    for s in range(0, n, chunk):
+        part = rows[s:s + chunk]
+        if len(part) < chunk:
+            part = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), 0)])
+        outs.append(fn(part, *args))
+    outs = [[np.stack(o, -1) if isinstance(o, tuple) else np.asarray(o) for o in jax.device_get(out)]
+            for out in outs]
+    return [np.concatenate([o[k] for o in outs])[:n] for k in range(len(outs[0]))]
+
+
 def auto_chunk(devices) -> int:
     """Default points per step: small on CPU (cache-resident working set), large on GPU."""
     per = CPU_CHUNK_PER_DEVICE if devices[0].platform == "cpu" else ACCEL_CHUNK_PER_DEVICE
