@@ -60,7 +60,8 @@ import numpy as np
 from . import area, memory, relax
 from .hardware import Chip, Dram
 
-__all__ = ["Cost", "Tiling", "TILES", "TILE_EFFICIENCY", "STAGES", "L2_SHARE", "ELEM_TILE_BYTES", "FETCH_SHARE",
+__all__ = ["Cost", "Tiling", "Ctx", "context", "tiling", "attention_ctx", "attention_waves_ctx",
+           "elementwise_ctx", "TILES", "TILE_EFFICIENCY", "STAGES", "L2_SHARE", "ELEM_TILE_BYTES", "FETCH_SHARE",
            "flops_per_cycle", "tensor_peak", "vector_peak", "gemm_tiling", "gemm", "gemm_waves", "expert_gemm",
            "expert_gemm_waves", "attention", "attention_waves", "elementwise"]
 
@@ -162,13 +163,46 @@ def _candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env):
     return t, nbytes, waves, tiles
 
 
-def gemm_tiling(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, groups=1.0, temperature=None) -> Tiling:
-    """Best tile of TILES for ``groups`` GEMMs of (M x K) @ (K x N) (see module docstring)."""
+class Ctx(NamedTuple):
+    """One chip resolved once per design point (and DRAM temperature): what every op cost
+    reads, derived from the leaves a single time (``context``) instead of inside each op."""
+
+    U: jnp.ndarray           # compute units after the area budget
+    clock: jnp.ndarray
+    vector_fpc: jnp.ndarray  # vector FLOP per cycle per unit
+    overhead: jnp.ndarray    # op_overhead per kernel
+    inv_rate: jnp.ndarray    # s per tensor FLOP of one unit at the GEMM weight width
+    attn_peak: jnp.ndarray   # tensor_peak(max(w_bytes, 2), U) x compute_efficiency
+    attn_eff: jnp.ndarray    # attention_bandwidth_efficiency
+    bw: jnp.ndarray          # memory.dram_bandwidth at this temperature
+    ucap: jnp.ndarray        # memory.unit_cap
+    inv_fetch: jnp.ndarray
+    sram: jnp.ndarray
+    l2: jnp.ndarray
+    wave: jnp.ndarray        # memory.wave_bytes
+
+
+def context(chip: Chip, dram: Dram, w_bytes, temperature=None, hot=None) -> Ctx:
+    """Resolve ``chip`` + ``dram`` for GEMMs of ``w_bytes``-byte weights; the DRAM temperature
+    is given as degC (``temperature``) or directly as the doubled-refresh weight ``hot``."""
     U = area.compute_units(chip, dram)
-    share = L2_SHARE * chip.l2_capacity
-    has_l2 = chip.l2_capacity > 0
+    return Ctx(U=U, clock=chip.clock, vector_fpc=chip.vector_flops_per_cycle, overhead=chip.op_overhead,
+               inv_rate=1.0 / (chip.clock * flops_per_cycle(chip, w_bytes) * chip.compute_efficiency),
+               attn_peak=tensor_peak(chip, jnp.maximum(w_bytes, 2.0), U) * chip.compute_efficiency,
+               attn_eff=chip.attention_bandwidth_efficiency,
+               bw=memory.dram_bandwidth(dram, temperature, hot=hot), ucap=memory.unit_cap(chip, dram),
+               inv_fetch=1.0 / (FETCH_SHARE * chip.clock * chip.sram_bandwidth), sram=chip.sram_capacity,
+               l2=chip.l2_capacity, wave=memory.wave_bytes(dram))
+
+
+def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0) -> Tiling:
+    """Best tile of TILES for ``groups`` GEMMs of (M x K) @ (K x N) (see module docstring).
+    Array arguments cost a whole set of GEMMs in one traced computation."""
+    U = ctx.U
+    share = L2_SHARE * ctx.l2
+    has_l2 = ctx.l2 > 0
     A, B = M * K * a_bytes, K * N * w_bytes  # per group
-    wave = memory.wave_bytes(dram)
+    wave = ctx.wave
     qon = wave > 0
     inv_w = (1.0 - 1e-5) / jnp.where(qon, wave, 1.0)
     side = _ceil(jnp.sqrt(U))
@@ -176,12 +210,9 @@ def gemm_tiling(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, groups=1.0, t
         "U": U, "inv_u": 1.0 / U, "inv_u_tol": (1.0 - _TOL) / U, "side": side, "inv_side": 1.0 / side,
         "A": A, "B": B, "C": M * N * a_bytes, "has_l2": has_l2, "l2_a": has_l2 & (A <= share),
         "l2_b": has_l2 & (B <= share), "share": share, "part": groups * M * N * PARTIAL_BYTES,
-        "sram": chip.sram_capacity, "qon": qon,
+        "sram": ctx.sram, "qon": qon,
         "q": lambda x: relax.ceil(x * inv_w) * wave,  # whole DRAM waves
-        "inv_rate": 1.0 / (chip.clock * flops_per_cycle(chip, w_bytes) * chip.compute_efficiency),
-        "inv_cap": 1.0 / memory.unit_cap(chip, dram),
-        "inv_fetch": 1.0 / (FETCH_SHARE * chip.clock * chip.sram_bandwidth),
-        "inv_bw": 1.0 / memory.dram_bandwidth(dram, temperature),
+        "inv_rate": ctx.inv_rate, "inv_cap": 1.0 / ctx.ucap, "inv_fetch": ctx.inv_fetch, "inv_bw": 1.0 / ctx.bw,
     }
     Kt = _ceil(K * (1.0 / TILE_K))
     # one pass in TILES order: a later tile replaces the current choice only when it is faster by
@@ -196,6 +227,11 @@ def gemm_tiling(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, groups=1.0, t
         chosen = tuple(jnp.where(better, a, b) for a, b in zip(cand, chosen, strict=True))
         index = jnp.where(better, float(j), index)
     return Tiling(*chosen, U, index)
+
+
+def gemm_tiling(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, groups=1.0, temperature=None) -> Tiling:
+    """``tiling`` of one chip given by its leaves (resolves the chip first)."""
+    return tiling(context(chip, dram, w_bytes, temperature), M, K, N, w_bytes, a_bytes, groups)
 
 
 def gemm(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, on=1.0, temperature=None) -> Cost:
@@ -230,25 +266,38 @@ def expert_gemm_waves(chip: Chip, dram: Dram, assignments, touched, K, N, w_byte
 
 def attention(chip: Chip, dram: Dram, flops, kv_bytes, io_bytes, w_bytes, temperature=None) -> Cost:
     """Attention core: ``kv_bytes`` of KV cache read, ``io_bytes`` of Q/O traffic (16-bit math)."""
-    U = area.compute_units(chip, dram)
+    return attention_ctx(context(chip, dram, w_bytes, temperature), flops, kv_bytes, io_bytes)
+
+
+def attention_ctx(ctx: Ctx, flops, kv_bytes, io_bytes) -> Cost:
     nbytes = kv_bytes + io_bytes
-    t_c = flops / (tensor_peak(chip, jnp.maximum(w_bytes, 2.0), U) * chip.compute_efficiency)
-    t_m = nbytes / (memory.effective_bandwidth(dram, chip, U, temperature) * chip.attention_bandwidth_efficiency)
-    return Cost(relax.maximum(t_c, t_m) + chip.op_overhead, flops, nbytes)
+    t_c = flops / ctx.attn_peak
+    t_m = nbytes / (jnp.minimum(ctx.bw, ctx.U * ctx.ucap) * ctx.attn_eff)
+    return Cost(relax.maximum(t_c, t_m) + ctx.overhead, flops, nbytes)
 
 
 def attention_waves(chip: Chip, dram: Dram, work_items):
     """Waves of the attention kernel: ``work_items`` (request, head, query block) tiles over the
     units; flash-decoding splits the KV until every unit is busy, so at least one full wave."""
-    U = area.compute_units(chip, dram)
-    return jnp.maximum(_ceil(work_items / U), 1.0)
+    return attention_waves_ctx(area.compute_units(chip, dram), work_items)
+
+
+def attention_waves_ctx(units, work_items):
+    return jnp.maximum(_ceil(work_items / units), 1.0)
 
 
 def elementwise(chip: Chip, dram: Dram, flops, nbytes, kernels, temperature=None) -> Cost:
     """Streaming vector op over ``nbytes`` of DRAM traffic in ``kernels`` kernels."""
-    U = area.compute_units(chip, dram)
-    active = jnp.clip(_ceil(nbytes * (1.0 / ELEM_TILE_BYTES)), 1.0, U)
-    t_c = flops / vector_peak(chip, active)
-    moved = memory.quantize(dram, nbytes)
-    t_m = moved / memory.effective_bandwidth(dram, chip, active, temperature)
-    return Cost(relax.maximum(t_c, t_m) + kernels * chip.op_overhead, flops, moved)
+    return elementwise_ctx(context(chip, dram, 2.0, temperature), flops, nbytes, kernels)
+
+
+def elementwise_ctx(ctx: Ctx, flops, nbytes, kernels) -> Cost:
+    """``elementwise`` on a resolved chip; array arguments cost a set of kernels at once."""
+    active = jnp.clip(_ceil(nbytes * (1.0 / ELEM_TILE_BYTES)), 1.0, ctx.U)
+    t_c = flops / (active * ctx.clock * ctx.vector_fpc)
+    wave = ctx.wave
+    on = wave > 0
+    w = jnp.where(on, wave, 1.0)
+    moved = jnp.where(on, relax.ceil(nbytes / w * (1.0 - 1e-5)) * w, nbytes)  # memory.quantize
+    t_m = moved / jnp.minimum(ctx.bw, active * ctx.ucap)
+    return Cost(relax.maximum(t_c, t_m) + kernels * ctx.overhead, flops, moved)

@@ -18,12 +18,13 @@ prefill tokens/s = batch * input_len / TTFT.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from . import memory, power, relax, thermal
+from . import compute, memory, power, relax, thermal
 from .design import Design
 from .metrics import Metrics, Reason
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
-from .schedule import stage_time
+from .schedule import plans, stage_time, stage_times
 
 __all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "memory_use"]
 
@@ -102,22 +103,29 @@ def evaluate(d: Design) -> Metrics:
     r = d.request
     n_dev = devices(d)
 
-    # prefill: one micro-batch of prompts; causal attention sees (S + 1) / 2 keys on average
-    pre = stage_time(d, s, r.input_len, 0.5 * (r.input_len + 1.0), decode=False)
+    # six stage variants share three linear variants (prefill; decode with cool and with hot
+    # DRAM): prefill of one micro-batch of prompts (causal attention sees (S + 1) / 2 keys on
+    # average); decode of one token per request at KV_POINTS cache lengths over the generation
+    # (cool DRAM), plus one step with doubled refresh (the thermal feedback) at the KV point
+    # REF_POINT, whose relative slowdown is applied to the mean step (exactly 1 when refresh
+    # costs nothing). Every GEMM, vector op and collective is costed once per linear variant.
+    thr = d.dram.refresh_double_temp
+    hot = jnp.stack([jnp.zeros_like(thr), relax.step((thr - HOT_OFFSET_K) - thr), relax.step((thr + HOT_OFFSET_K) - thr)])
+    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, hot=hot)
+    one = jnp.ones_like(r.input_len)
+    q_len = jnp.stack([r.input_len, one, one])
+    decode = jnp.array([False, True, True])
+    frac = jnp.linspace(0.0, 1.0, KV_POINTS)
+    kv = jnp.concatenate([jnp.stack([0.5 * (r.input_len + 1.0)]), r.input_len + r.output_len * frac,
+                          jnp.stack([r.input_len + r.output_len * frac[REF_POINT]])])
+    lin_of = np.array([0] + [1] * KV_POINTS + [2])
+    st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of)
+    pre = jax.tree_util.tree_map(lambda x: x[0], st)
     ttft = (s.mb + s.pp - 1.0) * pre.total
     prefill_tps = r.batch * r.input_len / ttft
-
-    # decode: one token per request, KV length sampled over the generation (cool DRAM), plus
-    # one step with doubled refresh (the thermal feedback): its relative slowdown at the KV
-    # point REF_POINT is applied to the mean step (exactly 1 when refresh costs nothing)
-    frac = jnp.concatenate([jnp.linspace(0.0, 1.0, KV_POINTS), jnp.linspace(0.0, 1.0, KV_POINTS)[REF_POINT:][:1]])
-    hot = jnp.arange(KV_POINTS + 1) == KV_POINTS
-    thr = d.dram.refresh_double_temp
-    dec = jax.vmap(lambda f, h: stage_time(d, s, 1.0, r.input_len + r.output_len * f, decode=True,
-                                           temperature=jnp.where(h, thr + HOT_OFFSET_K, thr - HOT_OFFSET_K)))(frac, hot)
-    mean = jax.tree_util.tree_map(lambda x: jnp.mean(x[:KV_POINTS]), dec)
+    mean = jax.tree_util.tree_map(lambda x: jnp.mean(x[1:KV_POINTS + 1]), st)
     t_cool = mean.total
-    t_hot = t_cool * jnp.maximum(dec.total[KV_POINTS] / dec.total[REF_POINT], 1.0)
+    t_hot = t_cool * jnp.maximum(st.total[KV_POINTS + 1] / st.total[1 + REF_POINT], 1.0)
     factor = jnp.maximum(s.pp, s.mb)
 
     # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)

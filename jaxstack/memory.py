@@ -117,17 +117,20 @@ def row_cycle_efficiency(dram: Dram):
     return access_efficiency(dram)
 
 
-def refresh_efficiency(dram: Dram, temperature=None):
-    """1 - f tRFC/tREFI; f = 2 above ``refresh_double_temp`` (temperature in degC; None: not hot)."""
+def refresh_efficiency(dram: Dram, temperature=None, hot=None):
+    """1 - f tRFC/tREFI; f = 2 above ``refresh_double_temp`` (temperature in degC; None: not hot),
+    or f = 1 + ``hot`` when the doubled-refresh weight is given directly."""
     frac = dram.t_rfc / jnp.maximum(dram.t_refi, 1e-12)
-    hot = 0.0 if temperature is None else relax.step(temperature - dram.refresh_double_temp)
+    if hot is None:
+        hot = 0.0 if temperature is None else relax.step(temperature - dram.refresh_double_temp)
     return jnp.clip(1.0 - (1.0 + hot) * frac, 0.0, 1.0)
 
 
-def dram_bandwidth(dram: Dram, temperature=None, access_bytes=None):
+def dram_bandwidth(dram: Dram, temperature=None, access_bytes=None, hot=None):
     """Useful DRAM bytes/s of the whole stack for an access pattern (before on-chip caps)."""
     raw = jnp.minimum(peak_bandwidth(dram), vertical_bandwidth(dram))
-    return raw * access_efficiency(dram, access_bytes) * refresh_efficiency(dram, temperature) * dram.efficiency
+    eff = refresh_efficiency(dram, temperature, hot)
+    return raw * access_efficiency(dram, access_bytes) * eff * dram.efficiency
 
 
 def littles_law_cap(chip: Chip, dram: Dram, units):

@@ -52,7 +52,9 @@ transfer (NS-3's two-level all-reduce runs up to 15 % faster than this at 64 KiB
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .hardware import Fabric
 from .topology import (
@@ -69,7 +71,7 @@ from .topology import (
     xor_steps,
 )
 
-__all__ = ["group_levels", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p",
+__all__ = ["group_levels", "Plan", "plan", "plans", "cost", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p",
            "ALL_REDUCE_ALGORITHMS", "ALL_GATHER_ALGORITHMS", "ALL_TO_ALL_ALGORITHMS"]
 
 ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct")
@@ -134,29 +136,66 @@ def _where(c, a: _Alg, b: _Alg) -> _Alg:
     return _Alg(*(jnp.where(c, x, y) for x, y in zip(a, b, strict=True)))
 
 
-class _Net:
-    """One (fabric, group): its levels and dims, and each algorithm's cost (``_Alg``)."""
+def _rows(trees, shape):
+    """Stack a list of equal pytrees (levels or dims) into one with a leading row axis, every
+    leaf broadcast to the group shape: the loops over levels and dims become array axes."""
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.broadcast_to(jnp.asarray(x), shape) for x in xs]),
+                                  *trees)
 
-    def __init__(self, fabric: Fabric, stride, size):
-        self.levels, self.dims = geometry(fabric, stride, size)
-        rt, ack_rt = 1.0 + fabric.ack_round_trip, fabric.ack_round_trip
-        self.links = [_link(lv, self.levels[0], rt, ack_rt) for lv in self.levels]
-        self.dim_links = [self.links[i // 2] for i in range(6)]
+
+def _full(a: _Alg, shape) -> _Alg:
+    return _Alg(*(jnp.broadcast_to(jnp.asarray(x), shape) for x in a))
+
+
+def _row(a, i):
+    return jax.tree_util.tree_map(lambda x: x[i], a)
+
+
+_DIM_LEVEL = np.array([0, 0, 1, 1, 2, 2])
+
+
+class _Net:
+    """One fabric and a vector of groups: levels [3, G] and dims [6, G] as array rows, and each
+    algorithm's cost (``_Alg``, [G])."""
+
+    def __init__(self, fabric: Fabric, stride, size, _geometry=None):
+        self.fabric = fabric
         self.p = size
-        self.payload = jnp.maximum(jnp.maximum(self.levels[0].payload, self.levels[1].payload),
-                                   self.levels[2].payload)
+        self.shape = jnp.shape(size)
+        if _geometry is None:
+            levels, dims = geometry(fabric, stride, size)
+            _geometry = (_rows(levels, self.shape), _rows(dims, self.shape))
+        self.L, self.D = _geometry
+        rt, ack_rt = 1.0 + fabric.ack_round_trip, fabric.ack_round_trip
+        self.links = _link(self.L, _row(self.L, 0), rt, ack_rt)
+        self.dim_links = jax.tree_util.tree_map(lambda x: x[_DIM_LEVEL], self.links)
+        pay = self.L.payload
+        self.payload = jnp.maximum(jnp.maximum(pay[0], pay[1]), pay[2])
         self._shift = None
+        self.p1 = jnp.asarray(size)[None]   # [1, G]: broadcasts against the row axis
+        self._memo = {}
+
+    def memo(self, key, fn):
+        """``fn()`` once per net (algorithms shared by several collectives are traced once)."""
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
+
+    def take(self, idx) -> "_Net":
+        """The sub-net of the groups ``idx`` (a static index list): one geometry pass serves
+        every collective of a design point."""
+        idx = np.asarray(idx)
+        geo = jax.tree_util.tree_map(lambda x: x[:, idx], (self.L, self.D))
+        return _Net(self.fabric, None, self.p[idx], _geometry=geo)
 
     def shifts(self):
         if self._shift is None:
-            self._shift = [shift(d) for d in self.dims]
+            self._shift = shift(self.D)
         return self._shift
 
-    def _sum(self, steps: list[Steps]) -> _Alg:
-        out = _cost(self.dim_links[0], steps[0])
-        for lk, st in zip(self.dim_links[1:], steps[1:], strict=True):
-            out = _add(out, _cost(lk, st))
-        return out
+    def _sum(self, steps: Steps) -> _Alg:
+        c = _full(_cost(self.dim_links, steps), (6,) + self.shape)
+        return _Alg(*(jnp.sum(x, axis=0) for x in c))
 
     def coefficients(self, a: _Alg):
         """(α, SF at full packets / P, β, mean message per byte of n): n-independent."""
@@ -171,44 +210,44 @@ class _Net:
 
     def ring(self, bidirectional) -> _Alg:
         """One reduce-scatter (or all-gather) pass of the multi-dimensional ring."""
-        return self._sum([ring_steps(d, sh, bidirectional) for d, sh in zip(self.dims, self.shifts(), strict=True)])
+        return self._sum(ring_steps(self.D, self.shifts(), bidirectional))
 
     def xor(self, series) -> _Alg:
-        return self._sum([xor_steps(d, series, self.p) for d in self.dims])
+        return self._sum(xor_steps(self.D, series, self.p1))
 
     def a2a_hier(self) -> _Alg:
-        return self._sum([a2a_steps(d) for d in self.dims])
+        return self._sum(a2a_steps(self.D))
 
     def tree(self) -> _Alg:
-        per, out = 0.0, None
-        for d, lk, sh in zip(self.dims, self.dim_links, self.shifts(), strict=True):
-            st, cross = tree_steps(d, sh)
-            c = _cost(lk, st)
-            out = c if out is None else _add(out, c)
-            link = jnp.maximum(_sel(st.rev, lk.kwa, lk.kw) * cross, lk.tr)
-            per = jnp.maximum(per, jnp.where(d.k > 1.0, link / d.K, 0.0))
+        st, cross = tree_steps(self.D, self.shifts())
+        dl, d = self.dim_links, self.D
+        out = self._sum(st)
+        link = jnp.maximum(_sel(st.rev, dl.kwa, dl.kw) * cross, dl.tr)
+        per = jnp.maximum(0.0, jnp.max(jnp.where(d.k > 1.0, link / d.K, 0.0), axis=0))
         return out._replace(beta=2.0 * per)
+
+    def _outermost(self, c: _Alg) -> _Alg:
+        """Row of the outermost level the group spans (level 1 when it spans none)."""
+        c = _full(c, (3,) + self.shape)
+        out = _row(c, 0)
+        for i in (1, 2):
+            out = _where(self.L.g[i] > 1.0, _row(c, i), out)
+        return out
 
     def a2a_flat(self) -> _Alg:
         """One step: every member sends n/p to every other member of the group; the busiest
         level sets the bandwidth, the outermost level the group spans the path."""
-        p, out, beta = self.p, None, 0.0
-        for lv, lk in zip(self.levels, self.links, strict=True):
-            lam, eta = a2a_level(lv)
-            msgs = lv.G * lam + (p - lv.G * lv.g)       # messages per rank on the node's busiest link
-            c = _cost(lk, Steps(1.0, eta, msgs / p, 0.0, eta, True, 1.0 / p))
-            beta = jnp.maximum(beta, jnp.where(p - lv.G > 0.5, c.beta, 0.0))
-            out = c if out is None else _where(lv.g > 1.0, c, out)
-        return out._replace(beta=beta)
+        lv, p = self.L, self.p1
+        lam, eta = a2a_level(lv)
+        msgs = lv.G * lam + (p - lv.G * lv.g)           # messages per rank on the node's busiest link
+        c = _cost(self.links, Steps(1.0, eta, msgs / p, 0.0, eta, True, 1.0 / p))
+        beta = jnp.maximum(0.0, jnp.max(jnp.where(p - lv.G > 0.5, c.beta, 0.0), axis=0))
+        return self._outermost(c)._replace(beta=beta)
 
     def p2p(self) -> _Alg:
         """Send to the rank ``stride`` away: the outermost level the two ranks differ in."""
-        out = None
-        for lv, lk in zip(self.levels, self.links, strict=True):
-            lam, eta = p2p_level(lv)
-            c = _cost(lk, Steps(1.0, eta, lam, 1.0, eta, lv.sw, 1.0))
-            out = c if out is None else _where(lv.g > 1.0, c, out)
-        return out
+        lam, eta = p2p_level(self.L)
+        return self._outermost(_cost(self.links, Steps(1.0, eta, lam, 1.0, eta, self.L.sw, 1.0)))
 
 
 def _twice(a: _Alg) -> _Alg:
@@ -289,3 +328,67 @@ def p2p(fabric: Fabric, stride, nbytes):
     net = _Net(fabric, stride, 2.0)
     lat, bw = net.at(tuple(map(_keep, net.coefficients(net.p2p()))), nbytes)
     return _keep(lat + fabric.collective_overhead), _keep(bw)
+
+
+# ---------------------------------------------------------------- resolved once per design point
+class Plan(NamedTuple):
+    """n-independent coefficients of the cheapest-algorithm candidates (``_BEST``) of one
+    collective on a vector of G groups: (α, SF, β, mean message) each [A, G]."""
+
+    coef: tuple
+    payload: jnp.ndarray
+    on: jnp.ndarray          # [G] the group has more than one rank (p2p: always)
+    overhead: jnp.ndarray
+
+
+def _ops(net: _Net, op: str) -> dict:
+    m = net.memo
+    ring = lambda: m("ring2", lambda: net.ring(True))  # noqa: E731
+    halving = lambda: m("halving", lambda: net.xor("halving"))  # noqa: E731
+    flat = lambda: m("a2a", net.a2a_flat)  # noqa: E731
+    return {"all_reduce": {"bidirectional_ring": lambda: _twice(ring()), "recursive_doubling": lambda: net.xor("const"),
+                           "halving_doubling": lambda: _twice(halving()), "tree": net.tree,
+                           "direct": lambda: _twice(flat())},
+            "all_gather": {"bidirectional_ring": ring, "halving_doubling": halving, "direct": flat},
+            "all_to_all": {"direct": flat},
+            "p2p": {"p2p": net.p2p}}[op]
+
+
+def _plan(net: _Net, op: str) -> Plan:
+    costs = _ops(net, op)
+    coefs = [net.coefficients(costs[a]()) for a in _BEST.get(op, tuple(costs))]
+    coef = tuple(_keep(jnp.stack([c[i] * jnp.ones_like(net.p) for c in coefs])) for i in range(4))
+    on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
+    return Plan(coef, net.payload, on, net.fabric.collective_overhead)
+
+
+def plan(fabric: Fabric, stride, size, op: str) -> Plan:
+    """``Plan`` of collective ``op`` (all_reduce, all_gather, all_to_all, p2p) on groups
+    (``stride``, ``size``) (scalars or vectors; p2p: size 2)."""
+    return _plan(_Net(fabric, jnp.atleast_1d(stride), jnp.atleast_1d(size)), op)
+
+
+def plans(fabric: Fabric, stride, size, ops=("all_reduce", "all_gather", "all_to_all", "p2p")) -> dict:
+    """``{op: Plan}`` of every op on every group of the vectors (``stride``, ``size``): one
+    geometry pass and one trace of each algorithm serve all collectives of a design point
+    (a group's column is what ``cost`` reads)."""
+    net = _Net(fabric, stride, size)
+    return {op: _plan(net, op) for op in ops}
+
+
+def cost(pl: Plan, g: int, n):
+    """(latency, bandwidth) of the cheapest candidate of ``pl`` on its group ``g`` for n bytes;
+    0 on a one-rank group, else ``collective_overhead`` added to the latency."""
+    alpha, sf, beta, m = (c[:, g] for c in pl.coef)
+    P = pl.payload[g] if jnp.ndim(pl.payload) else pl.payload
+    lat = bw = None
+    for a in range(alpha.shape[0]):
+        la = jnp.maximum(alpha[a] + sf[a] * jnp.minimum(m[a] * n, P), 0.0)
+        ba = beta[a] * n
+        if lat is None:
+            lat, bw = la, ba
+        else:
+            better = la + ba < lat + bw
+            lat, bw = jnp.where(better, la, lat), jnp.where(better, ba, bw)
+    on = pl.on[g]
+    return _keep(jnp.where(on, lat + pl.overhead, 0.0)), _keep(jnp.where(on, bw, 0.0))

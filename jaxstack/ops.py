@@ -36,7 +36,7 @@ from . import compute, relax
 from .compute import Cost
 from .design import Design
 
-__all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "kv_bytes_per_token",
+__all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost", "assemble", "kv_bytes_per_token",
            "weight_elems", "PREFILL_CHUNK_TOKENS"]
 
 # vLLM's default max_num_batched_tokens for chunked prefill: bounds the activation working set.
@@ -124,92 +124,158 @@ class LayerCosts(NamedTuple):
     vflops_moe: jnp.ndarray   # ... inside ``moe`` (routing, top-k, combine)
 
 
-def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:
-    """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form;
-    ``temperature`` (degC, None = not hot) sets the DRAM refresh rate (``memory``)."""
+class Linear(NamedTuple):
+    """The KV-independent costs of one layer (one variant: phase x DRAM temperature);
+    ``attn_pre`` / ``attn_post`` are the attention block's costs before / after its core."""
+
+    attn_pre: Cost
+    attn_post: Cost
+    dense_ffn: Cost
+    moe: Cost
+    norms: Cost
+    lm_head: Cost
+    tokens: jnp.ndarray
+    reqs: jnp.ndarray
+    o_proj: Cost
+    ffn_down: Cost
+    experts: Cost
+    waves_o: jnp.ndarray
+    waves_down: jnp.ndarray
+    waves_experts: jnp.ndarray
+    waves_core: jnp.ndarray
+    vflops_attn: jnp.ndarray
+    vflops_ffn: jnp.ndarray
+    vflops_moe: jnp.ndarray
+
+
+def _stack(xs):
+    xs = [jnp.asarray(x) for x in xs]
+    shape = jnp.broadcast_shapes(*(x.shape for x in xs))
+    return jnp.stack([jnp.broadcast_to(x, shape) for x in xs])
+
+
+def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear:
+    """Per-chip cost of the KV-independent ops of one layer for ``q_len`` query tokens per
+    request; ``decode`` (bool, may be traced) selects the decode forms. Every GEMM of the
+    layer is costed by ONE ``compute.tiling`` call on a vector of shapes, every vector op by
+    one ``compute.elementwise_ctx`` call."""
     w = d.model
-    chip, dram, wb, ab = d.chip, d.dram, w.weight_bytes, w.act_bytes
-
+    wb, ab = w.weight_bytes, w.act_bytes
     quantised = (wb < 2.0).astype(wb.dtype)
-
-    def gemm_w(M, K, N, on=1.0):
-        # FP8/FP4 GEMMs quantise their activations first (vLLM dynamic per-token quant kernel)
-        quant = compute.elementwise(chip, dram, 2.0 * M * K * on, M * K * (ab + 1.0) * on, on * quantised,
-                                    temperature)
-        c, waves = compute.gemm_waves(chip, dram, M, K, N, wb, ab, on, temperature)
-        return _add(c, quant), waves
-
-    def gemm(M, K, N, on=1.0):
-        return gemm_w(M, K, N, on)[0]
-
-    def vector(flops, nbytes, kernels):
-        return compute.elementwise(chip, dram, flops, nbytes, kernels, temperature)
-
     h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
     reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.mb)
     T = relax.cdiv(reqs * q_len, s.sp * s.cp)
     mla, gqa = s.is_mla.astype(h.dtype), 1.0 - s.is_mla.astype(h.dtype)
-
-    # --- attention projections
-    qkv_gqa = gemm(T, h, (nh + 2 * w.num_key_value_heads) * hd / s.tp, gqa)
-    o_gqa, wo_gqa = gemm_w(T, nh * hd / s.tp, h, gqa)
     qk = w.qk_nope_head_dim + w.qk_rope_head_dim
     has_qa = (w.q_lora_rank > 0).astype(h.dtype) * mla
     q_in = jnp.where(w.q_lora_rank > 0, w.q_lora_rank, h)
-    o_mla, wo_mla = gemm_w(T, nh * w.v_head_dim / s.tp, h, mla)
-    mla_proj = _add(gemm(T, h, w.q_lora_rank, has_qa), gemm(T, q_in, nh * qk / s.tp, mla),
-                    gemm(T, h, w.kv_lora_rank + w.qk_rope_head_dim, mla),
-                    gemm(T, w.kv_lora_rank, nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp, mla), o_mla)
-    # --- attention core: heads split over tp*sp, keys over cp
-    heads = nh / (s.tp * s.sp)
-    kv_eff = kv_len / s.cp
-    pairs = reqs * q_len * heads * kv_eff  # query-key pairs (causal halving folded into kv_len)
-    if decode:  # absorbed MLA: scores over the latent + rope part, values over the latent
-        mla_pair = 2.0 * (2.0 * w.kv_lora_rank + w.qk_rope_head_dim)
-    else:
-        mla_pair = 2.0 * (qk + w.v_head_dim)
-    flops_core = pairs * jnp.where(s.is_mla, mla_pair, 4.0 * hd)
-    kv_tok = kv_bytes_per_token(d, s)
-    q_out = reqs * q_len * heads * jnp.where(s.is_mla, qk + w.v_head_dim, 2.0 * hd) * w.act_bytes
-    core = compute.attention(chip, dram, flops_core, reqs * kv_eff * kv_tok, q_out, wb, temperature)
-    waves_core = compute.attention_waves(chip, dram, reqs * heads * relax.ceil(q_len / ATTN_Q_BLOCK))
-    # rotary embedding + KV-cache write (2 element-wise kernels)
-    qkv_width = jnp.where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
-                          (nh + 2 * w.num_key_value_heads) * hd / s.tp)
-    rope = vector(6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0)
-    # MLA: RMSNorm of the q and kv latents, and the second absorbed BMM (W_UV) as its own kernel
-    lat = w.q_lora_rank + w.kv_lora_rank
-    mla_extra = vector(10.0 * T * lat * mla, 3.0 * T * lat * w.act_bytes * mla, 3.0 * mla)
-    attention = _add(qkv_gqa, o_gqa, mla_proj, rope, core, mla_extra)
-
-    # --- dense SwiGLU FFN
     inter = w.intermediate_size / s.tp
-    act = vector(4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0)
-    down, waves_down = gemm_w(T, inter, h)
-    dense = _add(gemm(T, h, 2 * inter), act, down)
-
-    # --- MoE: router, routed experts (grouped GEMM), shared experts
     E, k, mi = w.n_routed_experts, w.num_experts_per_tok, w.moe_intermediate_size
     on = s.is_moe.astype(h.dtype)
+    si = w.n_shared_experts * mi / s.tp
+    has_sh = on * (w.n_shared_experts > 0).astype(h.dtype)
+    lm_T = jnp.where(decode, T, relax.cdiv(reqs, s.sp * s.cp))
+    # the layer's dense GEMMs (M, K, N, on), in a fixed order
+    gemms = [(T, h, (nh + 2 * w.num_key_value_heads) * hd / s.tp, gqa),      # 0 qkv (GQA)
+             (T, nh * hd / s.tp, h, gqa),                                    # 1 o (GQA)
+             (T, h, w.q_lora_rank, has_qa),                                  # 2 MLA q_a
+             (T, q_in, nh * qk / s.tp, mla),                                 # 3 MLA q_b
+             (T, h, w.kv_lora_rank + w.qk_rope_head_dim, mla),               # 4 MLA kv_a
+             (T, w.kv_lora_rank, nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp, mla),  # 5 MLA kv_b
+             (T, nh * w.v_head_dim / s.tp, h, mla),                          # 6 o (MLA)
+             (T, h, 2 * inter, 1.0),                                         # 7 gate/up
+             (T, inter, h, 1.0),                                             # 8 down
+             (T, h, 2 * si, has_sh),                                         # 9 shared gate/up
+             (T, si, h, has_sh),                                             # 10 shared down
+             (T, h, E, on),                                                  # 11 router
+             (lm_T, h, w.vocab_size / s.tp, 1.0)]                            # 12 LM head
+    # routed experts: two grouped GEMMs over the touched experts
     e_safe = jnp.maximum(E, 1.0)
     assign = T * s.ep * k / s.ep_moe * w.moe_imbalance
     touched = E / s.ep_moe * (1.0 - jnp.power(jnp.clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep))
-    experts, waves_experts = compute.expert_gemm_waves(chip, dram, assign, touched, h, 3.0 * mi / s.tp_moe, wb,
-                                                       ab, on, temperature)
-    si = w.n_shared_experts * mi / s.tp
-    has_sh = on * (w.n_shared_experts > 0).astype(h.dtype)
-    shared = _add(gemm(T, h, 2 * si, has_sh), gemm(T, si, h, has_sh))
-    # routing kernels: top-k selection, token sort/align by expert, weighted combine
-    route = vector(10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on)
-    moe = _add(gemm(T, h, E, on), route, experts, shared)
+    g = jnp.maximum(touched, 1e-6)
+    rows = assign / g
+    third = 3.0 * mi / s.tp_moe / 3.0  # exact for N = 3 x intermediate (N * 2/3 is not)
+    n_g = len(gemms)
+    M = _stack([x[0] for x in gemms] + [rows, rows])
+    K = _stack([x[1] for x in gemms] + [h, third])
+    N = _stack([x[2] for x in gemms] + [2.0 * third, h])
+    groups = _stack([1.0] * n_g + [g, g])
+    tl = compute.tiling(ctx, M, K, N, wb, ab, groups)
+    gon = _stack([x[3] for x in gemms])
+    Mg, Kg, Ng = M[:n_g], K[:n_g], N[:n_g]
 
-    # --- norms + residual adds (2 per layer, fused add+RMSNorm: read x, r; write x)
-    norms = vector(2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)
-    # --- LM head on the last token of each request (decode: every token)
-    lm_T = T if decode else relax.cdiv(reqs, s.sp * s.cp)
-    lm_head = gemm(lm_T, h, w.vocab_size / s.tp)
+    # vector kernels: activation quantisation of every FP8/FP4 GEMM (vLLM dynamic per-token
+    # quant), rotary embedding + KV-cache write, MLA latent norms + second absorbed BMM,
+    # SwiGLU activation, routing (top-k, sort/align, combine), 2 fused add + RMSNorm
+    kv_tok = kv_bytes_per_token(d, s)
+    qkv_width = jnp.where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
+                          (nh + 2 * w.num_key_value_heads) * hd / s.tp)
+    lat = w.q_lora_rank + w.kv_lora_rank
+    vec = [(6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0),           # rope
+           (10.0 * T * lat * mla, 3.0 * T * lat * w.act_bytes * mla, 3.0 * mla),                  # MLA extra
+           (4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0),                                 # act
+           (10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on),          # route
+           (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)]                                 # norms
+    el = compute.elementwise_ctx(ctx, jnp.concatenate([2.0 * Mg * Kg * gon, _stack([v[0] for v in vec])]),
+                                 jnp.concatenate([Mg * Kg * (ab + 1.0) * gon, _stack([v[1] for v in vec])]),
+                                 jnp.concatenate([gon * quantised, _stack([v[2] for v in vec])]))
+
+    def gemm(i):
+        c = Cost(tl.time[i] * gon[i] + gon[i] * ctx.overhead, 2.0 * Mg[i] * Kg[i] * Ng[i] * gon[i],
+                 tl.nbytes[i] * gon[i])
+        return _add(c, Cost(el.time[i], el.flops[i], el.nbytes[i]))
+
+    def vector(j):
+        return Cost(el.time[n_g + j], el.flops[n_g + j], el.nbytes[n_g + j])
+
+    qkv_gqa, o_gqa, o_mla = gemm(0), gemm(1), gemm(6)
+    mla_proj = _add(gemm(2), gemm(3), gemm(4), gemm(5), o_mla)
+    rope, mla_extra, act, route, norms = (vector(j) for j in range(5))
+    down = gemm(8)
+    dense = _add(gemm(7), act, down)
+    up, dn = n_g, n_g + 1
+    experts = Cost((tl.time[up] + tl.time[dn]) * on + 3.0 * on * ctx.overhead,
+                   2.0 * assign * h * (3.0 * mi / s.tp_moe) * on, (tl.nbytes[up] + tl.nbytes[dn]) * on)
+    shared = _add(gemm(9), gemm(10))
+    moe = _add(gemm(11), route, experts, shared)
     o_proj = _add(o_gqa, o_mla)
-    waves_o = jnp.where(s.is_mla, wo_mla, wo_gqa)
-    return LayerCosts(attention, core, dense, moe, norms, lm_head, T, reqs, o_proj, down, experts, waves_o,
-                      waves_down, waves_experts, waves_core, rope.flops + mla_extra.flops, act.flops,
-                      route.flops)
+    waves_o = jnp.where(s.is_mla, tl.waves[6], tl.waves[1])
+    heads = nh / (s.tp * s.sp)
+    waves_core = compute.attention_waves_ctx(ctx.U, reqs * heads * relax.ceil(q_len / ATTN_Q_BLOCK))
+    return Linear(_add(qkv_gqa, o_gqa, mla_proj, rope), mla_extra, dense, moe, norms, gemm(12), T, reqs, o_proj,
+                  down, experts, waves_o, tl.waves[8], tl.waves[up] + tl.waves[dn], waves_core,
+                  rope.flops + mla_extra.flops, act.flops, route.flops)
+
+
+def core_cost(d: Design, s: Shard, ctx: compute.Ctx, reqs, q_len, kv_len, decode) -> Cost:
+    """The attention core of one layer: ``reqs`` requests of ``q_len`` queries over ``kv_len``
+    keys (causal halving folded in), heads split over tp*sp, keys over cp."""
+    w = d.model
+    nh, hd = w.num_attention_heads, w.head_dim
+    qk = w.qk_nope_head_dim + w.qk_rope_head_dim
+    heads = nh / (s.tp * s.sp)
+    kv_eff = kv_len / s.cp
+    pairs = reqs * q_len * heads * kv_eff  # query-key pairs
+    # absorbed MLA in decode: scores over the latent + rope part, values over the latent
+    mla_pair = jnp.where(decode, 2.0 * (2.0 * w.kv_lora_rank + w.qk_rope_head_dim), 2.0 * (qk + w.v_head_dim))
+    flops_core = pairs * jnp.where(s.is_mla, mla_pair, 4.0 * hd)
+    kv_tok = kv_bytes_per_token(d, s)
+    q_out = reqs * q_len * heads * jnp.where(s.is_mla, qk + w.v_head_dim, 2.0 * hd) * w.act_bytes
+    return compute.attention_ctx(ctx, flops_core, reqs * kv_eff * kv_tok, q_out)
+
+
+def assemble(lin: Linear, core: Cost) -> LayerCosts:
+    """``LayerCosts`` of one variant from its KV-independent part and its attention core."""
+    attention = _add(lin.attn_pre, core, lin.attn_post)
+    return LayerCosts(attention, core, lin.dense_ffn, lin.moe, lin.norms, lin.lm_head, lin.tokens, lin.reqs,
+                      lin.o_proj, lin.ffn_down, lin.experts, lin.waves_o, lin.waves_down, lin.waves_experts,
+                      lin.waves_core, lin.vflops_attn, lin.vflops_ffn, lin.vflops_moe)
+
+
+def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:
+    """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form;
+    ``temperature`` (degC, None = not hot) sets the DRAM refresh rate (``memory``)."""
+    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, temperature)
+    lin = linear_costs(d, s, ctx, q_len, decode)
+    return assemble(lin, core_cost(d, s, ctx, lin.reqs, q_len, kv_len, decode))

@@ -26,13 +26,15 @@ max(C, H + B) - C <= x <= H + B; with overlap off x = H + B.
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
-from . import network, overlap, power, relax
-from .design import Design
-from .ops import LayerCosts, Shard, kv_bytes_per_token, layer_costs, weight_elems
 
-__all__ = ["StageTime", "stage_time"]
+from . import compute, network, overlap, power, relax
+from .design import Design
+from .ops import Linear, Shard, assemble, core_cost, kv_bytes_per_token, linear_costs, weight_elems
+
+__all__ = ["StageTime", "stage_time", "stage_times", "plans"]
 
 
 class StageTime(NamedTuple):
@@ -74,8 +76,60 @@ def _exposed(on, compute, lat_bw, waves):
     return jnp.where(on, overlap.overlapped(compute, H, B, waves) - compute, H + B)
 
 
-def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> StageTime:
-    lc: LayerCosts = layer_costs(d, s, q_len, kv_len, decode=decode, temperature=temperature)
+# the design point's collective groups, in the column order of ``plans``
+TP, CP, FSDP, SP, MOE, PP = range(6)
+
+
+def plans(d: Design, s: Shard) -> dict:
+    """The design point's collectives resolved once (``network.plans``) on its six groups:
+    TP (all-reduce), CP and DP/FSDP (all-gathers), SP and the MoE group (all-to-alls) and
+    the PP neighbour (send). One geometry pass, shared by every stage and KV point."""
+    tp, ep, sp, cp = s.tp, s.ep, s.sp, s.cp
+    moe_stride = jnp.where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
+    g_stride = tp * ep * sp * cp
+    one = jnp.ones_like(tp)
+    stride = jnp.stack([one, tp * ep * sp, g_stride, tp * ep, moe_stride, g_stride * s.dp])
+    size = jnp.stack([tp, cp, s.dp, sp, s.ep_moe, 2.0 * one])
+    return network.plans(d.fabric, stride, size)
+
+
+class _Comm(NamedTuple):
+    """The collectives of one linear variant (latency, bandwidth) and their byte counts."""
+
+    ar_tp: tuple
+    sp_a2a: tuple
+    cp_c: tuple
+    moe_c: tuple
+    c_pp: jnp.ndarray
+    cp_link: jnp.ndarray
+    a2a_bytes: jnp.ndarray
+
+
+def _comm(d: Design, s: Shard, pl: dict, lin: Linear, q_len, decode) -> _Comm:
+    w = d.model
+    a, h, T = w.act_bytes, w.hidden_size, lin.tokens
+    tp, sp = s.tp, s.sp
+    x = T * h * a                                           # activations of the linear layers
+    ar_tp = network.cost(pl["all_reduce"], TP, x)
+    sp_a2a = network.cost(pl["all_to_all"], SP, x / tp)
+    # CP: decode all-gathers + reduce-scatters the partial outputs; prefill all-gathers the KV shard
+    cp_bytes = jnp.where(decode, lin.reqs * h / (tp * sp) * a, lin.reqs * q_len * kv_bytes_per_token(d, s))
+    ag = network.cost(pl["all_gather"], CP, cp_bytes)
+    cp_c = (jnp.where(decode, ag[0] + ag[0], ag[0]), jnp.where(decode, ag[1] + ag[1], ag[1]))
+    cp_link = jnp.where(decode, 2 * cp_bytes, cp_bytes)
+    t_own = T * s.ep / s.ep_moe
+    a2a_bytes = t_own * w.num_experts_per_tok * h * a * w.moe_imbalance
+    a2a = network.cost(pl["all_to_all"], MOE, a2a_bytes)
+    moe_c = _sum(a2a, a2a, ar_tp)
+    moe_c = (jnp.where(s.is_moe, moe_c[0], 0.0), jnp.where(s.is_moe, moe_c[1], 0.0))
+    c_pp = jnp.where(s.pp > 1, sum(network.cost(pl["p2p"], PP, x)), 0.0)
+    return _Comm(ar_tp, sp_a2a, cp_c, moe_c, c_pp, cp_link, a2a_bytes)
+
+
+def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _Comm, q_len, kv_len,
+             decode) -> StageTime:
+    """One stage step of one variant from its linear part, its collectives and its KV length."""
+    lc = assemble(lin, core_cost(d, s, ctx, lin.reqs, q_len, kv_len, decode))
     f, w = d.fabric, d.model
     a, h, T = w.act_bytes, w.hidden_size, lc.tokens
     tp, ep, sp, cp = s.tp, s.ep, s.sp, s.cp
@@ -84,30 +138,12 @@ def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=
     dense_frac = jnp.where(s.is_moe, jnp.minimum(w.first_k_dense_replace, L) / L, 1.0)
     L_dense, L_moe = L_s * dense_frac, L_s * (1.0 - dense_frac)
     on = d.mapping.overlap > 0.5
-
-    x = T * h * a                                           # activations of the linear layers
-    ar_tp = network.all_reduce(f, 1.0, tp, x)
-    sp_a2a = network.all_to_all(f, tp * ep, sp, x / tp)
-    if decode:
-        cp_bytes = lc.reqs * h / (tp * sp) * a
-        cp_c = _sum(network.all_gather(f, tp * ep * sp, cp, cp_bytes),
-                    network.reduce_scatter(f, tp * ep * sp, cp, cp_bytes))
-        cp_link = 2 * cp_bytes
-    else:
-        cp_bytes = lc.reqs * q_len * kv_bytes_per_token(d, s)
-        cp_c = network.all_gather(f, tp * ep * sp, cp, cp_bytes)
-        cp_link = cp_bytes
-    seq_c = _sum(sp_a2a, sp_a2a, cp_c)                      # around the attention core
+    x = T * h * a
+    ar_tp, moe_c, c_pp = cm.ar_tp, cm.moe_c, cm.c_pp
+    seq_c = _sum(cm.sp_a2a, cm.sp_a2a, cm.cp_c)             # around the attention core
     c_attn = sum(ar_tp) + sum(seq_c)
     c_ffn = sum(ar_tp)
-    moe_stride = jnp.where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
-    t_own = T * ep / s.ep_moe
-    a2a_bytes = t_own * w.num_experts_per_tok * h * a * w.moe_imbalance
-    a2a = network.all_to_all(f, moe_stride, s.ep_moe, a2a_bytes)
-    moe_c = _sum(a2a, a2a, ar_tp)
-    moe_c = (jnp.where(s.is_moe, moe_c[0], 0.0), jnp.where(s.is_moe, moe_c[1], 0.0))
     c_moe = sum(moe_c)
-    c_pp = jnp.where(s.pp > 1, sum(network.p2p(f, tp * ep * sp * cp * s.dp, x)), 0.0)
 
     x_attn = (_exposed(on, lc.o_proj.time, ar_tp, lc.waves_o)
               + _exposed(on, lc.attn_core.time, seq_c, lc.waves_core))
@@ -123,7 +159,7 @@ def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=
     g_stride = tp * ep * sp * cp
 
     def gathered(t_layer, elems):
-        t_g = jnp.where(fsdp, sum(network.all_gather(f, g_stride, s.dp, elems * w.weight_bytes)), 0.0)
+        t_g = jnp.where(fsdp, sum(network.cost(pl["all_gather"], FSDP, elems * w.weight_bytes)), 0.0)
         return jnp.where(fsdp, relax.maximum(t_layer, t_g), t_layer), t_g
 
     g_attn, gc_attn = gathered(layer_attn, attn_w)
@@ -140,21 +176,55 @@ def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=
     dram = (L_s * (lc.attention.nbytes + lc.norms.nbytes) + L_dense * lc.dense_ffn.nbytes
             + L_moe * lc.moe.nbytes + lc.lm_head.nbytes)
     # bytes put on links by this chip (α–β bandwidth terms, coarse: AR 2x, others 1x), per
-    # collective on the outermost fabric level its group spans
+    # collective on the outermost fabric level its group spans (one vector of the 6 groups)
+    moe_stride = jnp.where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
     on_links = [
         (1.0, tp, (L_s + L_dense + L_moe * s.is_moe) * 2 * x),        # TP all-reduces
         (tp * ep, sp, L_s * 2 * x / tp),                               # Ulysses all-to-alls
-        (tp * ep * sp, cp, L_s * cp_link),                             # CP gathers
-        (moe_stride, s.ep_moe, L_moe * s.is_moe * 2 * a2a_bytes),      # MoE dispatch + combine
+        (tp * ep * sp, cp, L_s * cm.cp_link),                          # CP gathers
+        (moe_stride, s.ep_moe, L_moe * s.is_moe * 2 * cm.a2a_bytes),   # MoE dispatch + combine
         (tp * ep * sp * cp * s.dp, 2.0 * (s.pp > 1), x),               # PP send
         (g_stride, s.dp * fsdp, (L_s * attn_w + L_dense * dense_w + L_moe * moe_w) * w.weight_bytes
          * (1.0 - 1.0 / s.dp)),                                        # FSDP gathers
     ]
-    levels = [power.link_bytes_by_level(f, stride, size, jnp.where(size > 1.5, nbytes, 0.0))
-              for stride, size, nbytes in on_links]
-    l1, l2, l3 = (sum(lv[i] for lv in levels) for i in range(3))
+    stride, size, nbytes = (_vec([g[i] for g in on_links]) for i in range(3))
+    lv = power.link_bytes_by_level(f, stride, size, jnp.where(size > 1.5, nbytes, 0.0))
+    l1, l2, l3 = (sum(lv[i][j] for j in range(len(on_links))) for i in range(3))
     return StageTime(total, L_s * lc.attention.time, L_dense * lc.dense_ffn.time, L_moe * lc.moe.time,
                      L_s * lc.norms.time + lc.lm_head.time, comm, exposed, L_s * c_attn, L_dense * c_ffn,
                      L_moe * c_moe, c_pp, comm_fsdp, L_s * x_attn, L_dense * x_ffn, L_moe * x_moe, exposed_fsdp,
                      flops, vflops, dram, l1 + l2 + l3, l1, l2, l3, L_s * lc.attn_core.time,
                      L_s * lc.attn_core.flops)
+
+
+def _vec(xs):
+    xs = [jnp.asarray(x, jnp.result_type(float)) for x in xs]
+    return jnp.stack([jnp.broadcast_to(x, jnp.broadcast_shapes(*(y.shape for y in xs))) for x in xs])
+
+
+def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of) -> StageTime:
+    """Stage steps of V variants that share L linear variants: ``q_len``, ``decode`` and
+    ``ctx.bw`` (the DRAM temperature) have the L axis; ``kv_len`` and the static index array
+    ``lin_of`` (variant -> linear variant) the V axis. The KV-independent work (every GEMM,
+    vector op and collective) is done once per linear variant; only the attention core and
+    the stage composition run per variant."""
+    axes = ctx._replace(**{k: None for k in ctx._fields})._replace(bw=0)
+    lin, cm = jax.vmap(lambda c, q, dec: _linear(d, s, pl, c, q, dec), in_axes=(axes, 0, 0))(ctx, q_len, decode)
+    take = lambda x: x[lin_of]  # noqa: E731
+    lin, cm = jax.tree_util.tree_map(take, (lin, cm))
+    ctx_v = ctx._replace(bw=take(ctx.bw))
+    return jax.vmap(lambda c, li, co, q, kv, dec: _compose(d, s, pl, c, li, co, q, kv, dec),
+                    in_axes=(axes, 0, 0, 0, 0, 0))(ctx_v, lin, cm, take(q_len), kv_len, take(decode))
+
+
+def _linear(d, s, pl, ctx, q_len, decode):
+    lin = linear_costs(d, s, ctx, q_len, decode)
+    return lin, _comm(d, s, pl, lin, q_len, decode)
+
+
+def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> StageTime:
+    """One stage step (one variant; ``temperature`` in degC, None = not hot)."""
+    pl = plans(d, s)
+    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, temperature)
+    lin, cm = _linear(d, s, pl, ctx, q_len, decode)
+    return _compose(d, s, pl, ctx, lin, cm, q_len, kv_len, decode)
