@@ -129,14 +129,17 @@ def evaluate(d: Design) -> Metrics:
     factor = jnp.maximum(s.pp, s.mb)
 
     # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)
-    st = thermal.solve(d.chip, d.dram, d.thermal, step_energy(d, mean), t_cool, t_hot)
+    # decode (mean step) and prefill: energy and thermal fixed point as one vectorised pair
+    two = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), mean, pre)
+    both = jax.vmap(lambda x, tc, th: thermal.solve(d.chip, d.dram, d.thermal, step_energy(d, x), tc, th))(
+        two, jnp.stack([t_cool, pre.total]), jnp.stack([t_hot, pre.total]))
+    st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
     tpot = factor * st.step_time
     decode_tps = r.batch / tpot
     f_clk = power.frequency_scale(d.chip, st.power)
     tpot_scaled = power.scaled_time(tpot, f_clk)
     p_chip = power.throttled_power(st.power, f_clk)
     e_token = n_dev * p_chip * tpot_scaled / r.batch
-    pre_st = thermal.solve(d.chip, d.dram, d.thermal, step_energy(d, pre), pre.total, pre.total)
 
     weights, kv, act = memory_use(d, s)
     mem_total = weights + kv + act

@@ -377,18 +377,19 @@ def plans(fabric: Fabric, stride, size, ops=("all_reduce", "all_gather", "all_to
 
 
 def cost(pl: Plan, g: int, n):
-    """(latency, bandwidth) of the cheapest candidate of ``pl`` on its group ``g`` for n bytes;
-    0 on a one-rank group, else ``collective_overhead`` added to the latency."""
-    alpha, sf, beta, m = (c[:, g] for c in pl.coef)
+    """(latency, bandwidth) of the cheapest candidate of ``pl`` on its group ``g`` for n bytes
+    (n may be an array: one result per size); 0 on a one-rank group, else
+    ``collective_overhead`` added to the latency. Ties keep the earlier candidate."""
+    n = jnp.asarray(n)
+    col = (slice(None), g) + (None,) * n.ndim
+    alpha, sf, beta, m = (c[col] for c in pl.coef)
     P = pl.payload[g] if jnp.ndim(pl.payload) else pl.payload
-    lat = bw = None
-    for a in range(alpha.shape[0]):
-        la = jnp.maximum(alpha[a] + sf[a] * jnp.minimum(m[a] * n, P), 0.0)
-        ba = beta[a] * n
-        if lat is None:
-            lat, bw = la, ba
-        else:
-            better = la + ba < lat + bw
-            lat, bw = jnp.where(better, la, lat), jnp.where(better, ba, bw)
+    lat = jnp.maximum(alpha + sf * jnp.minimum(m * n, P), 0.0)
+    bw = beta * n
+    if lat.shape[0] > 1:
+        pick = jnp.arange(lat.shape[0]).reshape((-1,) + (1,) * n.ndim) == jnp.argmin(lat + bw, axis=0)
+        lat, bw = jnp.where(pick, lat, 0.0).sum(axis=0), jnp.where(pick, bw, 0.0).sum(axis=0)
+    else:
+        lat, bw = lat[0], bw[0]
     on = pl.on[g]
     return _keep(jnp.where(on, lat + pl.overhead, 0.0)), _keep(jnp.where(on, bw, 0.0))

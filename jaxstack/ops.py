@@ -221,10 +221,13 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
                                  jnp.concatenate([Mg * Kg * (ab + 1.0) * gon, _stack([v[1] for v in vec])]),
                                  jnp.concatenate([gon * quantised, _stack([v[2] for v in vec])]))
 
+    # each GEMM with its quantisation kernel, as vectors over the GEMMs (sliced once, below)
+    g_time = (tl.time[:n_g] * gon + gon * ctx.overhead) + el.time[:n_g]
+    g_flops = 2.0 * Mg * Kg * Ng * gon + el.flops[:n_g]
+    g_bytes = tl.nbytes[:n_g] * gon + el.nbytes[:n_g]
+
     def gemm(i):
-        c = Cost(tl.time[i] * gon[i] + gon[i] * ctx.overhead, 2.0 * Mg[i] * Kg[i] * Ng[i] * gon[i],
-                 tl.nbytes[i] * gon[i])
-        return _add(c, Cost(el.time[i], el.flops[i], el.nbytes[i]))
+        return Cost(g_time[i], g_flops[i], g_bytes[i])
 
     def vector(j):
         return Cost(el.time[n_g + j], el.flops[n_g + j], el.nbytes[n_g + j])

@@ -158,13 +158,14 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     fsdp = (d.mapping.fsdp > 0.5) & (s.dp > 1)
     g_stride = tp * ep * sp * cp
 
-    def gathered(t_layer, elems):
-        t_g = jnp.where(fsdp, sum(network.cost(pl["all_gather"], FSDP, elems * w.weight_bytes)), 0.0)
-        return jnp.where(fsdp, relax.maximum(t_layer, t_g), t_layer), t_g
+    gc = jnp.where(fsdp, sum(network.cost(pl["all_gather"], FSDP, jnp.stack([attn_w, dense_w, moe_w])
+                                          * w.weight_bytes)), 0.0)
+    gc_attn, gc_dense, gc_moe = gc[0], gc[1], gc[2]
 
-    g_attn, gc_attn = gathered(layer_attn, attn_w)
-    g_dense, gc_dense = gathered(layer_dense, dense_w)
-    g_moe, gc_moe = gathered(layer_moe, moe_w)
+    def gathered(t_layer, t_g):
+        return jnp.where(fsdp, relax.maximum(t_layer, t_g), t_layer)
+
+    g_attn, g_dense, g_moe = gathered(layer_attn, gc_attn), gathered(layer_dense, gc_dense), gathered(layer_moe, gc_moe)
     total = L_s * g_attn + L_dense * g_dense + L_moe * g_moe + lc.lm_head.time + c_pp
     comm_fsdp = L_s * gc_attn + L_dense * gc_dense + L_moe * gc_moe
     exposed_fsdp = L_s * (g_attn - layer_attn) + L_dense * (g_dense - layer_dense) + L_moe * (g_moe - layer_moe)

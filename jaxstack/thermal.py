@@ -175,8 +175,11 @@ def solve(chip: Chip, dram: Dram, thermal: Thermal, energy: Energy, t_cool, t_ho
       iterations: bisection halvings of the leakage fixed point (static: fixed loop count).
     """
     e_logic, e_dram = energy.logic, energy.dram
-    c = _branch(chip, dram, thermal, e_logic, e_dram, t_cool, 0.0, iterations)
-    h = _branch(chip, dram, thermal, e_logic, e_dram, t_hot, 1.0, iterations)
+    # the cool and the hot branch as one vectorised computation (traced once)
+    both = jax.vmap(lambda t, f: _branch(chip, dram, thermal, e_logic, e_dram, t, f, iterations))(
+        jnp.stack([jnp.asarray(t_cool, jnp.result_type(float)), jnp.asarray(t_hot, jnp.result_type(float))]),
+        jnp.array([0.0, 1.0]))
+    c, h = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
     thr = dram.refresh_double_temp
     den = c.t_d - h.t_d
     ok = den > 1e-6
