@@ -68,10 +68,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import compute, relax
 from .design import Design
 from .evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_use
-from .ops import layer_costs, shard
-from .schedule import stage_time
+from .ops import linear_costs, shard
+from .schedule import plans, stage_times
 from .space import Space, leaf_paths
 
 __all__ = ["MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound", "structural",
@@ -91,43 +92,45 @@ BOUNDED_OBJECTIVES = ("decode_tokens_per_s", "scaled_decode_tokens_per_s", "user
                       "memory_bytes")
 
 
-def _stage_bound(d: Design, s, kv_len, point: bool):
-    """Lower bounds of one cool decode stage step: (box, B2; the point's own step or 0)."""
-    temp = d.dram.refresh_double_temp - HOT_OFFSET_K
+def decode_time_bound(d: Design, point: bool = False):
+    """B1 + B2: lower bounds (s) of TPOT for ONE design point (vmap outside): over the box of
+    fabrics no faster than ``d``'s and, with ``point``, of ``d`` itself (f t_cool: tight).
+    The KV_POINTS cool decode steps share one linear variant (``schedule.stage_times``)."""
+    s = shard(d)
+    r = d.request
+    thr = d.dram.refresh_double_temp
+    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, hot=jnp.stack([relax.step((thr - HOT_OFFSET_K) - thr)]))
+    q, dec = jnp.ones_like(ctx.bw), jnp.array([True])
+    kv = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
+    lin_of = np.zeros(KV_POINTS, int)
+    pl = plans(d, s)
+
+    def steps(design, net):
+        return stage_times(design, s, net, ctx, q, dec, kv, lin_of)
+
     on = d.mapping.overlap > 0.5
-    mp = dataclasses.replace(d.mapping, overlap=jnp.zeros_like(d.mapping.overlap))
-    st = stage_time(dataclasses.replace(d, mapping=mp), s, 1.0, kv_len, decode=True, temperature=temp)
+    d0 = dataclasses.replace(d, mapping=dataclasses.replace(d.mapping, overlap=jnp.zeros_like(d.mapping.overlap)))
+    st = steps(d0, pl)
     # latency floor: with unlimited link bandwidth every collective takes its least-latency algorithm
     f = d.fabric
     fast = dataclasses.replace(f, **{lv: dataclasses.replace(getattr(f, lv), link_bandwidth=jnp.full_like(
         getattr(f, lv).link_bandwidth, INFINITE_BANDWIDTH), switch_bandwidth=jnp.zeros_like(
         getattr(f, lv).switch_bandwidth)) for lv in ("l1", "l2", "l3")})
-    lat = stage_time(dataclasses.replace(d, mapping=mp, fabric=fast), s, 1.0, kv_len, decode=True, temperature=temp)
+    d_fast = dataclasses.replace(d0, fabric=fast)
+    lat = steps(d_fast, plans(d_fast, s))
     packets = (f.l1.packet_payload > 0) | (f.l2.packet_payload > 0) | (f.l3.packet_payload > 0)
-    lc = layer_costs(d, s, 1.0, kv_len, decode=True, temperature=temp)
-    waves = [getattr(lc, n) for n in lc._fields if n.startswith("waves")]
+    lin = linear_costs(d, s, ctx._replace(bw=ctx.bw[0]), 1.0, True)
+    waves = [getattr(lin, n) for n in lin._fields if n.startswith("waves")]
     W = jnp.maximum(jnp.ceil(jnp.max(jnp.stack(waves), axis=0)), 1.0)
-    compute = st.total - st.exposed
+    compute_t = st.total - st.exposed
     hidden = 0.0
     for e, h, t in ((st.exposed_attn, lat.exposed_attn, st.attention), (st.exposed_ffn, lat.exposed_ffn, st.ffn),
                     (st.exposed_moe, lat.exposed_moe, st.moe)):
         h = jnp.where(packets, 0.0, jnp.minimum(h, e))
         hidden = hidden + jnp.maximum(h * (1.0 - 1.0 / W) + e / W, e - t)
-    t_on = compute + st.comm_pp + hidden + st.exposed_fsdp / W
+    t_on = compute_t + st.comm_pp + hidden + st.exposed_fsdp / W
     box = jnp.where(on, jnp.minimum(t_on, st.total), st.total)
-    if not point:
-        return box, jnp.zeros_like(box)
-    own = stage_time(d, s, 1.0, kv_len, decode=True, temperature=temp).total
-    return box, jnp.where(on, own, st.total)
-
-
-def decode_time_bound(d: Design, point: bool = False):
-    """B1 + B2: lower bounds (s) of TPOT for ONE design point (vmap outside): over the box of
-    fabrics no faster than ``d``'s and, with ``point``, of ``d`` itself (f t_cool: tight)."""
-    s = shard(d)
-    r = d.request
-    frac = jnp.linspace(0.0, 1.0, KV_POINTS)
-    box, own = jax.vmap(lambda f: _stage_bound(d, s, r.input_len + r.output_len * f, point))(frac)
+    own = jnp.where(on, steps(d, pl).total, st.total) if point else jnp.zeros_like(box)
     f = jnp.maximum(s.pp, s.mb)
     return f * jnp.mean(box), f * jnp.mean(own)
 

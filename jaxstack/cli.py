@@ -52,9 +52,11 @@ def _presets(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import cache
     from .io import ConfigError
 
     args = build_parser().parse_args(argv)
+    cache.enable()
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:

@@ -48,6 +48,9 @@ u = clip(ceil(bytes / ELEM_TILE_BYTES), 1, U) units,
 t = max(FLOPs / (u clock vector_flops_per_cycle), q(bytes) / effective_bandwidth(u)).
 Each kernel pays ``op_overhead``. Every ceil/floor of a ratio carries a 1e-6 relative
 tolerance (float32 safety: XLA may divide through a reciprocal, 784/7 -> 112.00001).
+Every op reads the chip through ``Ctx`` (``context``: units after the area budget, rates,
+DRAM bandwidth at a temperature, caps), resolved once per design point; array arguments
+cost a whole set of ops in one traced computation (``ops.linear_costs``).
 Not modelled: register-level fusion, per-tile prologue/epilogue time, the L2 bandwidth as
 such (only the SRAM fill rate), bank conflicts inside a tile.
 """

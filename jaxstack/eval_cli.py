@@ -5,7 +5,7 @@ import sys
 
 import jax
 
-from . import io, units
+from . import cache, io, units
 from .metrics import METRIC_UNITS, Reason
 
 __all__ = ["add_parser", "run", "design_from_args"]
@@ -87,7 +87,9 @@ def run(args) -> int:
     d = design_from_args(args)
     if getattr(args, "grad", False):
         return _run_grad(args, d)
-    m, bd = jax.jit(lambda x: (evaluate(x), breakdown(x)))(d)
+    with cache.compile_note("the model"):
+        fn = jax.jit(lambda x: (evaluate(x), breakdown(x))).lower(d).compile()
+    m, bd = fn(d)
     out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
     out["reason_name"] = Reason(out["reason"]).name
     out["breakdown"] = jax.tree_util.tree_map(float, bd)

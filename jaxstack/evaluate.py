@@ -110,7 +110,8 @@ def evaluate(d: Design) -> Metrics:
     # REF_POINT, whose relative slowdown is applied to the mean step (exactly 1 when refresh
     # costs nothing). Every GEMM, vector op and collective is costed once per linear variant.
     thr = d.dram.refresh_double_temp
-    hot = jnp.stack([jnp.zeros_like(thr), relax.step((thr - HOT_OFFSET_K) - thr), relax.step((thr + HOT_OFFSET_K) - thr)])
+    hot = jnp.stack([jnp.zeros_like(thr), relax.step((thr - HOT_OFFSET_K) - thr),
+                     relax.step((thr + HOT_OFFSET_K) - thr)])
     ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, hot=hot)
     one = jnp.ones_like(r.input_len)
     q_len = jnp.stack([r.input_len, one, one])

@@ -40,8 +40,6 @@ kinds; ``hardware_params`` lists the leaves that are skipped and why).
 
 import dataclasses
 import functools
-import os
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -276,16 +274,7 @@ def sensitivities(design: Design, metric: str = "decode_tokens_per_s", tau: floa
 
 
 def enable_compile_cache(path=None) -> str | None:
-    """Persistent XLA compilation cache: ``path``, else $JAXSTACK_CACHE_DIR, else
-    ``~/.cache/jaxstack/jax``; $JAXSTACK_CACHE_DIR set to '' or 'off' disables it."""
-    env = os.environ.get("JAXSTACK_CACHE_DIR")
-    if path is None and env is not None and env.strip().lower() in ("", "off", "0", "none"):
-        return None
-    path = Path(path or env or Path.home() / ".cache" / "jaxstack" / "jax")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 5.0)
-    return str(path)
+    """Persistent XLA compilation cache (``cache.enable``)."""
+    from . import cache
+
+    return cache.enable(path)

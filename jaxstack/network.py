@@ -40,6 +40,9 @@ Algorithms (p = group size, n bytes; a dim has k members, K in its inner dims, S
   p2p             n bytes to the rank ``stride`` away, every rank of the node at once, on
                   the outermost level the two ranks differ in
 ``algorithm=None`` returns the cheapest of ``_BEST``; a name evaluates that one.
+Resolved once per design point (``plans``): the levels [3, G] and dims [6, G] of a vector of
+G groups are array rows (no unrolled loop over them), each algorithm is traced once for all
+groups, and ``cost`` picks the cheapest candidate for a message size with an argmin.
 Every function returns ``(latency_s, bandwidth_s)`` and adds ``collective_overhead`` to the
 latency of a call with more than one rank.
 Validated against ASTRA-sim/NS-3 (``jaxstack.validation.collectives``, 261 points, nothing
@@ -71,7 +74,8 @@ from .topology import (
     xor_steps,
 )
 
-__all__ = ["group_levels", "Plan", "plan", "plans", "cost", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p",
+__all__ = ["group_levels", "Plan", "plan", "plans", "cost", "all_reduce", "all_gather", "reduce_scatter",
+           "all_to_all", "p2p",
            "ALL_REDUCE_ALGORITHMS", "ALL_GATHER_ALGORITHMS", "ALL_TO_ALL_ALGORITHMS"]
 
 ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct")
@@ -167,7 +171,7 @@ class _Net:
             _geometry = (_rows(levels, self.shape), _rows(dims, self.shape))
         self.L, self.D = _geometry
         rt, ack_rt = 1.0 + fabric.ack_round_trip, fabric.ack_round_trip
-        self.links = _link(self.L, _row(self.L, 0), rt, ack_rt)
+        self.links = _link(self.L, jax.tree_util.tree_map(lambda x: x[:1], self.L), rt, ack_rt)
         self.dim_links = jax.tree_util.tree_map(lambda x: x[_DIM_LEVEL], self.links)
         pay = self.L.payload
         self.payload = jnp.maximum(jnp.maximum(pay[0], pay[1]), pay[2])
@@ -384,10 +388,11 @@ def cost(pl: Plan, g: int, n):
     col = (slice(None), g) + (None,) * n.ndim
     alpha, sf, beta, m = (c[col] for c in pl.coef)
     P = pl.payload[g] if jnp.ndim(pl.payload) else pl.payload
-    lat = jnp.maximum(alpha + sf * jnp.minimum(m * n, P), 0.0)
-    bw = beta * n
+    n1 = n[None]
+    lat = jnp.maximum(alpha + sf * jnp.minimum(m * n1, P), 0.0)
+    bw = beta * n1
     if lat.shape[0] > 1:
-        pick = jnp.arange(lat.shape[0]).reshape((-1,) + (1,) * n.ndim) == jnp.argmin(lat + bw, axis=0)
+        pick = jnp.arange(lat.shape[0]).reshape((-1,) + (1,) * n.ndim) == jnp.argmin(lat + bw, axis=0, keepdims=True)
         lat, bw = jnp.where(pick, lat, 0.0).sum(axis=0), jnp.where(pick, bw, 0.0).sum(axis=0)
     else:
         lat, bw = lat[0], bw[0]

@@ -26,6 +26,12 @@ attention 6 (norm, qkv, rope, cache write, attention, o), SwiGLU FFN 4 (norm, ga
 act, down); MLA adds the latent norms and the second absorbed BMM (+3); MoE adds router,
 top-k, align, grouped GEMMs (3) and combine; every FP8/FP4 GEMM adds an activation-
 quantisation kernel. Each kernel pays ``chip.op_overhead``.
+
+Traced size (compile cost is a feature): the layer is split into its KV-independent part
+(``linear_costs``: every GEMM and vector kernel, each set costed by ONE vectorised call of
+``compute.tiling`` / ``compute.elementwise_ctx`` on the resolved chip ``compute.Ctx``) and
+its attention core (``core_cost``), so the decode KV points share the linear part and only
+the core is costed per KV length (``schedule.stage_times``).
 """
 
 from typing import NamedTuple
@@ -36,8 +42,8 @@ from . import compute, relax
 from .compute import Cost
 from .design import Design
 
-__all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost", "assemble", "kv_bytes_per_token",
-           "weight_elems", "PREFILL_CHUNK_TOKENS"]
+__all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost", "assemble",
+           "kv_bytes_per_token", "weight_elems", "PREFILL_CHUNK_TOKENS"]
 
 # vLLM's default max_num_batched_tokens for chunked prefill: bounds the activation working set.
 PREFILL_CHUNK_TOKENS = 8192.0

@@ -22,13 +22,19 @@ collective is wave-pipelined with the op that produces or consumes it —
     SP all-to-alls + CP collectives <-> attention core (attention + all-to-all)
 with W = the op's waves (``ops``): x = overlapped(C, H, B, W) - C, so
 max(C, H + B) - C <= x <= H + B; with overlap off x = H + B.
+
+Resolved once per design point: the collectives of the six groups (``plans``: one geometry
+pass, each algorithm traced once on the vector of groups) and the chip (``compute.Ctx``).
+``stage_times`` costs V stage variants (prefill, decode KV points, hot decode) over L linear
+variants (prefill, cool decode, hot decode): the linear ops and collectives once per linear
+variant, the attention core and the composition per variant, both as ``vmap`` over the
+variant axis so the stage is traced once.
 """
 
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
 
 from . import compute, network, overlap, power, relax
 from .design import Design

@@ -48,7 +48,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import __version__, bounds, io, reducers
+from . import __version__, bounds, cache, io, reducers
 from .ablation import restrict
 from .bounds import Roles, roles
 from .metrics import HIGHER_IS_BETTER, Reason
@@ -112,7 +112,8 @@ def _step(space: Space, kind: str, fn, devices, chunk: int):
             tuple(jax.device_put(a.table.astype(np.float32), rep) for a in space.axes))
     t0 = time.perf_counter()
     jitted = jax.jit(run, in_shardings=(rep, rep, shard)) if mesh else jax.jit(run)
-    compiled = jitted.lower(*args, jax.ShapeDtypeStruct((chunk, len(space.axes)), np.int32)).compile()
+    with cache.compile_note(f"the {kind} step"):
+        compiled = jitted.lower(*args, jax.ShapeDtypeStruct((chunk, len(space.axes)), np.int32)).compile()
 
     def call(digits):
         return compiled(*args, jax.device_put(digits, shard))

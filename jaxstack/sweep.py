@@ -36,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import __version__, io, reducers
+from . import __version__, cache, io, reducers
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
 
@@ -179,7 +179,8 @@ def _compiled(plan: _Plan, evaluate_fn, devices, args):
         rep = NamedSharding(mesh, P())
         jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh),
                          in_shardings=(rep, rep, rep, rep, rep, NamedSharding(mesh, P("d"))))
-    fn = jitted.lower(*args).compile()
+    with cache.compile_note("the sweep step"):
+        fn = jitted.lower(*args).compile()
     _CACHE[key] = fn
     return fn, time.perf_counter() - t0
 
