@@ -20,9 +20,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxstack import relax
-from . import memory, power, thermal
 from jaxstack.design import Design
 from jaxstack.metrics import Metrics, Reason
+
+from . import memory, power, thermal
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import stage_time
 

@@ -61,8 +61,9 @@ streaming efficiency; ``access_bytes`` is for explicit access patterns.
 import jax.numpy as jnp
 
 from jaxstack import relax
-from . import area
 from jaxstack.hardware import Chip, Dram
+
+from . import area
 
 __all__ = ["peak_bandwidth", "capacity", "usable_capacity", "vertical_bandwidth", "access_efficiency",
            "row_cycle_efficiency", "refresh_efficiency", "dram_bandwidth", "littles_law_cap", "sram_cap", "unit_cap",

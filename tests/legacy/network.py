@@ -55,6 +55,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from jaxstack.hardware import Fabric
+
 from .topology import (
     Level,
     Steps,

@@ -33,9 +33,10 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from jaxstack import relax
+from jaxstack.design import Design
+
 from . import compute
 from .compute import Cost
-from jaxstack.design import Design
 
 __all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "kv_bytes_per_token",
            "weight_elems", "PREFILL_CHUNK_TOKENS"]

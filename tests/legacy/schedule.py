@@ -29,8 +29,9 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from jaxstack import relax
-from . import network, overlap, power
 from jaxstack.design import Design
+
+from . import network, overlap, power
 from .ops import LayerCosts, Shard, kv_bytes_per_token, layer_costs, weight_elems
 
 __all__ = ["StageTime", "stage_time"]

@@ -60,6 +60,7 @@ import numpy as np
 
 from jaxstack import relax
 from jaxstack.hardware import Chip, Dram, Thermal
+
 from .power import LEAKAGE_CAP, Energy, dram_background_power, dram_refresh_power, leakage_power
 
 __all__ = ["ThermalState", "temperatures", "junction_line", "leakage_root", "solve", "ITERATIONS"]

@@ -1,0 +1,62 @@
+"""The lean model core: same answers as the core it replaced, and a traced size that cannot
+silently grow back.
+
+``tests/legacy`` is the model core as it was before the restructuring (commit adebb1a); both
+run on the same random designs of every hardware, fabric and model preset. Every metric must
+agree within 1e-5 relative in float32 (exposed communication, a difference of step-sized
+times that cancels to ~0, within 1e-5 of the step time). The ceiling numbers are the issue's
+goal (<= 5,000 top-level jaxpr equations for ``evaluate``), with room for the next physics
+effect but not for a return of per-op recomputation.
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from designs import HARDWARE, base_design, random_designs
+from legacy.evaluate import evaluate as legacy_evaluate
+
+from jaxstack import bounds
+from jaxstack.evaluate import evaluate
+from jaxstack.metrics import Metrics
+
+N = 70_000            # ~10^4 designs per hardware preset (7 presets)
+EVALUATE_CEILING = 5_000
+BOUND_CEILING = 12_000
+
+
+@pytest.fixture(scope="module")
+def both():
+    d = random_designs(N, seed=11)
+    new = jax.jit(jax.vmap(evaluate))(d)
+    old = jax.jit(jax.vmap(legacy_evaluate))(d)
+    return d, new, old
+
+
+def test_every_metric_equals_the_previous_core(both):
+    d, new, old = both
+    hw = np.stack([d.chip.compute_units, d.dram.capacity_per_layer, d.dram.channels_per_layer, d.chip.l2_capacity], 1)
+    assert len(np.unique(hw, axis=0)) == len(HARDWARE)   # every hardware preset is in the batch
+    np.testing.assert_array_equal(np.asarray(new.reason), np.asarray(old.reason))
+    for f in dataclasses.fields(Metrics):
+        if f.name in ("feasible", "reason"):
+            continue
+        x = np.asarray(getattr(new, f.name), np.float64)
+        y = np.asarray(getattr(old, f.name), np.float64)
+        atol = 1e-5 * np.asarray(old.tpot_s, np.float64) if f.name == "t_comm_exposed_s" else 0.0
+        bad = ~((x == y) | (np.abs(x - y) <= atol + 1e-5 * np.abs(y)))
+        assert not bad.any(), (f.name, np.flatnonzero(bad)[:5], x[bad][:5], y[bad][:5])
+
+
+def _equations(fn, *args):
+    return len(jax.make_jaxpr(fn)(*args).jaxpr.eqns)
+
+
+def test_traced_size_ceiling():
+    d = base_design()
+    n_eval = _equations(evaluate, d)
+    assert n_eval <= EVALUATE_CEILING, n_eval
+    assert _equations(bounds.bound_node, d) <= BOUND_CEILING
+    # the old core traced ~42,000 equations: the ceiling is a real constraint
+    assert _equations(legacy_evaluate, d) > 5 * n_eval
