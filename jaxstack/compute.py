@@ -64,7 +64,8 @@ from . import area, memory, relax
 from .hardware import Chip, Dram
 
 __all__ = ["Cost", "Tiling", "Ctx", "context", "tiling", "attention_ctx", "attention_waves_ctx",
-           "elementwise_ctx", "TILES", "TILE_EFFICIENCY", "STAGES", "L2_SHARE", "ELEM_TILE_BYTES", "FETCH_SHARE",
+           "elementwise_ctx", "keep", "TILES", "TILE_EFFICIENCY", "STAGES", "L2_SHARE", "ELEM_TILE_BYTES",
+           "FETCH_SHARE",
            "flops_per_cycle", "tensor_peak", "vector_peak", "gemm_tiling", "gemm", "gemm_waves", "expert_gemm",
            "expert_gemm_waves", "attention", "attention_waves", "elementwise"]
 
@@ -85,6 +86,13 @@ PARTIAL_BYTES = 4.0        # FP32 split-K partial sums
 ELEM_TILE_BYTES = 16384.0  # [U] bytes one unit streams per element-wise tile (one CTA)
 FETCH_SHARE = 0.5          # L2/DRAM -> SRAM fill bandwidth = 0.5 x SRAM bandwidth (DeepStack L2<->SMEM)
 _NEVER = 1e30
+
+
+def keep(x):
+    """``x``, materialised: XLA otherwise fuses a producer into each of its consumers (every
+    slice of a vector of op costs, every stage variant) and recomputes it there; a reduction
+    stays the root of its fusion (``optimization_barrier`` is dropped on CPU)."""
+    return jnp.sum(jnp.stack([x, jnp.zeros_like(x)]), axis=0)
 
 
 class Cost(NamedTuple):
@@ -229,7 +237,7 @@ def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0) -> Tiling:
         better = cand[0] < chosen[0] * (1.0 - 1e-5)
         chosen = tuple(jnp.where(better, a, b) for a, b in zip(cand, chosen, strict=True))
         index = jnp.where(better, float(j), index)
-    return Tiling(*chosen, U, index)
+    return Tiling(*(keep(x) for x in chosen), U, index)
 
 
 def gemm_tiling(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, groups=1.0, temperature=None) -> Tiling:
@@ -303,4 +311,4 @@ def elementwise_ctx(ctx: Ctx, flops, nbytes, kernels) -> Cost:
     w = jnp.where(on, wave, 1.0)
     moved = jnp.where(on, relax.ceil(nbytes / w * (1.0 - 1e-5)) * w, nbytes)  # memory.quantize
     t_m = moved / jnp.minimum(ctx.bw, active * ctx.ucap)
-    return Cost(relax.maximum(t_c, t_m) + kernels * ctx.overhead, flops, moved)
+    return Cost(keep(relax.maximum(t_c, t_m) + kernels * ctx.overhead), flops, keep(moved))

@@ -16,6 +16,8 @@ and drains the pipeline: TTFT = (mb + pp - 1) * t_stage(prefill of one micro-bat
 prefill tokens/s = batch * input_len / TTFT.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +36,12 @@ REF_POINT = KV_POINTS // 2  # KV sample (2/3 of the generation) at which the hot
 # SRAM traffic per tensor FLOP of the large CTA tile (128 x 256 x 64, 16-bit operands): each k-step
 # writes (128 + 256) x 64 x 2 B into SRAM and reads them back for 2 x 128 x 256 x 64 FLOP
 SRAM_BYTES_PER_TENSOR_FLOP = 2.0 * (128 + 256) * 64 * 2 / (2.0 * 128 * 256 * 64)
+
+
+# the StageTime fields evaluate reads: step energy (first), then the decode breakdown
+_ENERGY = ("total", "flops", "vector_flops", "attn_flops", "dram_bytes", "link_l1", "link_l2", "link_l3")
+_Step = NamedTuple("_Step", [(k, jnp.ndarray) for k in _ENERGY + ("attention", "ffn", "moe", "other", "comm",
+                                                                  "exposed")])
 
 
 def devices(d: Design):
@@ -121,18 +129,19 @@ def evaluate(d: Design) -> Metrics:
                           jnp.stack([r.input_len + r.output_len * frac[REF_POINT]])])
     lin_of = np.array([0] + [1] * KV_POINTS + [2])
     st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of)
-    pre = jax.tree_util.tree_map(lambda x: x[0], st)
+    pre = _Step(*(getattr(st, k)[0] for k in _Step._fields))
     ttft = (s.mb + s.pp - 1.0) * pre.total
     prefill_tps = r.batch * r.input_len / ttft
-    mean = jax.tree_util.tree_map(lambda x: jnp.mean(x[1:KV_POINTS + 1]), st)
+    mean = _Step(*(jnp.mean(getattr(st, k)[1:KV_POINTS + 1]) for k in _Step._fields))
     t_cool = mean.total
     t_hot = t_cool * jnp.maximum(st.total[KV_POINTS + 1] / st.total[1 + REF_POINT], 1.0)
     factor = jnp.maximum(s.pp, s.mb)
 
     # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)
     # decode (mean step) and prefill: energy and thermal fixed point as one vectorised pair
-    two = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), mean, pre)
-    both = jax.vmap(lambda x, tc, th: thermal.solve(d.chip, d.dram, d.thermal, step_energy(d, x), tc, th))(
+    two = tuple(jnp.stack([a, b]) for a, b in zip(mean[:len(_ENERGY)], pre[:len(_ENERGY)], strict=True))
+    both = jax.vmap(lambda x, tc, th: thermal.solve(d.chip, d.dram, d.thermal,
+                                                    step_energy(d, _Step(*x, *[0.0] * 6)), tc, th))(
         two, jnp.stack([t_cool, pre.total]), jnp.stack([t_hot, pre.total]))
     st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
     tpot = factor * st.step_time

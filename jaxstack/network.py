@@ -189,6 +189,8 @@ class _Net:
         """The sub-net of the groups ``idx`` (a static index list): one geometry pass serves
         every collective of a design point."""
         idx = np.asarray(idx)
+        if np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+            idx = slice(int(idx[0]), int(idx[0]) + len(idx))      # contiguous: a slice, not a gather
         geo = jax.tree_util.tree_map(lambda x: x[:, idx], (self.L, self.D))
         return _Net(self.fabric, None, self.p[idx], _geometry=geo)
 
@@ -372,12 +374,12 @@ def plan(fabric: Fabric, stride, size, op: str) -> Plan:
     return _plan(_Net(fabric, jnp.atleast_1d(stride), jnp.atleast_1d(size)), op)
 
 
-def plans(fabric: Fabric, stride, size, ops=("all_reduce", "all_gather", "all_to_all", "p2p")) -> dict:
-    """``{op: Plan}`` of every op on every group of the vectors (``stride``, ``size``): one
-    geometry pass and one trace of each algorithm serve all collectives of a design point
-    (a group's column is what ``cost`` reads)."""
+def plans(fabric: Fabric, stride, size, ops: dict) -> dict:
+    """``{op: Plan}`` for ``ops = {op: [group indices]}`` on the group vectors (``stride``,
+    ``size``): one geometry pass for all groups, each op's algorithms only on its own groups
+    (column j of a plan = the op's j-th group, what ``cost`` reads)."""
     net = _Net(fabric, stride, size)
-    return {op: _plan(net, op) for op in ops}
+    return {op: _plan(net.take(idx), op) for op, idx in ops.items()}
 
 
 def cost(pl: Plan, g: int, n):

@@ -228,9 +228,9 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
                                  jnp.concatenate([gon * quantised, _stack([v[2] for v in vec])]))
 
     # each GEMM with its quantisation kernel, as vectors over the GEMMs (sliced once, below)
-    g_time = (tl.time[:n_g] * gon + gon * ctx.overhead) + el.time[:n_g]
-    g_flops = 2.0 * Mg * Kg * Ng * gon + el.flops[:n_g]
-    g_bytes = tl.nbytes[:n_g] * gon + el.nbytes[:n_g]
+    g_time = compute.keep((tl.time[:n_g] * gon + gon * ctx.overhead) + el.time[:n_g])
+    g_flops = compute.keep(2.0 * Mg * Kg * Ng * gon + el.flops[:n_g])
+    g_bytes = compute.keep(tl.nbytes[:n_g] * gon + el.nbytes[:n_g])
 
     def gemm(i):
         return Cost(g_time[i], g_flops[i], g_bytes[i])

@@ -82,8 +82,9 @@ def _exposed(on, compute, lat_bw, waves):
     return jnp.where(on, overlap.overlapped(compute, H, B, waves) - compute, H + B)
 
 
-# the design point's collective groups, in the column order of ``plans``
-TP, CP, FSDP, SP, MOE, PP = range(6)
+# the design point's collective groups: each op's plan holds its own groups, in this order
+_OPS = {"all_reduce": [0], "all_gather": [1, 2], "all_to_all": [3, 4], "p2p": [5]}
+TP, CP, FSDP, SP, MOE, PP = 0, 0, 1, 0, 1, 0
 
 
 def plans(d: Design, s: Shard) -> dict:
@@ -96,7 +97,7 @@ def plans(d: Design, s: Shard) -> dict:
     one = jnp.ones_like(tp)
     stride = jnp.stack([one, tp * ep * sp, g_stride, tp * ep, moe_stride, g_stride * s.dp])
     size = jnp.stack([tp, cp, s.dp, sp, s.ep_moe, 2.0 * one])
-    return network.plans(d.fabric, stride, size)
+    return network.plans(d.fabric, stride, size, _OPS)
 
 
 class _Comm(NamedTuple):
