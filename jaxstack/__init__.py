@@ -1,3 +1,30 @@
-"""jaxstack: vectorised JAX performance / power / thermal model of distributed LLM inference."""
+"""jaxstack: vectorised JAX performance / power / thermal model of distributed LLM inference.
+
+The flat public API (loaded on first use, so ``import jaxstack`` stays cheap)::
+
+    import jax, jaxstack
+    d = jaxstack.design_from_dict({"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-70b",
+                                   "request": {"batch": 64, "input_len": 1024, "output_len": 1024},
+                                   "mapping": {"tp": 8}})
+    m = jax.jit(jaxstack.evaluate)(d)              # Metrics of one design point
+    r = jaxstack.sweep(jaxstack.load_space("spaces/quickstart.yaml"), top_k=10)
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+_API = {
+    "evaluate": "evaluate", "breakdown": "evaluate", "Metrics": "metrics", "Reason": "metrics",
+    "Design": "design", "design_from_dict": "io", "load_design": "io", "load_space": "space", "Space": "space",
+    "sweep": "sweep", "SweepResult": "sweep", "search": "search", "optimize": "optimize",
+    "relaxed": "relax", "enable_compile_cache": "cache",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name):
+    if name in _API:
+        mod = importlib.import_module(f".{_API[name]}", __name__)
+        return getattr(mod, "enable" if name == "enable_compile_cache" else name)
+    raise AttributeError(f"module 'jaxstack' has no attribute {name!r}")

@@ -60,3 +60,14 @@ def test_traced_size_ceiling():
     assert _equations(bounds.bound_node, d) <= BOUND_CEILING
     # the old core traced ~42,000 equations: the ceiling is a real constraint
     assert _equations(legacy_evaluate, d) > 5 * n_eval
+
+
+def test_flat_public_api():
+    import jaxstack
+
+    d = jaxstack.design_from_dict({"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-8b",
+                                   "request": {"batch": 8, "input_len": 128, "output_len": 128},
+                                   "mapping": {"tp": 8}})
+    assert isinstance(d, jaxstack.Design)
+    for name in jaxstack.__all__:
+        assert getattr(jaxstack, name) is not None
