@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .compute import keep
 from .hardware import Fabric
 from .topology import (
     Level,
@@ -74,7 +75,7 @@ from .topology import (
     xor_steps,
 )
 
-__all__ = ["group_levels", "Plan", "plan", "plans", "cost", "all_reduce", "all_gather", "reduce_scatter",
+__all__ = ["group_levels", "Plan", "plans", "cost", "all_reduce", "all_gather", "reduce_scatter",
            "all_to_all", "p2p",
            "ALL_REDUCE_ALGORITHMS", "ALL_GATHER_ALGORITHMS", "ALL_TO_ALL_ALGORITHMS"]
 
@@ -277,12 +278,7 @@ def _pick(net: _Net, costs: dict, algorithm: str | None, op: str, n):
     return lat, bw
 
 
-def _keep(x):
-    """``x``, materialised. XLA:CPU otherwise fuses the per-group chain into every consumer
-    (each call on the group, each decode KV point that broadcasts it) and recomputes it there,
-    several times the network's own cost; ``optimization_barrier`` is dropped on CPU, while a
-    reduction stays the root of its fusion."""
-    return jnp.sum(jnp.stack([x, jnp.zeros_like(x)]), axis=0)
+_keep = keep  # compute.keep: materialise (XLA otherwise recomputes the chain in every consumer)
 
 
 def _finish(fabric: Fabric, size, lat_bw):
@@ -366,12 +362,6 @@ def _plan(net: _Net, op: str) -> Plan:
     coef = tuple(_keep(jnp.stack([c[i] * jnp.ones_like(net.p) for c in coefs])) for i in range(4))
     on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
     return Plan(coef, net.payload, on, net.fabric.collective_overhead)
-
-
-def plan(fabric: Fabric, stride, size, op: str) -> Plan:
-    """``Plan`` of collective ``op`` (all_reduce, all_gather, all_to_all, p2p) on groups
-    (``stride``, ``size``) (scalars or vectors; p2p: size 2)."""
-    return _plan(_Net(fabric, jnp.atleast_1d(stride), jnp.atleast_1d(size)), op)
 
 
 def plans(fabric: Fabric, stride, size, ops: dict) -> dict:

@@ -19,11 +19,10 @@ prefill tokens/s = batch * input_len / TTFT.
 import jax
 import jax.numpy as jnp
 
-from jaxstack import relax
+from jaxstack import memory, power, relax, thermal
 from jaxstack.design import Design
 from jaxstack.metrics import Metrics, Reason
 
-from . import memory, power, thermal
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import stage_time
 

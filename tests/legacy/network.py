@@ -55,8 +55,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from jaxstack.hardware import Fabric
-
-from .topology import (
+from jaxstack.topology import (
     Level,
     Steps,
     a2a_level,

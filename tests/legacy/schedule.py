@@ -28,10 +28,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from jaxstack import relax
+from jaxstack import overlap, power, relax
 from jaxstack.design import Design
 
-from . import network, overlap, power
+from . import network
 from .ops import LayerCosts, Shard, kv_bytes_per_token, layer_costs, weight_elems
 
 __all__ = ["StageTime", "stage_time"]
