@@ -81,14 +81,19 @@ def _fmt(name, value):
     return f"{value:.5g} {unit}".rstrip()
 
 
+def _eval_and_breakdown(d):
+    from .evaluate import breakdown, evaluate
+
+    return evaluate(d), breakdown(d)
+
+
 def run(args) -> int:
-    from .evaluate import BREAKDOWN_ORDER, breakdown, evaluate
+    from .evaluate import BREAKDOWN_ORDER
 
     d = design_from_args(args)
     if getattr(args, "grad", False):
         return _run_grad(args, d)
-    with cache.compile_note("the model"):
-        fn = jax.jit(lambda x: (evaluate(x), breakdown(x))).lower(d).compile()
+    fn = cache.compiled("eval", _eval_and_breakdown, d)
     m, bd = fn(d)
     out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
     out["reason_name"] = Reason(out["reason"]).name
