@@ -10,7 +10,9 @@ from typing import Any
 
 import jax
 
-__all__ = ["pytree", "leaf", "fields", "unit_of", "replace"]
+from . import domains
+
+__all__ = ["pytree", "leaf", "fields", "unit_of", "domain_of", "replace"]
 
 
 def pytree(cls):
@@ -19,9 +21,10 @@ def pytree(cls):
     return jax.tree_util.register_dataclass(cls)
 
 
-def leaf(unit: str = "1", doc: str = "", default: Any = dataclasses.MISSING):
-    """A numeric leaf with its SI unit (``"1"`` = dimensionless, ``"enum"`` = coded)."""
-    md = {"unit": unit, "doc": doc}
+def leaf(unit: str = "1", doc: str = "", default: Any = dataclasses.MISSING, domain: str | None = None):
+    """A numeric leaf with its SI unit (``"1"`` = dimensionless, ``"enum"`` = coded) and its
+    physical domain (``domains.parse`` spec, e.g. ``"(0,1]"``; every design leaf has one)."""
+    md = {"unit": unit, "doc": doc, "domain": None if domain is None else domains.parse(domain)}
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=md)
     return dataclasses.field(default=default, metadata=md)
@@ -35,6 +38,14 @@ def unit_of(cls_or_obj, name: str) -> str:
     for f in dataclasses.fields(cls_or_obj):
         if f.name == name:
             return f.metadata.get("unit", "1")
+    raise KeyError(name)
+
+
+def domain_of(cls_or_obj, name: str):
+    """The declared ``domains.Domain`` of field ``name`` (None for outputs such as Metrics)."""
+    for f in dataclasses.fields(cls_or_obj):
+        if f.name == name:
+            return f.metadata.get("domain")
     raise KeyError(name)
 
 

@@ -103,7 +103,8 @@ def compiled(name: str, fn, *args):
         return jax.jit(fn).lower(*args).compile()
     from jax.experimental import serialize_executable as se
 
-    path = Path(_ENABLED[-1]) / "exec" / f"{name}-{_key(name, args)}.pkl"
+    tag = "".join(c if c.isalnum() else "-" for c in name)
+    path = Path(_ENABLED[-1]) / "exec" / f"{tag}-{_key(name, args)}.pkl"
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         return se.deserialize_and_load(payload, in_tree, out_tree)

@@ -1,7 +1,9 @@
 """L5: the ``jaxstack`` command line (glue only; no model logic here)."""
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -14,7 +16,8 @@ def _add_sweep(sub):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="jaxstack", description=__doc__)
+    p = argparse.ArgumentParser(prog="jaxstack", description=__doc__,
+                                epilog="--debug (anywhere): show the Python traceback of an internal error")
     sub = p.add_subparsers(dest="command", required=True)
     from . import eval_cli
 
@@ -51,17 +54,40 @@ def _presets(args) -> int:
     return 0
 
 
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 done (infeasible points included), 2 bad input (one line
+    naming the file, key and allowed values), 1 internal error (one line; the traceback with
+    ``--debug`` or ``JAXSTACK_DEBUG=1``), 130 interrupted."""
     from . import cache
     from .io import ConfigError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("JAXSTACK_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     cache.enable()
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"jaxstack: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
+    except BrokenPipeError:            # `jaxstack ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        print("jaxstack: interrupted (a sweep or search with --out resumes with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:             # noqa: BLE001 - the last line of defence: never a raw traceback
+        if debug:
+            traceback.print_exc()
+        msg = " ".join(str(e).split())[:300]
+        print(f"jaxstack: internal error: {type(e).__name__}: {msg}\n  (a bug: please report it with the command line; "
+              "rerun with --debug or JAXSTACK_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 """L5: ``jaxstack eval`` — evaluate one design point and print every metric."""
 
-import json
 import sys
 
 import jax
 
-from . import cache, io, units
+from . import cache, checks, io, units
 from .metrics import METRIC_UNITS, Reason
 
 __all__ = ["add_parser", "run", "design_from_args"]
@@ -41,25 +40,34 @@ def add_parser(sub):
     return p
 
 
+def _section(data: dict, key: str, where: str) -> dict:
+    v = data.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise io.ConfigError(f"{where}: key '{key}': expected a mapping of keys to values, got {io._short(v)}")
+    return dict(v)
+
+
 def design_from_args(args):
     data = io.load_yaml(args.design) if args.design else {}
     where = args.design or "<command line>"
     for key in ("hardware", "fabric", "model"):
         if getattr(args, key):
             data[key] = getattr(args, key)
-    req = dict(data.get("request") or {})
+    req = _section(data, "request", where)
     for key, flag in (("batch", "batch"), ("input_len", "input_len"), ("output_len", "output_len")):
         if getattr(args, flag) is not None:
             req[key] = getattr(args, flag)
     data["request"] = req
-    mapping = dict(data.get("mapping") or {})
+    mapping = _section(data, "mapping", where)
     for k in _MAPPING_FLAGS:
         if getattr(args, k) is not None:
             mapping[k] = getattr(args, k)
     if args.moe_tp_to_ep is not None:
         mapping["moe_tp_to_ep"] = args.moe_tp_to_ep
     data["mapping"] = mapping
-    overrides = dict(data.get("overrides") or {})
+    overrides = _section(data, "overrides", where)
     for item in args.set:
         if "=" not in item:
             raise io.ConfigError(f"--set '{item}': expected PATH=VALUE, e.g. dram.efficiency=0.9")
@@ -93,21 +101,24 @@ def run(args) -> int:
     d = design_from_args(args)
     if getattr(args, "grad", False):
         return _run_grad(args, d)
-    fn = cache.compiled("eval", _eval_and_breakdown, d)
+    fn = cache.compiled("the model", _eval_and_breakdown, d)
     m, bd = fn(d)
     out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
     out["reason_name"] = Reason(out["reason"]).name
+    out["explanation"] = checks.explain(d, m)
     out["breakdown"] = jax.tree_util.tree_map(float, bd)
     if args.json:
-        json.dump(out, sys.stdout, indent=2)
-        print()
+        print(io.dumps_json(out))
         return 0
     print(f"design: hardware={args.hardware or '-'} fabric={args.fabric or '-'} model={args.model or '-'}  "
           f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
           f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g} overlap={d.mapping.overlap:g}  "
           f"batch={d.request.batch:g} "
           f"in={d.request.input_len:g} out={d.request.output_len:g}")
-    print(f"feasible: {out['feasible']}  (reason: {out['reason_name']})")
+    if out["feasible"]:
+        print("feasible: True")
+    else:
+        print(f"feasible: False  (reason: {out['reason_name']}): {out['explanation']}")
     groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s",
                            "scaled_decode_tokens_per_s", "user_tokens_per_s"]),
               ("decode step breakdown (one stage)", ["t_attention_s", "t_ffn_s", "t_moe_s", "t_other_s",
@@ -157,8 +168,7 @@ def _run_grad(args, d) -> int:
         print("compiling the relaxed gradient of the model (minutes on a CPU the first time) ...", file=sys.stderr)
     s = grad.sensitivities(d, args.metric, tau)
     if args.json:
-        json.dump(s, sys.stdout, indent=2)
-        print()
+        print(io.dumps_json(s))
         return 0
     unit = METRIC_UNITS.get(args.metric, "")
     print(f"{args.metric}: exact {s['exact']:.6g} {unit}, relaxed (tau={tau:g}) {s['relaxed']:.6g} {unit}; "

@@ -154,17 +154,32 @@ def evaluate(d: Design) -> Metrics:
     weights, kv, act = memory_use(d, s)
     mem_total = weights + kv + act
     reason = _reason(d, s, mem_total, st.t_dram)
-    return Metrics(
-        feasible=reason == Reason.ok, reason=reason, ttft_s=ttft, tpot_s=tpot,
+    return _finite(
+        reason, ttft_s=ttft, tpot_s=tpot,
         prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
         scaled_decode_tokens_per_s=r.batch / tpot_scaled,
         energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=st.t_junction,
         dram_temperature_C=st.t_dram, refresh_hot_fraction=st.hot, prefill_power_W=pre_st.power,
         frequency_scale=f_clk, weight_bytes=weights, kv_bytes=kv,
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
-        t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=mean.exposed,
+        t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=jnp.maximum(mean.exposed, 0.0),
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp),
     )
+
+
+def _finite(reason, **values) -> Metrics:
+    """Metrics with every value finite. Every metric is a sum, product or ratio of the roots
+    below (times, energy, powers, temperatures, bytes); a non-finite or non-positive root is
+    the only way a NaN/inf appears, and such a point gets 0 everywhere and, if it passed every
+    other check, ``Reason.numerical``: it can never leave as a feasible answer."""
+    roots = ("ttft_s", "tpot_s", "energy_per_token_J", "power_W", "prefill_power_W", "temperature_C",
+             "dram_temperature_C", "memory_bytes", "frequency_scale")
+    probe = sum(values[k] * 0.0 for k in roots)           # NaN iff a root is NaN or infinite
+    ok = jnp.isfinite(probe) & (jnp.minimum(jnp.minimum(values["tpot_s"], values["ttft_s"]),
+                                            values["energy_per_token_J"]) > 0)
+    reason = jnp.where(ok | (reason != Reason.ok), reason, jnp.int32(Reason.numerical))
+    values = {k: jax.lax.select(ok, v, jnp.zeros_like(v)) for k, v in values.items()}
+    return Metrics(feasible=reason == Reason.ok, reason=reason, **values)
 
 
 BREAKDOWN_ORDER = ("attention projections", "attention core (KV reads)", "dense FFN", "MoE", "norms + LM head",

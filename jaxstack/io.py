@@ -8,13 +8,15 @@ the file, the key path and the allowed values. Only ``yaml.safe_load`` is used.
 import dataclasses
 import json
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from . import units
-from ._tree import fields
+from ._tree import domain_of, fields
 from .design import SECTIONS, Design
 from .hardware import Chip, Dram, Fabric, FabricLevel, Thermal, TopologyKind
 from .mapping import Mapping
@@ -46,18 +48,79 @@ def _err(where: str, path: str, msg: str) -> ConfigError:
     return ConfigError(f"{where}: key '{path}': {msg}")
 
 
-def load_yaml(path) -> dict:
+MAX_YAML_BYTES = 16 * 2**20   # a design or space file is a few kB; anything this large is a mistake
+MAX_YAML_DEPTH = 32           # the deepest legal file nests 5 levels
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}",
+                                                        key_node.start_mark) from None
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' given twice (line {seen[key] + 1} and line "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e30 or 5e-3 (no dot) as strings; every user writes them as numbers
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _depth(x, n: int = 0) -> int:
+    if n > MAX_YAML_DEPTH:
+        return n
+    if isinstance(x, dict):
+        return max((_depth(v, n + 1) for v in x.values()), default=n + 1)
+    if isinstance(x, list):
+        return max((_depth(v, n + 1) for v in x), default=n + 1)
+    return n
+
+
+def read_text(path, what: str = "file") -> str:
+    """UTF-8 text of ``path`` or a one-line ConfigError (missing, a directory, too big, not UTF-8)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {what} of {path.stat().st_size} bytes; allowed: at most {MAX_YAML_BYTES}")
+        raw = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        raise ConfigError(f"{path}: cannot read {what} ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); allowed: a UTF-8 {what}") from None
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    text = read_text(path, "YAML file")
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)   # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{at}: {what}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply; allowed: at most {MAX_YAML_DEPTH} levels") \
+            from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    if _depth(data) > MAX_YAML_DEPTH:
+        raise ConfigError(f"{path}: nested too deeply; allowed: at most {MAX_YAML_DEPTH} levels")
     return data
 
 
@@ -68,10 +131,35 @@ def _number(value, where, path, section, name):
             raise _err(where, path, f"'{value}' is not one of {sorted(enum)}")
         return float(enum[value])
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _err(where, path, f"expected a number, got {value!r}")
-    v = float(value)
+        raise _err(where, path, f"expected a number, got {_short(value)}")
+    try:
+        v = float(value)
+    except OverflowError:
+        raise _err(where, path, f"number too large ({len(str(value))} digits)") from None
     if not math.isfinite(v):
         raise _err(where, path, f"must be finite, got {value!r}")
+    return v
+
+
+def _short(value, n: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= n else r[:n] + "..."
+
+
+def check_domain(cls, name: str, v: float, where: str, path: str, raw=None) -> float:
+    """``v`` (SI) inside the declared domain of field ``name`` of ``cls``, else ConfigError
+    naming the key, the value and what is allowed. Integers come back rounded (8.0 -> 8)."""
+    dom = domain_of(cls, name)
+    if dom is None:
+        return v
+    v = dom.snap(v)
+    if not dom.contains(v):
+        shown = _short(raw if raw is not None else v)
+        unit = _key_table(cls).get(name, "1")
+        if dom.too_large(v):
+            raise _err(where, path, f"{shown} is too large: the model runs in float32; allowed: at most "
+                       f"{dom.hi:.12g}" + (f" {unit} (SI units)" if unit not in ("1", "enum") else ""))
+        raise _err(where, path, f"{shown} is outside the domain of {name}; allowed: {dom.describe()}")
     return v
 
 
@@ -125,7 +213,7 @@ def build(cls, data: dict, where: str, prefix: str = "", section: str = ""):
         name, factor = parse_key(cls, str(key), where, path, section)
         if name in values:
             raise _err(where, path, f"'{name}' given twice")
-        values[name] = _number(val, where, path, section, name) * factor
+        values[name] = check_domain(cls, name, _number(val, where, path, section, name) * factor, where, path, val)
     missing = [f.name for f in fields(cls) if f.name not in values and f.default is dataclasses.MISSING]
     if missing:
         raise _err(where, prefix or cls.__name__, f"missing keys: {', '.join(missing)}")
@@ -141,6 +229,41 @@ def to_dict(obj) -> dict:
     return out
 
 
+def check_out_dir(path, flag: str = "--out") -> Path | None:
+    """Make sure ``path`` can hold a run's files before any work starts: created if missing,
+    refused (ConfigError) if it is a file or cannot be written. None passes through."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{flag} {p}: is a file, not a directory; allowed: a new or existing directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{flag} {p}: cannot create the directory ({e.strerror})") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {p}: not writable; allowed: a directory you can write to")
+    return p
+
+
+def finite_json(obj):
+    """``obj`` with every non-finite float replaced by None (JSON has no NaN / Infinity)."""
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def dumps_json(obj, indent: int | None = 2, **kw) -> str:
+    """Strict JSON (``null`` for a non-finite number, never ``NaN`` / ``Infinity`` literals)."""
+    return json.dumps(finite_json(obj), indent=indent, allow_nan=False, **kw)
+
+
 # ---------------------------------------------------------------- presets
 def preset_names(kind: str) -> list[str]:
     return sorted(p.stem for p in (PRESET_DIR / kind).glob("*.yaml"))
@@ -148,7 +271,7 @@ def preset_names(kind: str) -> list[str]:
 
 def _preset_file(kind: str, name: str) -> Path:
     p = PRESET_DIR / kind / f"{name}.yaml"
-    if not p.exists():
+    if name not in preset_names(kind):
         raise ConfigError(f"unknown {kind} preset '{name}'; available: {', '.join(preset_names(kind))}")
     return p
 
@@ -196,23 +319,34 @@ _HF_KEYS = {  # jaxstack field -> candidate HF keys, first found wins
 def load_hf_config(path) -> Model:
     """Build a Model from a Hugging Face ``config.json`` (missing MoE/MLA fields = 0)."""
     path = Path(path)
+    text = read_text(path, "Hugging Face config")
     try:
-        cfg = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read Hugging Face config: {e}") from None
+        cfg = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path}: cannot read Hugging Face config: {str(e)[:120]}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: a Hugging Face config must be a JSON object, got {type(cfg).__name__}")
+    if "hidden_size" not in cfg and isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg["text_config"], **{k: v for k, v in cfg.items() if k == "quantization_config"}}
     for req in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
-        if req not in cfg:
+        if cfg.get(req) is None:
             raise ConfigError(f"{path}: key '{req}': required in a Hugging Face config")
+    where = str(path)
     vals: dict[str, float] = {}
     for field, keys in _HF_KEYS.items():
-        v = next((cfg[k] for k in keys if cfg.get(k) is not None), 0)
-        vals[field] = float(v)
+        key = next((k for k in keys if cfg.get(k) is not None), None)
+        v = 0 if key is None else cfg[key]
+        if field == "tie_word_embeddings" and isinstance(v, bool):
+            v = int(v)
+        vals[field] = check_domain(Model, field, _number(v, where, key or field, "model", field), where,
+                                   key or field, v)
     if cfg.get("head_dim"):
-        vals["head_dim"] = float(cfg["head_dim"])
+        vals["head_dim"] = check_domain(Model, "head_dim", _number(cfg["head_dim"], where, "head_dim", "model",
+                                                                   "head_dim"), where, "head_dim", cfg["head_dim"])
     elif vals["kv_lora_rank"] > 0:  # MLA: HF's "head_dim" is the query-key width
         vals["head_dim"] = vals["qk_nope_head_dim"] + vals["qk_rope_head_dim"]
     else:
-        vals["head_dim"] = float(cfg["hidden_size"] // cfg["num_attention_heads"])
+        vals["head_dim"] = float(vals["hidden_size"] // vals["num_attention_heads"])
     if vals["n_routed_experts"] == 0:
         vals["num_experts_per_tok"] = vals["n_shared_experts"] = vals["moe_intermediate_size"] = 0.0
     if not cfg.get("first_k_dense_replace") and vals["n_routed_experts"] > 0:
@@ -255,9 +389,15 @@ def set_path(obj, names, value):
     return dataclasses.replace(obj, **{names[0]: set_path(getattr(obj, names[0]), names[1:], value)})
 
 
+def leaf_class(names: tuple[str, ...]):
+    """The dataclass that holds the leaf at ``names`` (('fabric', 'l1', 'size') -> FabricLevel)."""
+    return _NESTED[names[-2]] if len(names) > 2 else _SECTION_CLS[names[0]]
+
+
 def convert_value(path: str, value, where: str = "<design>") -> tuple[tuple[str, ...], float]:
     names, _unit, factor = resolve_path(path, where)
-    return names, _number(value, where, path, names[0], names[-1]) * factor
+    v = _number(value, where, path, names[0], names[-1]) * factor
+    return names, check_domain(leaf_class(names), names[-1], v, where, path, value)
 
 
 # ---------------------------------------------------------------- designs
@@ -297,11 +437,18 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
     for key in ("hardware", "fabric", "model", "request"):
         if key not in data:
             raise _err(where, key, "required")
-    hw = load_preset("hardware", str(data["hardware"]))
-    fab = load_preset("fabric", str(data["fabric"]))
-    model = load_preset("model", str(data["model"]))
+    for key in ("hardware", "fabric", "model"):
+        if not isinstance(data[key], str):
+            raise _err(where, key, f"expected a preset name, got {_short(data[key])}; allowed: "
+                       + ", ".join(preset_names(key)) + (" or a config.json path" if key == "model" else ""))
+    hw = load_preset("hardware", data["hardware"])
+    fab = load_preset("fabric", data["fabric"])
+    model = load_preset("model", data["model"])
     request = build(Request, data["request"], where, "request")
-    mapping = build(Mapping, {**MAPPING_DEFAULTS, **(data.get("mapping") or {})}, where, "mapping")
+    user_mapping = data.get("mapping") or {}
+    if not isinstance(user_mapping, dict):
+        raise _err(where, "mapping", f"expected a mapping of degrees, got {_short(user_mapping)}")
+    mapping = build(Mapping, {**MAPPING_DEFAULTS, **user_mapping}, where, "mapping")
     d = Design(chip=hw["chip"], dram=hw["dram"], fabric=fab["fabric"], thermal=hw["thermal"],
                model=model["model"], request=request, mapping=mapping)
     if calibrated:
@@ -315,7 +462,9 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
     for path, value in overrides.items():
         names, v = convert_value(str(path), value, where)
         d = set_path(d, names, v)
-    return d
+    from .checks import check_design
+
+    return check_design(d, where)
 
 
 def load_design(path, calibrated: bool = True) -> Design:

@@ -2,7 +2,8 @@
 
 Errors are values (diffrax ``RESULTS`` style): ``feasible`` is a bool mask and ``reason``
 the first failing check in the order of ``Reason``. Every float field is finite for every
-point, feasible or not, so reducers can read them without masking NaNs.
+point, feasible or not, so reducers can read them without masking NaNs: a value that came out
+NaN/inf is reported as 0 with ``Reason.numerical`` (unless an earlier check already failed).
 """
 
 from enum import IntEnum
@@ -20,6 +21,8 @@ class Reason(IntEnum):
     memory = 4            # weights + KV + activations > usable DRAM capacity
     thermal = 5           # DRAM above its temperature limit
     slo = 6               # a sweep/search limit (power, TPOT, ...) is violated
+    numerical = 7         # a metric came out NaN/inf: parameters outside the model's range together
+    #                       (e.g. DRAM refresh that takes all the time once the DRAM is hot)
 
 
 @pytree

@@ -16,9 +16,10 @@ disables it).
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
+
+from . import io
 
 __all__ = ["add_parser", "run"]
 
@@ -75,6 +76,8 @@ def run(args) -> int:
     from .space import load_space
     from .sweep_cli import format_table
 
+    io.check_out_dir(args.out)
+
     for name in ("steps", "starts", "top_k", "max_combos"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: {getattr(args, name)}; allowed: an integer >= 1")
@@ -95,7 +98,7 @@ def run(args) -> int:
         write_outputs(res, Path(args.out))
     summ = res.summary()
     if args.json:
-        print(json.dumps({**summ, "top": res.top}, default=float))
+        print(io.dumps_json({**summ, "top": res.top}, indent=None, default=float))
         return 0
     for note in res.notes:
         print(f"note: {note}")
@@ -132,4 +135,4 @@ def write_outputs(res, out: Path):
             w = csv.DictWriter(fh, fieldnames=list(res.top[0]))
             w.writeheader()
             w.writerows(res.top)
-    (out / "summary.json").write_text(json.dumps(res.summary(), indent=1, default=float) + "\n")
+    (out / "summary.json").write_text(io.dumps_json(res.summary(), indent=1, default=float) + "\n")

@@ -34,8 +34,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from . import io
     from .plot import plot_run
 
+    io.check_out_dir(args.out)
     formats = tuple(f.strip().lower().lstrip(".") for f in args.format.split(",") if f.strip())
     files, notes = plot_run(args.run_dir, out=args.out, formats=formats, x=args.x, y=args.y,
                             metric=args.metric, top_n=max(1, args.top))

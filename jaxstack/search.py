@@ -98,7 +98,7 @@ def _step(space: Space, kind: str, fn, devices, chunk: int):
                 for j, i in enumerate(tg):
                     leaves[i], axes[i] = rows[:, j], 0
         design = jax.tree_util.tree_unflatten(treedef, leaves)
-        out = jax.vmap(fn, in_axes=(jax.tree_util.tree_unflatten(treedef, axes),))(design)
+        out = jax.vmap(fn, in_axes=(jax.tree_util.tree_unflatten(treedef, axes),), axis_size=digits.shape[0])(design)
         n = digits.shape[0]
         if kind == "exact":
             f = jnp.stack([jnp.broadcast_to(jnp.asarray(getattr(out, k), jnp.float32), (n,)) for k in fields], -1)

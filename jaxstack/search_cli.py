@@ -15,11 +15,10 @@ The top designs are exactly those ``jaxstack sweep`` would report for the same s
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 
-from . import sweep_cli
+from . import io, sweep_cli
 
 __all__ = ["add_parser", "run", "parse_fix", "add_constraints", "format_ablation"]
 
@@ -100,6 +99,7 @@ def run(args) -> int:
     from .space import load_space
 
     args.dump = False
+    io.check_out_dir(args.out)
     sweep_cli._init_jax(args)
     space = add_constraints(load_space(args.space), args.constraint)
     fix = parse_fix(args.fix)
@@ -117,7 +117,7 @@ def run(args) -> int:
     if jax.process_index() != 0:
         return 0
     if args.json:
-        print(json.dumps({**res.summary(), "top": res.top}, default=str))
+        print(io.dumps_json({**res.summary(), "top": res.top}, indent=None, default=str))
         return 0
     s, t = res.stats, res.timings
     print(f"\nbest {len(res.top)} of {s['points']:,} points by {res.objective} "
@@ -183,7 +183,7 @@ def _report_ablation(space, rows, fix, args) -> int:
         _write_json(Path(args.out) / "ablation.json", {"space": space.path, "fix": fix, "stages": rows,
                                                        "deepstack_table4": ref})
     if args.json:
-        print(json.dumps({"stages": rows, "deepstack_table4": ref}, default=str))
+        print(io.dumps_json({"stages": rows, "deepstack_table4": ref}, indent=None, default=str))
         return 0
     print(f"\nablation of {rows[0]['objective'] if rows else ''} (nested restricted searches, exact per stage):")
     print(format_ablation(rows, ref))

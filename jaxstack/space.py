@@ -63,6 +63,7 @@ SPACE_KEYS = ("version", "description", "base", "axes", "zip", "mapping", "limit
               "pareto")
 PRESET_SECTIONS = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}
 MAX_AXIS_SIZE = 2**24          # per-axis table rows; keeps int32 digit arithmetic exact
+MAX_DEVICES = 2**24            # mapping degrees are integers exact in float32 (domains.MAX_INT)
 _FLAGS = ("fsdp", "moe_tp_to_ep", "overlap")
 _REAL_MODEL = {"weight_bytes", "kv_bytes", "act_bytes", "moe_imbalance"}
 # integer leaves (section, field) and their smallest allowed value
@@ -327,12 +328,18 @@ def _range_values(spec, where, path) -> list[float]:
         step = _number(spec["step"], where, f"{path}.step")
         if step <= 0:
             raise _err(where, f"{path}.step", f"{step}; allowed: step > 0")
-        n = int(math.floor((hi - lo) / step * (1 + 1e-12) + 1e-9)) + 1
+        nf = (hi - lo) / step * (1 + 1e-12) + 1e-9       # sized arithmetically, before any list is built
+        if not math.isfinite(nf) or nf + 1 > MAX_AXIS_SIZE:
+            raise _err(where, f"{path}.step", f"{step:g} gives {nf + 1:.3g} values; allowed: at most "
+                       f"{MAX_AXIS_SIZE} per axis")
+        n = int(math.floor(nf)) + 1
         vals = [lo + i * step for i in range(n)]
     else:
         n = spec["count"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise _err(where, f"{path}.count", f"{n!r}; allowed: an integer >= 1")
+        if isinstance(n, float) and n.is_integer():
+            n = int(n)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_AXIS_SIZE:
+            raise _err(where, f"{path}.count", f"{n!r}; allowed: an integer >= 1 (at most {MAX_AXIS_SIZE})")
         if scale == "log" and lo <= 0:
             raise _err(where, f"{path}.range", f"log scale needs lo > 0, got {lo}")
         if n == 1:
@@ -365,15 +372,29 @@ def _axis_from_columns(name: str, cols: list[_Column], where: str) -> Axis:
 
 
 # ---------------------------------------------------------------- factorisations
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
 def factorizations(n: int, k: int) -> list[tuple[int, ...]]:
     """Every ordered k-tuple of positive integers whose product is n (lexicographic)."""
     if k == 1:
         return [(n,)]
-    out = []
-    for d in range(1, n + 1):
-        if n % d == 0:
-            out += [(d, *rest) for rest in factorizations(n // d, k - 1)]
-    return out
+    return [(d, *rest) for d in _divisors(n) for rest in factorizations(n // d, k - 1)]
+
+
+def _count_factorizations(n: int, k: int) -> int:
+    """len(factorizations(n, k)) without building them: prod over primes p^e of C(e + k - 1, k - 1)."""
+    out, p = 1, 2
+    while p * p <= n:
+        e = 0
+        while n % p == 0:
+            n //= p
+            e += 1
+        out *= math.comb(e + k - 1, k - 1)
+        p += 1
+    return out * (k if n > 1 else 1)
 
 
 def _mapping_axis(spec, where) -> Axis:
@@ -382,8 +403,8 @@ def _mapping_axis(spec, where) -> Axis:
     if "factorizations" not in spec:
         raise _err(where, "mapping.factorizations", "required: the device count N to factorise")
     n = spec["factorizations"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise _err(where, "mapping.factorizations", f"{n!r}; allowed: an integer >= 1")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DEVICES:
+        raise _err(where, "mapping.factorizations", f"{io._short(n)}; allowed: an integer in [1, {MAX_DEVICES}]")
     degs = spec.get("axes", list(MAPPING_AXES))
     if not isinstance(degs, list) or not degs:
         raise _err(where, "mapping.axes", f"expected a non-empty list from {', '.join(MAPPING_AXES)}")
@@ -398,6 +419,10 @@ def _mapping_axis(spec, where) -> Axis:
                 raise _err(where, f"mapping.{f}", f"{vals!r}; allowed: distinct values from [0, 1]")
             flags[f] = vals
     order = [a for a in MAPPING_AXES if a in degs]
+    count = _count_factorizations(n, len(order)) * math.prod(len(v) for v in flags.values())
+    if count > MAX_AXIS_SIZE:
+        raise _err(where, "mapping", f"{count} mappings; allowed: at most {MAX_AXIS_SIZE} per axis (fewer "
+                   "axes or a smaller N)")
     rows, display = [], []
     for fac in factorizations(n, len(order)):
         deg = dict(zip(order, fac, strict=True))
@@ -550,7 +575,8 @@ def check_pareto(value, where: str, path: str) -> tuple[str, ...]:
         value = [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, (list, tuple)) and not value:
         return ()                     # explicitly no Pareto front
-    if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= 3 or len(set(value)) != len(value):
+    if (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)
+            or not 2 <= len(value) <= 3 or len(set(value)) != len(value)):
         raise _err(where, path, f"{value!r}; allowed: 2 or 3 distinct metrics from "
                    f"{', '.join(sorted(HIGHER_IS_BETTER))}")
     return tuple(check_metric(v, where, path) for v in value)

@@ -27,6 +27,7 @@ import dataclasses
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
                 leaves[i], axes[i] = rows[:, j], 0
         design = jax.tree_util.tree_unflatten(plan.treedef, leaves)
         in_axes = jax.tree_util.tree_unflatten(plan.treedef, axes)
-        m = jax.vmap(evaluate_fn, in_axes=(in_axes,))(design)
+        m = jax.vmap(evaluate_fn, in_axes=(in_axes,), axis_size=plan.chunk)(design)
         f = {name: jnp.broadcast_to(jnp.asarray(getattr(m, name), jnp.float32), (plan.chunk,))
              for name in plan.fields}
         feasible = jnp.broadcast_to(jnp.asarray(m.feasible, bool), (plan.chunk,))
@@ -391,9 +392,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
 
 
 def _write_json(path: Path, obj):
-    import json
 
-    _atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
+    _atomic_write(path, (io.dumps_json(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
 def _open_rundir(rundir: Path, sfx: str, run_id: dict, resume: bool, space: Space, st):
@@ -430,8 +430,12 @@ def resume_state(rundir: Path, sfx: str, run_id: dict, resume: bool, kind: str, 
         what = ", ".join(f"{k}: {old.get(k)!r} -> {run_id[k]!r}" for k in diff)
         raise io.ConfigError(f"{rundir}: refusing to resume: run options changed ({what}); "
                              "use the original options or a new --out")
-    with np.load(state_path) as z:
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(state_path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise io.ConfigError(f"{rundir}: checkpoint {state_path.name} is unreadable ({type(e).__name__}); "
+                             "remove the directory to start over or choose another --out") from None
 
 
 def _collect_dumps(dumps, rundir, n_chunks, fields):

@@ -14,9 +14,10 @@ Multi-process flags fall back to ``JAXSTACK_PROCESSES``, ``JAXSTACK_PROCESS_ID``
 """
 
 import argparse
-import json
 import os
 import sys
+
+from . import io
 
 __all__ = ["add_parser", "run", "format_table"]
 
@@ -103,6 +104,7 @@ def run(args) -> int:
     from .space import load_space
     from .sweep import sweep
 
+    io.check_out_dir(args.out)
     _init_jax(args)
     space = load_space(args.space)
     if not args.json:
@@ -119,7 +121,7 @@ def run(args) -> int:
     if jax.process_index() != 0:
         return 0
     if args.json:
-        print(json.dumps({**res.summary(), "top": res.top, "pareto": res.pareto}, default=str))
+        print(io.dumps_json({**res.summary(), "top": res.top, "pareto": res.pareto}, indent=None, default=str))
         return 0
     print(f"\nbest {len(res.top)} of {res.feasible:,} feasible / {res.points:,} points by "
           f"{res.objective} ({'max' if res.summary()['direction'] == 'max' else 'min'}):")

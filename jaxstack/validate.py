@@ -12,7 +12,6 @@ space (coarse grid, then a finer one around the best), and writes them with prov
 
 import csv
 import datetime
-import json
 from pathlib import Path
 
 import jax
@@ -134,7 +133,7 @@ def write_outputs(rows, summary, out_dir) -> list[str]:
         w.writeheader()
         w.writerows(rows)
     written.append(str(out / "validation.csv"))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(io.dumps_json(summary, indent=2))
     written.append(str(out / "summary.json"))
     try:
         import matplotlib

@@ -1,9 +1,8 @@
 """L5: ``jaxstack validate`` — predicted vs measured on the shipped measurement sets."""
 
-import json
 import sys
 
-from . import validate
+from . import io, validate
 from .validation import SET_MODULES
 
 __all__ = ["add_parser", "run"]
@@ -29,6 +28,7 @@ def _pct(e, key):
 
 
 def run(args) -> int:
+    io.check_out_dir(args.out)
     names = args.set or list(SET_MODULES)
     if args.fit:
         for name in names:
@@ -42,9 +42,9 @@ def run(args) -> int:
     if args.record:
         rec = {e["set"]: {k: round(e["all"][k], 3) for k in ("mape_pct", "weighted_pct")}
                for e in summary if e["panel"] == "*"}
-        validate.RECORDED.write_text(json.dumps(rec, indent=2) + "\n")
+        validate.RECORDED.write_text(io.dumps_json(rec, indent=2) + "\n")
     if args.json:
-        json.dump(summary, sys.stdout, indent=2)
+        print(io.dumps_json(summary), end="")
         print()
         return 0
     if args.cases:

@@ -70,3 +70,37 @@ def as_dict(d, dtype=np.float64):
     if hasattr(d, "__dataclass_fields__"):
         return {k: as_dict(getattr(d, k), dtype) for k in d.__dataclass_fields__}
     return np.asarray(d, dtype=dtype)
+
+
+def jittered_designs(n: int, seed: int = 0, lo: float = 0.25, hi: float = 4.0) -> Design:
+    """``random_designs`` with every continuous hardware leaf (chip, dram, fabric, thermal)
+    multiplied by a log-uniform factor in [lo, hi], then put back into its declared domain
+    (fractions capped at 1, integers rounded): legal values, far from the presets."""
+    import dataclasses
+
+    from jaxstack._tree import domain_of
+
+    rng = np.random.default_rng(seed + 1)
+    d = random_designs(n, seed)
+
+    def jit(obj):
+        out = {}
+        for f in dataclasses.fields(obj):
+            x = getattr(obj, f.name)
+            if dataclasses.is_dataclass(x):
+                out[f.name] = jit(x)
+                continue
+            dom = domain_of(obj, f.name)
+            if dom.choices is not None or f.name in ("total_layers", "connected_layers", "size", "dim_x", "dim_y"):
+                out[f.name] = x
+                continue
+            y = x * np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+            if dom.integer:
+                y = np.maximum(np.round(y), dom.lo)
+            if dom.hi == 1.0:
+                y = np.minimum(y, 1.0)
+            out[f.name] = y.astype(np.float32)
+        return type(obj)(**out)
+
+    return type(d)(chip=jit(d.chip), dram=jit(d.dram), fabric=jit(d.fabric), thermal=jit(d.thermal),
+                   model=d.model, request=d.request, mapping=d.mapping)
