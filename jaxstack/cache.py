@@ -107,8 +107,10 @@ def compiled(name: str, fn, *args):
     path = Path(_ENABLED[-1]) / "exec" / f"{tag}-{_key(name, args)}.pkl"
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        return se.deserialize_and_load(payload, in_tree, out_tree)
-    except Exception:       # missing, truncated or from another build: compile again
+        exe = se.deserialize_and_load(payload, in_tree, out_tree)
+        jax.block_until_ready(exe(*args))   # some XLA:CPU builds load but cannot run (missing kernels)
+        return exe
+    except Exception:       # missing, truncated, from another build or not runnable: compile again
         pass
     with compile_note(name):
         exe = jax.jit(fn).lower(*args).compile()

@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import validate_cli
 
     validate_cli.add_parser(sub)
-    ps = sub.add_parser("presets", help="list hardware, fabric and model presets")
-    ps.set_defaults(func=_presets)
+    from . import presets_cli
+
+    presets_cli.add_parser(sub)
     try:
         _add_sweep(sub)
     except ImportError:  # sweep engine not present in this build
@@ -41,17 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     optimize_cli.add_parser(sub)
     return p
-
-
-def _presets(args) -> int:
-    from . import io
-
-    for kind in ("hardware", "fabric", "model"):
-        print(f"{kind}:")
-        for name in io.preset_names(kind):
-            src = io.load_preset(kind, name)["source"]
-            print(f"  {name:24s} {str(src)[:90]}")
-    return 0
 
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -96,12 +96,13 @@ def add_constraints(space, items):
 def run(args) -> int:
     from .ablation import ablation
     from .search import search
-    from .space import load_space
+    from .space import load_space, structural_check
 
     args.dump = False
     io.check_out_dir(args.out)
     sweep_cli._init_jax(args)
     space = add_constraints(load_space(args.space), args.constraint)
+    structural_check(space)
     fix = parse_fix(args.fix)
     progress = False if args.no_progress else None
     if not args.json:

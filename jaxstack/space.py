@@ -57,7 +57,7 @@ from .metrics import HIGHER_IS_BETTER, Metrics
 
 __all__ = ["Axis", "Limit", "Space", "load_space", "space_from_dict", "factorizations",
            "host_digits", "decode_offsets", "leaf_paths", "metric_fields", "check_metric",
-           "MAX_AXIS_SIZE"]
+           "MAX_AXIS_SIZE", "structural_check"]
 
 SPACE_KEYS = ("version", "description", "base", "axes", "zip", "mapping", "limits", "objective",
               "pareto")
@@ -606,3 +606,35 @@ def _resolve_targets(axes: list[Axis], where: str) -> list[Axis]:
                                        table=a.table[:, keep],
                                        sources=tuple(a.sources[j] for j in keep)))
     return out
+
+
+_SIZES = (("fabric", "l1", "size"), ("fabric", "l2", "size"), ("fabric", "l3", "size"))
+_DEGREES = tuple(("mapping", a) for a in MAPPING_AXES)
+
+
+def _products(space: Space, paths) -> set[int] | None:
+    """Every value of prod(leaf at ``paths``) over the space, when at most one axis sets them
+    (None when several axes do: too many combinations to list cheaply)."""
+    base = {p: v for p, v in _flatten(space.base)[0]}
+    setters = [a for a in space.axes if any(t in paths for t in a.targets)]
+    if len(setters) > 1:
+        return None
+    if not setters:
+        return {int(round(math.prod(base[p] for p in paths)))}
+    a = setters[0]
+    col = {t: j for j, t in enumerate(a.targets)}
+    return {int(round(math.prod(row[col[p]] if p in col else base[p] for p in paths))) for row in a.table}
+
+
+def structural_check(space: Space, where: str | None = None) -> None:
+    """ConfigError when every point of ``space`` would be infeasible for one structural reason
+    (no mapping's world size equals any fabric's device count), said at load time instead of
+    after a sweep that finds nothing."""
+    chips, worlds = _products(space, _SIZES), _products(space, _DEGREES)
+    if chips is None or worlds is None or chips & worlds:
+        return
+    raise io.ConfigError(
+        f"{where or space.path}: every point is infeasible (device_count): tp x ep x sp x cp x dp x pp is "
+        f"{', '.join(map(str, sorted(worlds)))} but the fabric has {', '.join(map(str, sorted(chips)))} chips; "
+        "allowed: mappings whose product is the chip count (e.g. mapping: {factorizations: "
+        f"{min(chips)}}})")

@@ -56,7 +56,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pareto", help="2-3 comma-separated metrics for a Pareto front")
     p.add_argument("--out", help="run directory: manifest, checkpoint, top.csv, pareto.csv, summary.json")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--max-points", type=_count, help="only the first N points (index order)")
+    p.add_argument("--max-points", type=_count,
+                   help="only the first N points in index order (a prefix: the last axes vary fastest, so a "
+                   "small N sees one corner of the space)")
     p.add_argument("--chunk", type=_count, help="points per compiled step (default: auto)")
     p.add_argument("--dump", action="store_true", help="also write every point (small spaces)")
     p.add_argument("--json", action="store_true", help="print the summary and rows as JSON")
@@ -101,12 +103,13 @@ def _init_jax(args):
 
 
 def run(args) -> int:
-    from .space import load_space
+    from .space import load_space, structural_check
     from .sweep import sweep
 
     io.check_out_dir(args.out)
     _init_jax(args)
     space = load_space(args.space)
+    structural_check(space)
     if not args.json:
         print(describe(space), file=sys.stderr)
         n = min(space.size, args.max_points or space.size)

@@ -56,3 +56,14 @@ def test_presets_listing(capsys):
     out = capsys.readouterr().out
     for name in ("b200", "h100-sxm", "mi325x", "stacked-3d", "deepseek-v3", "nvlink-b200x8", "stacked-256"):
         assert name in out
+
+
+def test_presets_show_every_value_with_unit_domain_and_source(capsys):
+    assert main(["presets", "--show", "b200"]) == 0
+    out = capsys.readouterr().out
+    assert "chip.clock" in out and "1.965 GHz" in out and "a number > 0" in out
+    assert "MAMF 1745 / 2250 TF" in out                       # the note written next to the value
+    assert "[calibrated:" in out and "(default)" in out
+    assert main(["presets", "--show", "nvlink-b200x8"]) == 0
+    assert "switch" in capsys.readouterr().out                # enum codes by name
+    assert main(["presets", "--show", "nope"]) == 2
