@@ -5,6 +5,7 @@ a missing key, a wrong unit suffix or an impossible value raises ``ConfigError``
 the file, the key path and the allowed values. Only ``yaml.safe_load`` is used.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -244,6 +245,34 @@ def check_out_dir(path, flag: str = "--out") -> Path | None:
     if not os.access(p, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {p}: not writable; allowed: a directory you can write to")
     return p
+
+
+@contextlib.contextmanager
+def atomic_writer(path, mode: str = "w", **kw):
+    """Open ``path.tmp`` for writing and move it onto ``path`` only when the block succeeds:
+    a reader never sees half a file, and a failed write leaves the old one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, mode, **kw) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path, text: str) -> None:
+    with atomic_writer(path) as fh:
+        fh.write(text)
+
+
+def in_source_checkout() -> bool:
+    """True when the package runs from a git checkout (``pip install -e``), where the shipped
+    calibration and regression baseline may be rewritten; never inside site-packages."""
+    return (Path(__file__).resolve().parent.parent / ".git").exists()
 
 
 def finite_json(obj):

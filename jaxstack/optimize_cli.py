@@ -121,7 +121,7 @@ def write_outputs(res, out: Path):
     out.mkdir(parents=True, exist_ok=True)
     tr = res.trajectory
     names = [p.name for p in res.params]
-    with open(out / "trajectory.csv", "w", newline="") as fh:
+    with io.atomic_writer(out / "trajectory.csv", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["step", "start", "combo", "tau", "weight", "loss", f"relaxed_{res.objective}", "violation", *names])
         for s in range(len(tr["tau"])):
@@ -131,8 +131,8 @@ def write_outputs(res, out: Path):
                             f"{tr['loss'][s][b]:.6g}", f"{tr['objective'][s][b]:.6g}", f"{tr['violation'][s][b]:.6g}",
                             *(f"{x[b]:.6g}" for x in xs)])
     if res.top:
-        with open(out / "top.csv", "w", newline="") as fh:
+        with io.atomic_writer(out / "top.csv", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(res.top[0]))
             w.writeheader()
             w.writerows(res.top)
-    (out / "summary.json").write_text(io.dumps_json(res.summary(), indent=1, default=float) + "\n")
+    io.write_text_atomic(out / "summary.json", io.dumps_json(res.summary(), indent=1, default=float) + "\n")

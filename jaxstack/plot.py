@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import io
 from .io import ConfigError
 
 __all__ = ["RunData", "load_run", "read_table", "plot_run", "pareto_mask", "axis_groups",
@@ -407,7 +408,8 @@ def _save(fig, out: Path, name: str, formats) -> list[str]:
     except OSError as e:
         raise ConfigError(f"{out}: cannot create the output directory ({e.strerror})") from None
     for fmt in formats:
-        fig.savefig(out / f"{name}.{fmt}", dpi=130)
+        with io.atomic_writer(out / f"{name}.{fmt}", "wb") as fh:
+            fig.savefig(fh, format=fmt, dpi=130)
     return [str(out / f"{name}.{fmt}") for fmt in formats]
 
 

@@ -118,7 +118,7 @@ def fit(name: str, points: int = 24, rounds: int = 3) -> dict:
                          f"the MAPE of {metric} over the calibration split of set {name}",
                "set": name, "split": split, "error": {"calibration_mape_pct": round(100 * best[1], 3)},
                "fitted": mine}
-        path.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
+        io.write_text_atomic(path, yaml.safe_dump(doc, sort_keys=False, width=100))
     return {"set": name, "fitted": fitted, "calibration_mape_pct": 100 * best[1], "cases": len(rows)}
 
 
@@ -128,12 +128,12 @@ def write_outputs(rows, summary, out_dir) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     cols = ["set", "panel", "case", "split", "measured", "predicted", "deepstack", "weight"]
-    with open(out / "validation.csv", "w", newline="") as fh:
+    with io.atomic_writer(out / "validation.csv", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
     written.append(str(out / "validation.csv"))
-    (out / "summary.json").write_text(io.dumps_json(summary, indent=2))
+    io.write_text_atomic(out / "summary.json", io.dumps_json(summary, indent=2))
     written.append(str(out / "summary.json"))
     try:
         import matplotlib
@@ -159,7 +159,8 @@ def write_outputs(rows, summary, out_dir) -> list[str]:
         ax.set_ylabel("jaxstack")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "validation.png", dpi=120)
+    with io.atomic_writer(out / "validation.png", "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
     plt.close(fig)
     written.append(str(out / "validation.png"))
     return written

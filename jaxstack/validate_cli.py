@@ -29,6 +29,9 @@ def _pct(e, key):
 
 def run(args) -> int:
     io.check_out_dir(args.out)
+    if (args.fit or args.record) and not io.in_source_checkout():
+        raise io.ConfigError(f"--{'fit' if args.fit else 'record'}: rewrites the calibration / baseline shipped "
+                             "inside the package; allowed only in a source checkout (git clone + pip install -e)")
     names = args.set or list(SET_MODULES)
     if args.fit:
         for name in names:
@@ -42,7 +45,7 @@ def run(args) -> int:
     if args.record:
         rec = {e["set"]: {k: round(e["all"][k], 3) for k in ("mape_pct", "weighted_pct")}
                for e in summary if e["panel"] == "*"}
-        validate.RECORDED.write_text(io.dumps_json(rec, indent=2) + "\n")
+        io.write_text_atomic(validate.RECORDED, io.dumps_json(rec, indent=2) + "\n")
     if args.json:
         print(io.dumps_json(summary), end="")
         print()

@@ -350,3 +350,22 @@ def test_leaf_values_round_to_integers():
                              "request": {"batch": 8.0, "input_len": 16, "output_len": 16}, "mapping": {"tp": 8.0}})
     assert float(d.request.batch) == 8 and float(d.mapping.tp) == 8
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda x: np.isfinite(x), d))
+
+
+def test_closed_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "jaxstack.cli", "presets", "--show", "b200"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()                                   # the reader leaves before the first line
+    with p.stderr:
+        err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_fit_and_record_refused_outside_a_source_checkout(monkeypatch, capsys):
+    monkeypatch.setattr(io, "in_source_checkout", lambda: False)
+    assert main(["validate", "--fit"]) == 2
+    assert "source checkout" in capsys.readouterr().err
