@@ -269,3 +269,18 @@ def test_hf_config_moe_aliases(tmp_path):
 def test_hf_config_mla_head_dim(tmp_path):
     m = load_hf_config(_write(tmp_path, DEEPSEEK_LIKE))
     assert m.head_dim == 192
+
+
+def test_every_cited_document_ships_in_the_repository():
+    """Preset sources cite docs (HARDWARE.md §6, DEEPSTACK.md §2.2, ...): each must resolve
+    under docs/reference/ (a copy with its provenance), never outside the repository."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = "\n".join(p.read_text() for p in (root / "jaxstack" / "presets").rglob("*.yaml"))
+    cited = set(re.findall(r"\b([A-Z]+)\.md\b", text))
+    assert {"HARDWARE", "DEEPSTACK"} <= cited
+    for name in cited:
+        assert (root / "docs" / "reference" / f"{name}.md").exists(), name
+    assert "shared/docs" not in text
