@@ -2,7 +2,7 @@
 
 A sweep run directory (``jaxstack sweep SPACE --out DIR``) holds ``summary.json``,
 ``top.csv`` (+ ``.parquet``), ``pareto.csv`` when the run had Pareto metrics, and
-``dump.csv`` with every point when swept with ``--dump``. Figures (PNG and/or SVG):
+``dump.parquet`` (or ``dump.csv``) with every point when swept with ``--dump``. Figures (PNG and/or SVG):
 
 - ``pareto``: one panel per metric pair: the run's Pareto metrics, system decode tokens/s
   vs per-user tokens/s and vs J/token. Grey: every feasible point available (the dump, else
@@ -417,10 +417,10 @@ def _heatmap_axes(run: RunData, x, y, notes) -> tuple[str, str] | None:
     """The heatmap's (x, y) axis names, or None with a note; ConfigError for bad --x/--y."""
     if run.dump is None:
         if x or y:
-            raise ConfigError(f"{run.path}: no dump.csv, so no heatmap over --x/--y; re-run the sweep "
-                              "with --dump (spaces up to 2^21 points, or with --max-points)")
-        notes.append(f"heatmap skipped: {run.path} has no dump.csv (the top-k/Pareto rows do not cover the "
-                     "grid); re-run the sweep with --dump")
+            raise ConfigError(f"{run.path}: no dump (dump.parquet / dump.csv), so no heatmap over --x/--y; "
+                              "re-run the sweep with --dump (spaces up to 2^21 points, or with --max-points)")
+        notes.append(f"heatmap skipped: {run.path} has no dump (dump.parquet / dump.csv; the top-k/Pareto rows "
+                     "do not cover the grid); re-run the sweep with --dump")
         return None
     groups = axis_groups(run.dump)
     if len(groups) < 2:

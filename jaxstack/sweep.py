@@ -259,7 +259,8 @@ def auto_chunk(devices) -> int:
 def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, chunk: int | None = None,
           out=None, resume: bool = False, max_points: int | None = None, evaluate_fn=None,
           dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
-          pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None) -> "SweepResult":
+          pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None,
+          dump_format: str = "auto") -> "SweepResult":
     """Evaluate every point of ``space`` (or the first ``max_points``) and reduce on device.
 
     Args:
@@ -284,6 +285,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     if isinstance(top_k, bool) or int(top_k) < 1:
         raise io.ConfigError(f"sweep: key 'top_k': {top_k!r}; allowed: an integer >= 1")
     evaluate_fn = evaluate_fn or _default_evaluate()
+    if dump_format not in ("auto", "parquet", "csv"):
+        raise io.ConfigError(f"sweep: key 'dump_format': {dump_format!r}; allowed: auto, parquet, csv")
     total = space.size if max_points is None else min(space.size, int(max_points))
     if total < 1:
         raise io.ConfigError(f"sweep: key 'max_points': {max_points!r}; allowed: >= 1")
@@ -321,7 +324,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
             tuple(put(a.table.astype(np.float32)) for a in space.axes),
             put(np.zeros(len(space.axes), np.int32)), put(np.int32(chunk)), put(bounds),
             jax.device_put(offsets, NamedSharding(mesh, P("d"))) if mesh is not None else put(offsets)]
-    step, compile_s = _compiled(plan, evaluate_fn, devices, tuple(args))
+    finished = rundir is not None and st.pos >= len(mine)     # resuming a complete run: nothing to compile
+    step, compile_s = (None, 0.0) if finished else _compiled(plan, evaluate_fn, devices, tuple(args))
 
     def dispatch(c):
         args[2], args[3] = put(np.array(space.digits(c * chunk), np.int32).reshape(-1)), \
@@ -386,6 +390,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields) if dump else None
     res = build_result(space, objective, pareto, plan.fields, st, total, timings, dump_arrays,
                        str(rundir) if rundir else None)
+    res = dataclasses.replace(res, dump_format=dump_format)
     if rundir is not None and proc == 0:
         write_outputs(res, rundir)
     return res
@@ -473,6 +478,7 @@ class SweepResult:
     timings: dict
     dump: dict | None = None
     out: str | None = None
+    dump_format: str = "auto"       # dump file: auto (Parquet with pyarrow, else CSV), parquet, csv
 
     @property
     def best(self) -> dict | None:
@@ -511,25 +517,35 @@ def build_result(space, objective, pareto, fields, st, total, timings, dump, out
         pareto_dropped=front.dropped if front is not None else 0, timings=timings, dump=dump, out=out)
 
 
-def _write_table(path: Path, rows: list[dict] | dict):
-    """CSV always; Parquet as well when pyarrow is importable. ``rows``: list or columns."""
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _write_table(path: Path, rows: list[dict] | dict, formats=("csv", "parquet")):
+    """``rows`` (a list of dicts or columns) as ``path.csv`` and/or ``path.parquet``; Parquet
+    only when pyarrow is importable (without it the CSV is always written)."""
     import csv
 
     cols = rows if isinstance(rows, dict) else None
     names = list(cols) if cols is not None else (list(rows[0]) if rows else ["rank", "index"])
-    with open(path.with_suffix(".csv.tmp"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(names)
-        if cols is not None:
-            w.writerows(zip(*(cols[n].tolist() for n in names), strict=True))
-        else:
-            w.writerows([row[n] for n in names] for row in rows)
-    os.replace(path.with_suffix(".csv.tmp"), path.with_suffix(".csv"))
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
+    parquet = "parquet" in formats and _has_pyarrow()
+    if "csv" in formats or not parquet:
+        with io.atomic_writer(path.with_suffix(".csv"), newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(names)
+            if cols is not None:
+                w.writerows(zip(*(cols[n].tolist() for n in names), strict=True))
+            else:
+                w.writerows([row[n] for n in names] for row in rows)
+    if not parquet:
         return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if cols is not None:
         table = pa.table({n: np.asarray(v) if np.asarray(v).dtype != object else [str(x) for x in v]
                           for n, v in cols.items()})
@@ -560,6 +576,7 @@ def write_outputs(res: SweepResult, rundir: Path):
     _write_table(rundir / "top", res.top)
     if res.pareto_metrics:
         _write_table(rundir / "pareto", res.pareto)
-    if res.dump is not None:
-        _write_table(rundir / "dump", dump_columns(res.space, res.dump))
+    if res.dump is not None:     # Parquet (10x smaller, typed) unless asked for CSV or no pyarrow
+        fmt = {"auto": ("parquet",), "parquet": ("parquet",), "csv": ("csv",)}[res.dump_format]
+        _write_table(rundir / "dump", dump_columns(res.space, res.dump), fmt)
     _write_json(rundir / "summary.json", res.summary())

@@ -61,6 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "small N sees one corner of the space)")
     p.add_argument("--chunk", type=_count, help="points per compiled step (default: auto)")
     p.add_argument("--dump", action="store_true", help="also write every point (small spaces)")
+    p.add_argument("--dump-format", choices=("auto", "parquet", "csv"), default="auto",
+                   help="with --dump: auto = Parquet when pyarrow is installed (pip install jaxstack[parquet]), "
+                   "else CSV")
     p.add_argument("--json", action="store_true", help="print the summary and rows as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--cpu-devices", type=int,
@@ -118,7 +121,7 @@ def run(args) -> int:
                   "device-days; use --max-points (or a search) for a first look", file=sys.stderr)
     res = sweep(space, objective=args.objective, top_k=args.top_k, pareto=args.pareto,
                 chunk=args.chunk, out=args.out, resume=args.resume, max_points=args.max_points,
-                dump=args.dump, progress=False if args.no_progress else None)
+                dump=args.dump, progress=False if args.no_progress else None, dump_format=args.dump_format)
     import jax
 
     if jax.process_index() != 0:
@@ -136,8 +139,12 @@ def run(args) -> int:
     bad = ", ".join(f"{k} {v:,}" for k, v in res.counts.items() if k != "ok" and v)
     print(f"\ninfeasible: {bad or 'none'}")
     t = res.timings
-    print(f"{t['points_this_session']:,} points in {t['run_s']:.2f} s = {t['points_per_s']:,.0f} points/s "
-          f"(compile {t['compile_s']:.1f} s, {t['devices']} {t['device_kind']} device(s), chunk {t['chunk']:,})")
+    if t["points_this_session"] == 0 and args.resume:
+        print(f"the run in {res.out} was already complete ({res.points:,} points): printed from it, nothing "
+              "compiled or evaluated")
+    else:
+        print(f"{t['points_this_session']:,} points in {t['run_s']:.2f} s = {t['points_per_s']:,.0f} points/s "
+              f"(compile {t['compile_s']:.1f} s, {t['devices']} {t['device_kind']} device(s), chunk {t['chunk']:,})")
     if res.out:
         print(f"results in {res.out}/ (top.csv, summary.json{', pareto.csv' if res.pareto_metrics else ''})")
     return 0

@@ -116,7 +116,7 @@ def test_run_without_dump_skips_heatmap(run_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "heatmap skipped" in err and "--dump" in err
     assert main(["plot", str(small), "--x", "batch", "--y", "mapping"]) == 2
-    assert "no dump.csv" in capsys.readouterr().err
+    assert "no dump" in capsys.readouterr().err
 
 
 def test_bad_inputs_give_one_line_errors(run_dir, tmp_path, capsys):

@@ -137,7 +137,11 @@ def test_dump_equals_bruteforce(toy_path, brute, tmp_path):
         np.testing.assert_array_equal(res.dump[n], brute["f"][n])
     np.testing.assert_array_equal(res.dump["feasible"], brute["feasible"])
     np.testing.assert_array_equal(res.dump["reason"], brute["reason"])
-    assert (tmp_path / "d" / "dump.csv").exists()
+    stem = tmp_path / "d" / "dump"
+    assert stem.with_suffix(".parquet" if sweep_mod._has_pyarrow() else ".csv").exists()
+    res = sweep(toy_path, evaluate_fn=toy_evaluate, top_k=3, chunk=1000, dump=True, out=tmp_path / "c",
+                progress=False, dump_format="csv")
+    assert (tmp_path / "c" / "dump.csv").exists() and not (tmp_path / "c" / "dump.parquet").exists()
 
 
 def test_accelerator_layout_without_conditional(toy_path, ref, monkeypatch):
@@ -287,3 +291,15 @@ def test_real_evaluate_on_quickstart():
     for n in ("decode_tokens_per_s", "tpot_s", "memory_bytes", "power_W"):
         # eager op-by-op float32 vs one fused XLA program: rounding may differ slightly
         np.testing.assert_allclose(best[n], float(getattr(m, n)), rtol=1e-4)
+
+
+def test_resume_of_a_finished_run_does_not_compile(toy_path, tmp_path):
+    first = sweep(toy_path, evaluate_fn=toy_evaluate, top_k=3, chunk=1000, out=tmp_path / "r", progress=False)
+
+    def never(d):                     # a new function object: compiling would trace it
+        raise AssertionError("traced: the finished run was compiled again")
+
+    again = sweep(toy_path, evaluate_fn=never, top_k=3, chunk=1000, out=tmp_path / "r", resume=True, progress=False)
+    assert again.timings["compile_s"] == 0.0 and again.timings["points_this_session"] == 0
+    assert [r["index"] for r in again.top] == [r["index"] for r in first.top]
+    assert again.counts == first.counts
