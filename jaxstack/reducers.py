@@ -234,15 +234,21 @@ class RunState:
         self.points = 0
         self.run_s = 0.0
 
-    def merge_chunk(self, o: dict, base: int, per: int, n_valid: int):
-        """Fold one chunk's device output (numpy) into the state; ``base`` = its first index."""
+    def merge_chunk(self, o: dict, base: int, per: int, n_valid: int, index_map=None):
+        """Fold one chunk's device output (numpy) into the state; ``base`` = its first index,
+        or ``index_map`` = the global index of each chunk position (a sampled run)."""
         nf = len(self.fields)
-        offs = base + (np.arange(o["top_pos"].shape[0], dtype=np.int64) * per)[:, None]
-        self.top.merge((offs + o["top_pos"]).ravel(), o["top_values"].ravel(), o["top_fields"].reshape(-1, nf))
+        offs = (np.arange(o["top_pos"].shape[0], dtype=np.int64) * per)[:, None]
+
+        def glob(pos):
+            local = (offs + pos).ravel()
+            return base + local if index_map is None else index_map[np.minimum(local, len(index_map) - 1)]
+
+        self.top.merge(glob(o["top_pos"]), o["top_values"].ravel(), o["top_fields"].reshape(-1, nf))
         if self.front is not None:
             sel = o["par_sel"].ravel()
             fl = o["par_fields"].reshape(-1, nf)[sel]
-            self.front.merge((offs + o["par_pos"]).ravel()[sel], fl[:, self.cols] * self.signs, fl,
+            self.front.merge(glob(o["par_pos"])[sel], fl[:, self.cols] * self.signs, fl,
                              dropped=int(np.maximum(o["par_n"] - self.cap, 0).sum()))
         self.counts += o["counts"][: self.n_reasons]
         self.hist += o["hist"]

@@ -38,6 +38,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import __version__, cache, io, reducers
+from . import sample as sampling
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
 
@@ -79,9 +80,10 @@ class _Plan:
     chunk: int
     dump: bool
     barrier: bool                             # reducers behind a conditional (CPU; see step)
+    sampled: bool = False                     # digits come from the host (sample.py), not decoded
 
 
-def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform) -> _Plan:
+def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform, sampled=False) -> _Plan:
     paths = leaf_paths(space.base)
     pos = {p: i for i, p in enumerate(paths)}
     per = chunk // shards
@@ -92,7 +94,7 @@ def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform
         sign=1.0 if HIGHER_IS_BETTER[objective] else -1.0, pareto=pareto,
         pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
         limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
-        shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu")
+        shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu", sampled=sampled)
 
 
 def _step_fn(plan: _Plan, evaluate_fn, mesh):
@@ -132,7 +134,10 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
     def step(base_leaves, tables, base_digits, n_valid, bounds, offsets):
         # ``offsets`` = arange(chunk), a device-resident argument: as a traced constant, XLA
         # would constant-fold the whole decode at compile time (seconds per 1e4 points)
-        digits = decode_offsets(plan.radices, base_digits, offsets)
+        if plan.sampled:          # base_digits: int32[chunk, A], every point's digits (sample.py)
+            digits = [base_digits[:, a] for a in range(len(plan.radices))]
+        else:
+            digits = decode_offsets(plan.radices, base_digits, offsets)
         leaves: list[Any] = [base_leaves[i] for i in range(plan.n_leaves)]
         axes: list[Any] = [None] * plan.n_leaves
         for a, targets in enumerate(plan.targets):
@@ -179,9 +184,9 @@ def _compiled(plan: _Plan, evaluate_fn, devices, args):
     if mesh is None:
         jitted = jax.jit(_step_fn(plan, evaluate_fn, None))
     else:
-        rep = NamedSharding(mesh, P())
+        rep, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("d"))
         jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh),
-                         in_shardings=(rep, rep, rep, rep, rep, NamedSharding(mesh, P("d"))))
+                         in_shardings=(rep, rep, rows if plan.sampled else rep, rep, rep, rows))
     with cache.compile_note("the sweep step"):
         fn = jitted.lower(*args).compile()
     _CACHE[key] = fn
@@ -260,7 +265,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
           out=None, resume: bool = False, max_points: int | None = None, evaluate_fn=None,
           dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
           pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None,
-          dump_format: str = "auto") -> "SweepResult":
+          dump_format: str = "auto", sample: int | None = None, seed: int = 0) -> "SweepResult":
     """Evaluate every point of ``space`` (or the first ``max_points``) and reduce on device.
 
     Args:
@@ -275,6 +280,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
       dump: also return every point's metrics (spaces up to ``DUMP_MAX_POINTS``).
       devices: devices to shard each chunk over (default: this process's local devices).
       on_chunk: optional callback(chunk_id, points_done) after each merged chunk.
+      sample / seed: visit ``sample`` distinct points spread over the whole space instead of
+        a prefix (``sample.py``: a seeded golden-ratio permutation of the index); resumable.
     Returns:
       ``SweepResult`` (top rows with global index, axis values in user units, all metrics).
     """
@@ -287,7 +294,12 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     evaluate_fn = evaluate_fn or _default_evaluate()
     if dump_format not in ("auto", "parquet", "csv"):
         raise io.ConfigError(f"sweep: key 'dump_format': {dump_format!r}; allowed: auto, parquet, csv")
-    total = space.size if max_points is None else min(space.size, int(max_points))
+    if sample is not None and max_points is not None:
+        raise io.ConfigError("sweep: keys 'sample' and 'max_points': give one of them")
+    if sample is not None and (isinstance(sample, bool) or int(sample) < 1 or space.size > sampling.MAX_SIZE):
+        raise io.ConfigError(f"sweep: key 'sample': {sample!r}; allowed: an integer >= 1 (spaces up to 2^62 points)")
+    weyl = sampling.weyl(space.size, seed) if sample is not None else None
+    total = space.size if max_points is None and sample is None else min(space.size, int(max_points or sample))
     if total < 1:
         raise io.ConfigError(f"sweep: key 'max_points': {max_points!r}; allowed: >= 1")
     if dump and total > DUMP_MAX_POINTS:
@@ -303,12 +315,13 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
         raise io.ConfigError("sweep: key 'dump': not supported with several processes")
     mine = range(proc, n_chunks, nproc)          # lazy: a 2.5e14-point space has 1e10 chunks
     plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump,
-                 devices[0].platform)
+                 devices[0].platform, sampled=weyl is not None)
     st = reducers.RunState(int(top_k), plan.fields, pareto, plan.pareto_signs, plan.cap, int(front_capacity), NR)
     dumps: dict[int, dict] = {}
     run_id = {"space_hash": space.hash, "objective": objective, "top_k": int(top_k),
               "pareto": list(pareto), "chunk": chunk, "points": total, "dump": dump,
-              "processes": nproc, "pareto_cap": int(pareto_cap), "front_capacity": int(front_capacity)}
+              "processes": nproc, "pareto_cap": int(pareto_cap), "front_capacity": int(front_capacity),
+              **({"sample": int(sample), "seed": int(seed)} if weyl is not None else {})}
     rundir = Path(out) if out is not None else None
     sfx = f".p{proc}" if nproc > 1 else ""
     if rundir is not None:
@@ -320,25 +333,42 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     bounds = np.array([[-np.inf if lim.lo is None else lim.lo, np.inf if lim.hi is None else lim.hi]
                        for lim in space.limits], np.float32).reshape(-1, 2)
     offsets = np.arange(chunk, dtype=np.int32)
+    put_rows = (lambda x: jax.device_put(x, NamedSharding(mesh, P("d")))) if mesh is not None else put
     args = [put(np.array(jax.tree_util.tree_leaves(space.base), np.float32)),
             tuple(put(a.table.astype(np.float32)) for a in space.axes),
-            put(np.zeros(len(space.axes), np.int32)), put(np.int32(chunk)), put(bounds),
-            jax.device_put(offsets, NamedSharding(mesh, P("d"))) if mesh is not None else put(offsets)]
+            (put_rows(np.zeros((chunk, len(space.axes)), np.int32)) if weyl
+             else put(np.zeros(len(space.axes), np.int32))),
+            put(np.int32(chunk)), put(bounds), put_rows(offsets)]
     finished = rundir is not None and st.pos >= len(mine)     # resuming a complete run: nothing to compile
     step, compile_s = (None, 0.0) if finished else _compiled(plan, evaluate_fn, devices, tuple(args))
 
+    sampled: dict[int, np.ndarray] = {}
+
+    def sampled_index(c):
+        if c not in sampled:
+            n_valid = min(chunk, total - c * chunk)
+            idx = sampling.indices(*weyl, space.size, c * chunk, n_valid)
+            sampled[c] = np.concatenate([idx, np.full(chunk - n_valid, idx[0], np.int64)])  # pad: masked
+        return sampled[c]
+
     def dispatch(c):
-        args[2], args[3] = put(np.array(space.digits(c * chunk), np.int32).reshape(-1)), \
-            put(np.int32(min(chunk, total - c * chunk)))
+        if weyl is not None:
+            args[2] = put_rows(sampling.digits(sampled_index(c), space.radices))
+        else:
+            args[2] = put(np.array(space.digits(c * chunk), np.int32).reshape(-1))
+        args[3] = put(np.int32(min(chunk, total - c * chunk)))
         return c, step(*args)
 
     def merge(c, outs):
         o = jax.device_get(outs)
         n_valid = min(chunk, total - c * chunk)
-        st.merge_chunk(o, c * chunk, chunk // shards, n_valid)
+        index_map = sampled.pop(c) if weyl is not None else None
+        st.merge_chunk(o, c * chunk, chunk // shards, n_valid, index_map)
         if dump:
             dumps[c] = {"fields": o["dump_fields"][:n_valid], "feasible": o["dump_feasible"][:n_valid],
-                        "reason": o["dump_reason"][:n_valid]}
+                        "reason": o["dump_reason"][:n_valid],
+                        "index": (index_map[:n_valid] if index_map is not None
+                                  else np.arange(c * chunk, c * chunk + n_valid, dtype=np.int64))}
             if rundir is not None:
                 _save_npz(rundir / "dump" / f"chunk_{c:09d}.npz", dumps[c])
         if bar is not None:
@@ -455,7 +485,8 @@ def _collect_dumps(dumps, rundir, n_chunks, fields):
     out = {name: f[:, j] for j, name in enumerate(fields)}
     out["feasible"] = np.concatenate([p["feasible"] for p in parts]) if parts else np.zeros(0, bool)
     out["reason"] = np.concatenate([p["reason"] for p in parts]) if parts else np.zeros(0, np.int32)
-    out["index"] = np.arange(len(out["reason"]), dtype=np.int64)
+    out["index"] = (np.concatenate([p["index"] for p in parts]) if parts and "index" in parts[0]
+                    else np.arange(len(out["reason"]), dtype=np.int64))
     return out
 
 

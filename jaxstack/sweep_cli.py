@@ -59,6 +59,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-points", type=_count,
                    help="only the first N points in index order (a prefix: the last axes vary fastest, so a "
                    "small N sees one corner of the space)")
+    p.add_argument("--sample", type=_count, metavar="N",
+                   help="visit N distinct points spread over the whole space (a seeded golden-ratio "
+                   "permutation of the index, sample.py) instead of a prefix; resumable")
+    p.add_argument("--seed", type=int, default=0, help="with --sample: which sample (default 0)")
     p.add_argument("--chunk", type=_count, help="points per compiled step (default: auto)")
     p.add_argument("--dump", action="store_true", help="also write every point (small spaces)")
     p.add_argument("--dump-format", choices=("auto", "parquet", "csv"), default="auto",
@@ -115,13 +119,16 @@ def run(args) -> int:
     structural_check(space)
     if not args.json:
         print(describe(space), file=sys.stderr)
-        n = min(space.size, args.max_points or space.size)
+        n = min(space.size, args.max_points or args.sample or space.size)
+        if args.sample:
+            print(f"sampling {n:,} of {space.size:,} points (seed {args.seed})", file=sys.stderr)
         if n > LONG_SWEEP_POINTS:
             print(f"note: {n:.3g} points; at ~1e6 points/s per device this takes ~{n / 1e6 / 86400:,.0f} "
                   "device-days; use --max-points (or a search) for a first look", file=sys.stderr)
     res = sweep(space, objective=args.objective, top_k=args.top_k, pareto=args.pareto,
                 chunk=args.chunk, out=args.out, resume=args.resume, max_points=args.max_points,
-                dump=args.dump, progress=False if args.no_progress else None, dump_format=args.dump_format)
+                dump=args.dump, progress=False if args.no_progress else None, dump_format=args.dump_format,
+                sample=args.sample, seed=args.seed)
     import jax
 
     if jax.process_index() != 0:

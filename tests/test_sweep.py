@@ -149,7 +149,7 @@ def test_accelerator_layout_without_conditional(toy_path, ref, monkeypatch):
     import dataclasses
 
     plan = sweep_mod._plan
-    monkeypatch.setattr(sweep_mod, "_plan", lambda *a: dataclasses.replace(plan(*a), barrier=False))
+    monkeypatch.setattr(sweep_mod, "_plan", lambda *a, **k: dataclasses.replace(plan(*a, **k), barrier=False))
     res = sweep(toy_path, evaluate_fn=toy_evaluate, **SWEEP_KW)
     assert _report(res) == _report(ref)
 
@@ -303,3 +303,57 @@ def test_resume_of_a_finished_run_does_not_compile(toy_path, tmp_path):
     assert again.timings["compile_s"] == 0.0 and again.timings["points_this_session"] == 0
     assert [r["index"] for r in again.top] == [r["index"] for r in first.top]
     assert again.counts == first.counts
+
+
+def test_sample_is_a_seeded_permutation():
+    from jaxstack import sample
+
+    for size in (1, 2, 7, 12, 360, 1001):
+        a, b = sample.weyl(size, seed=3)
+        idx = sample.indices(a, b, size, 0, size)
+        assert sorted(idx.tolist()) == list(range(size))                 # every point once
+        if size > 5:
+            assert (sample.indices(a, b, size, 5, size - 5) == idx[5:]).all()  # chunks = slices of one order
+    assert sample.weyl(1000, 1) == sample.weyl(1000, 1) and sample.weyl(1000, 1) != sample.weyl(1000, 2)
+    d = sample.digits(np.array([0, 5, 23]), (2, 3, 4))
+    assert d.tolist() == [[0, 0, 0], [0, 1, 1], [1, 2, 3]]
+
+
+def test_sample_covers_every_axis_value_and_equals_bruteforce(toy_path, brute, tmp_path):
+    from jaxstack import sample
+
+    space = load_space(toy_path)
+    n = 300                                                  # ~2 % of the 17,280 points
+    res = sweep(toy_path, evaluate_fn=toy_evaluate, top_k=5, chunk=64, sample=n, seed=7, dump=True,
+                progress=False)
+    a, b = sample.weyl(space.size, 7)
+    idx = sample.indices(a, b, space.size, 0, n)
+    np.testing.assert_array_equal(res.dump["index"], idx)
+    for m in metric_fields():
+        np.testing.assert_array_equal(res.dump[m], brute["f"][m][idx])
+    digits = sample.digits(idx, space.radices)
+    for ax, r in enumerate(space.radices):                  # every value of every axis is visited
+        assert set(digits[:, ax].tolist()) == set(range(r)), (space.axes[ax].name, r)
+    sub = {"feasible": brute["feasible"][idx], "index": idx, "f": {k: v[idx] for k, v in brute["f"].items()}}
+    assert [r["index"] for r in res.top] == brute_top(sub, "decode_tokens_per_s", 5)
+    again = sweep(toy_path, evaluate_fn=toy_evaluate, top_k=5, chunk=64, sample=n, seed=7, progress=False)
+    assert [r["index"] for r in again.top] == [r["index"] for r in res.top]    # reproducible
+    other = sweep(toy_path, evaluate_fn=toy_evaluate, top_k=5, chunk=64, sample=n, seed=8, progress=False)
+    assert other.counts != res.counts or [r["index"] for r in other.top] != [r["index"] for r in res.top]
+
+
+def test_sampled_run_resumes_and_refuses_another_seed(toy_path, tmp_path):
+    kw = dict(evaluate_fn=toy_evaluate, top_k=5, chunk=64, sample=500, progress=False)
+    full = sweep(toy_path, seed=1, **kw)
+
+    def stop(c, done):
+        if c == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(toy_path, seed=1, out=tmp_path / "r", checkpoint_every_s=0.0, on_chunk=stop, **kw)
+    again = sweep(toy_path, seed=1, out=tmp_path / "r", resume=True, **kw)
+    assert 0 < again.timings["points_this_session"] < 500                      # resumed, not restarted
+    assert [r["index"] for r in again.top] == [r["index"] for r in full.top] and again.counts == full.counts
+    with pytest.raises(io.ConfigError, match="seed"):
+        sweep(toy_path, seed=2, out=tmp_path / "r", resume=True, **kw)
