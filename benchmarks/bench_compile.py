@@ -32,7 +32,7 @@ EVAL_ARGS = ["eval", "--hardware", "b200", "--fabric", "nvlink-b200x8", "--model
              "--batch", "64", "--input-len", "1024", "--output-len", "1024"]
 EVAL_ARGS_2 = ["eval", "--hardware", "h200", "--fabric", "nvlink-h100x8", "--model", "mixtral-8x7b", "--tp", "4",
                "--ep", "2", "--batch", "32", "--input-len", "2048", "--output-len", "512"]
-SWEEP_ARGS = ["sweep", str(ROOT / "spaces" / "quickstart.yaml"), "--max-points", "20000", "--top-k", "3"]
+SWEEP_ARGS = ["sweep", str(ROOT / "spaces" / "hbm-whatif.yaml"), "--max-points", "20000", "--top-k", "3"]
 GRAD_ARGS = EVAL_ARGS + ["--grad"]
 
 

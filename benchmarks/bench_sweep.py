@@ -1,6 +1,6 @@
 """Sweep throughput: compile time and steady-state full-model points/s vs N.
 
-    python benchmarks/bench_sweep.py                       # quickstart: 1e5 and all 1,008,000
+    python benchmarks/bench_sweep.py                       # hbm-whatif (the former quickstart): 1e5, 1e6
     python benchmarks/bench_sweep.py --space spaces/deepstack-decode.yaml --sizes 1e5,1e6,1e7,1e8
     python benchmarks/bench_sweep.py --cpu-devices 2       # shard over 2 CPU "devices"
     python benchmarks/bench_sweep.py --smoke               # tiny, for CI
@@ -33,7 +33,7 @@ def _count(s: str) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--space", default=str(ROOT / "spaces" / "quickstart.yaml"), help="space YAML")
+    ap.add_argument("--space", default=str(ROOT / "spaces" / "hbm-whatif.yaml"), help="space YAML")
     ap.add_argument("--sizes", default="1e5,1e6", help="comma-separated N (max points)")
     ap.add_argument("--chunk", type=_count, help="points per step (default: sweep's auto)")
     ap.add_argument("--cpu-devices", type=int,

@@ -7,8 +7,9 @@ after the first run a command with other flag values loads the compiled program 
 (about a second) instead of compiling it again. Location: ``$JAXSTACK_CACHE_DIR``, else
 ``~/.cache/jaxstack/jax``; ``JAXSTACK_CACHE_DIR=off`` (or '', 0, none) disables it.
 
-``compiled`` goes one step further for the one-point programs (``eval``): it stores the
-serialized executable itself under ``exec/``, keyed on a hash of the package's source, the
+``compiled`` goes one step further for the one-point programs (``eval``): it compiles once
+with the persistent cache off (an executable the cache hands back serializes without its
+object code) and stores the serialized executable itself under ``exec/``, keyed on a hash of the package's source, the
 JAX / jaxlib versions, the backend and the argument shapes, so a warm command skips tracing
 and lowering too (~1 s of the ~3 s a warm ``eval`` took) and only loads the executable.
 Any change to the package source, JAX or the shapes is a new key; an unreadable entry is
@@ -30,7 +31,7 @@ import jax
 __all__ = ["enable", "compile_note", "compiled", "MIN_COMPILE_S", "NOTE_AFTER_S"]
 
 MIN_COMPILE_S = 0.5   # programs that compiled faster than this are not written to the cache
-NOTE_AFTER_S = 1.0    # the compile note appears only when a compile takes longer than this
+NOTE_AFTER_S = 3.0    # the compile note appears only when a compile takes longer than this (a cache load: ~2 s)
 _ENABLED: list = []
 
 
@@ -108,12 +109,19 @@ def compiled(name: str, fn, *args):
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         exe = se.deserialize_and_load(payload, in_tree, out_tree)
-        jax.block_until_ready(exe(*args))   # some XLA:CPU builds load but cannot run (missing kernels)
+        jax.block_until_ready(exe(*args))   # an entry that loads but cannot run is compiled again
         return exe
     except Exception:       # missing, truncated, from another build or not runnable: compile again
         pass
-    with compile_note(name):
-        exe = jax.jit(fn).lower(*args).compile()
+    # a fresh compile: an executable that XLA's persistent cache handed back serializes without
+    # its object code (it then loads but cannot run: "Function ... not found")
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        with compile_note(name):
+            exe = jax.jit(fn).lower(*args).compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
     try:
         blob = pickle.dumps(se.serialize(exe))
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -82,10 +82,8 @@ def design_from_args(args):
 
 def _fmt(name, value):
     unit = METRIC_UNITS.get(name, "")
-    if unit == "s":
-        return f"{value * 1e3:.4g} ms"
-    if unit == "B":
-        return f"{units.from_si(value, 'B', 'GiB'):.4g} GiB"
+    if unit in ("s", "B"):
+        return units.format_quantity(value, unit)
     return f"{value:.5g} {unit}".rstrip()
 
 
@@ -110,7 +108,9 @@ def run(args) -> int:
     if args.json:
         print(io.dumps_json(out))
         return 0
-    print(f"design: hardware={args.hardware or '-'} fabric={args.fabric or '-'} model={args.model or '-'}  "
+    from_file = io.load_yaml(args.design) if args.design else {}
+    name = {k: getattr(args, k) or from_file.get(k) or "-" for k in ("hardware", "fabric", "model")}
+    print(f"design: hardware={name['hardware']} fabric={name['fabric']} model={name['model']}  "
           f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
           f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g} overlap={d.mapping.overlap:g}  "
           f"batch={d.request.batch:g} "
@@ -173,10 +173,21 @@ def _run_grad(args, d) -> int:
     unit = METRIC_UNITS.get(args.metric, "")
     print(f"{args.metric}: exact {s['exact']:.6g} {unit}, relaxed (tau={tau:g}) {s['relaxed']:.6g} {unit}; "
           f"feasible: {s['feasible']} ({s['reason']})")
-    print(f"\n{'parameter':44s} {'value':>12s} {'d metric / d param':>20s} {'elasticity':>11s}")
+    print(f"\n{'parameter':36s} {'value':>14s} {'d metric / d param':>26s} {'elasticity':>11s}")
+    zero = []
     for r in s["rows"]:
+        if r["grad"] == 0.0:
+            zero.append(r["path"])
+            continue
         el = "-" if r["elasticity"] is None else f"{r['elasticity']:+.4f}"
-        print(f"  {r['key']:42s} {r['value_display']:12.5g} {r['grad_display']:20.5g} {el:>11s}")
+        suf, per = units.readable(r["value"], r["unit"])
+        shown = units.format_quantity(r["value"], r["unit"]) if suf else f"{r['value']:.5g}"
+        per_unit = units._SHOW.get(suf, suf)
+        grad = f"{r['grad'] * per:.5g}" + (f" {unit}/{per_unit}" if per_unit else "")
+        print(f"  {r['path']:34s} {shown:>14s} {grad:>26s} {el:>11s}")
+    if zero:
+        more = ", ... (--json lists all)" if len(zero) > 6 else ""
+        print(f"  ({len(zero)} parameters with zero sensitivity here: {', '.join(zero[:6])}{more})")
     print("\nelasticity = d ln metric / d ln parameter (+1 % parameter -> +e % metric); '-' = parameter or "
           "metric is 0; derivatives of the relaxed model (integers treated as reals)")
     return 0

@@ -102,9 +102,8 @@ def run(args) -> int:
         return 0
     for note in res.notes:
         print(f"note: {note}")
-    lim = ", ".join(f"{x.label}" + (f" <= {x.hi:g}" if x.hi is not None else "") +
-                    (f" >= {x.lo:g}" if x.lo is not None else "") for x in res.limits) or "none"
-    print(f"\nbest {len(res.top)} feasible designs by {res.objective} ({summ['direction']}), limits: {lim} (SI):")
+    lim = ", ".join(x.describe() for x in res.limits) or "none"
+    print(f"\nbest {len(res.top)} feasible designs by {res.objective} ({summ['direction']}), limits: {lim}:")
     print(format_table(space, res.top, res.objective))
     print(f"\n{res.exact_evaluations:,} exact evaluations ({summ['fewer_points_than_sweep']:,.0f}x fewer than the "
           f"{space.size:,}-point sweep) + {res.relaxed_evaluations:,} relaxed gradient evaluations "

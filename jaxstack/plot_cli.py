@@ -2,7 +2,7 @@
 
 Examples::
 
-    jaxstack sweep spaces/quickstart.yaml --max-points 1e5 --dump --out runs/q && jaxstack plot runs/q
+    jaxstack sweep spaces/hbm-whatif.yaml --sample 1e5 --dump --out runs/q && jaxstack plot runs/q
     jaxstack plot runs/q --x request.batch --y mapping --metric energy_per_token_J --format svg
     jaxstack validate --out runs/validate && jaxstack plot runs/validate      # predicted vs measured
 

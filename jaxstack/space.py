@@ -106,6 +106,14 @@ class Limit:
     hi: float | None
     label: str
 
+    def describe(self) -> str:
+        """``tpot_ms <= 50`` in the units the user wrote (the label's suffix)."""
+        mk = _metric_key(self.label)
+        f = mk[1] if mk is not None else 1.0
+        parts = ([f"{self.label} >= {self.lo / f:.6g}"] if self.lo is not None else []) + \
+                ([f"{self.label} <= {self.hi / f:.6g}"] if self.hi is not None else [])
+        return " and ".join(parts) or self.label
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Space:

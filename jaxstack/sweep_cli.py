@@ -217,7 +217,13 @@ def describe(space) -> str:
     """A few human lines: axes, sizes, total."""
     lines = [f"{space.path}: {space.size:,} points ({space.size:.3g}) over {len(space.axes)} axes"]
     for a in space.axes:
-        shown = ", ".join(str(r[0] if len(r) == 1 else r) for r in a.display[:4])
+        if a.name == "mapping":         # named degrees (tp8 dp2 fsdp), not bare tuples
+            shown = ", ".join(_mapping_text(dict(zip(a.columns, r, strict=True))) for r in a.display[:4])
+        elif len(a.columns) > 1:        # zip groups: name=value pairs
+            shown = ", ".join("(" + " ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in zip(a.columns, r, strict=True))
+                              + ")" for r in a.display[:4])
+        else:
+            shown = ", ".join(str(r[0]) for r in a.display[:4])
         more = ", ..." if a.size > 4 else ""
         lines.append(f"  {a.name:40s} {a.size:6d}  [{shown}{more}]")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ rates and sizes written in decimal (GB, GBps), binary prefixes only where the su
 says so (KiB, MiB, GiB, TiB). A dimensionless field takes no suffix.
 """
 
-__all__ = ["SUFFIXES", "to_si", "from_si", "split_key", "DISPLAY"]
+__all__ = ["SUFFIXES", "to_si", "from_si", "split_key", "DISPLAY", "readable", "format_quantity"]
 
 # unit -> {suffix: factor to SI}
 SUFFIXES: dict[str, dict[str, float]] = {
@@ -56,3 +56,36 @@ def split_key(key: str, names_units: dict[str, str]) -> tuple[str, str | None]:
             if unit in SUFFIXES:
                 return name, suf
     raise KeyError(key)
+
+
+# suffixes a person reads, smallest first (bytes in binary prefixes, rates in decimal ones)
+_LADDER: dict[str, tuple[str, ...]] = {
+    "B": ("B", "KiB", "MiB", "GiB", "TiB"), "B/s": ("Bps", "MBps", "GBps", "TBps"),
+    "s": ("ns", "us", "ms", "s"), "Hz": ("Hz", "MHz", "GHz"), "W": ("W", "kW"),
+    "FLOP/s": ("GFLOPS", "TFLOPS"),
+}
+_SHOW = {"Bps": "B/s", "MBps": "MB/s", "GBps": "GB/s", "TBps": "TB/s", "us": "µs", "pJ_per_bit": "pJ/bit",
+         "pJ_per_flop": "pJ/FLOP", "mm2": "mm²", "C": "°C", "K_per_W": "K/W"}
+
+
+def readable(value: float, unit: str) -> tuple[str, float]:
+    """(suffix, SI per suffix unit) that shows ``value`` (SI) between 1 and 1000 where the unit
+    has a ladder (``readable(2.5e-4 * 2**30, 'B') == ('MiB', 2**20)``); else ``DISPLAY``."""
+    ladder = _LADDER.get(unit)
+    if ladder is None or value == 0:
+        suf = DISPLAY.get(unit)
+        return (suf, SUFFIXES[unit][suf]) if suf else ("", 1.0)
+    best = ladder[0]
+    for suf in ladder:
+        if abs(value) >= SUFFIXES[unit][suf]:
+            best = suf
+    return best, SUFFIXES[unit][best]
+
+
+def format_quantity(value: float, unit: str, digits: int = 4) -> str:
+    """``value`` (SI) as a person writes it: ``format_quantity(3.2e-4, 's') == '320 µs'``."""
+    if value == 0:
+        suf = DISPLAY.get(unit, "")
+        return f"0 {_SHOW.get(suf, suf)}".rstrip()
+    suf, per = readable(value, unit)
+    return f"{value / per:.{digits}g} {_SHOW.get(suf, suf)}".rstrip()

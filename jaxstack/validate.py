@@ -12,6 +12,7 @@ space (coarse grid, then a finer one around the best), and writes them with prov
 
 import csv
 import datetime
+import math
 from pathlib import Path
 
 import jax
@@ -140,6 +141,7 @@ def write_outputs(rows, summary, out_dir) -> list[str]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return written
     sets = sorted({r["set"] for r in rows})
@@ -154,6 +156,14 @@ def write_outputs(rows, summary, out_dir) -> list[str]:
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):           # a few readable labels on wide and narrow log ranges
+            axis.set_minor_formatter(NullFormatter())
+            if math.log10(hi / lo) > 3:
+                axis.set_major_locator(LogLocator(numticks=6))
+            else:
+                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e-0", "e-")))
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(s)
         ax.set_xlabel("measured")
         ax.set_ylabel("jaxstack")

@@ -67,3 +67,38 @@ def test_presets_show_every_value_with_unit_domain_and_source(capsys):
     assert main(["presets", "--show", "nvlink-b200x8"]) == 0
     assert "switch" in capsys.readouterr().out                # enum codes by name
     assert main(["presets", "--show", "nope"]) == 2
+
+
+def test_unit_formatting_helpers():
+    from jaxstack import units
+
+    assert units.format_quantity(2**18, "B") == "256 KiB"
+    assert units.format_quantity(80 * 2**30, "B") == "80 GiB"
+    assert units.format_quantity(3.2e-4, "s") == "320 µs"
+    assert units.format_quantity(0.03, "s") == "30 ms"
+    assert units.format_quantity(8e12, "B/s") == "8 TB/s"
+    assert units.format_quantity(1.965e9, "Hz") == "1.965 GHz"
+    assert units.format_quantity(0.0, "s") == "0 µs"
+    assert units.readable(0.0, "s") == ("us", 1e-6)
+    assert units.format_quantity(1e-12, "J/bit") == "1 pJ/bit"
+
+
+def test_eval_design_file_prints_preset_names(tmp_path, capsys):
+    f = tmp_path / "d.yaml"
+    f.write_text("hardware: h100-sxm\nfabric: nvlink-h100x8\nmodel: llama-3-8b\n"
+                 "request: {batch: 8, input_len: 128, output_len: 128}\nmapping: {tp: 8}\n")
+    assert main(["eval", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "hardware=h100-sxm fabric=nvlink-h100x8 model=llama-3-8b" in out
+
+
+def test_sweep_describe_names_mapping_degrees():
+    import re
+    from pathlib import Path
+
+    from jaxstack.space import load_space
+    from jaxstack.sweep_cli import describe
+
+    text = describe(load_space(Path(__file__).resolve().parent.parent / "spaces" / "quickstart.yaml"))
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("mapping"))
+    assert "(1, 1, 1" not in line and re.search(r"\[(tp|ep|sp|cp|dp|pp)\d", line), line

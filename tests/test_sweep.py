@@ -275,10 +275,10 @@ def test_cli_sweep_smoke(toy_path, tmp_path, capsys, monkeypatch):
 
 
 # ---------------------------------------------------------------- the real model
-def test_real_evaluate_on_quickstart():
+def test_real_evaluate_on_hbm_whatif():
     """One compile of the full model; the best row is re-evaluated eagerly (no second compile)."""
     ev = pytest.importorskip("jaxstack.evaluate")
-    space = load_space(ROOT / "spaces" / "quickstart.yaml")
+    space = load_space(ROOT / "spaces" / "hbm-whatif.yaml")
     res = sweep(space, top_k=3, chunk=1024, max_points=2048, progress=False,
                 pareto=("decode_tokens_per_s", "user_tokens_per_s"))
     assert res.points == 2048 == sum(res.counts.values()) and res.feasible > 0 and len(res.top) == 3
