@@ -27,6 +27,10 @@ def add_parser(sub):
     p.add_argument("--batch", type=int, help="concurrent requests")
     p.add_argument("--input-len", type=int, help="prompt tokens")
     p.add_argument("--output-len", type=int, help="generated tokens")
+    p.add_argument("--regime", help="serving regime: static (request.batch decodes together, default) or "
+                   "offline (max-throughput: the engine runs the largest batch its KV budget allows; serving.py)")
+    p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
+    p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a leaf by dotted path with unit suffix, e.g. fabric.l1.link_bandwidth_GBps=450")
     p.add_argument("--json", action="store_true", help="print metrics (SI units) as JSON")
@@ -67,6 +71,12 @@ def design_from_args(args):
     if args.moe_tp_to_ep is not None:
         mapping["moe_tp_to_ep"] = args.moe_tp_to_ep
     data["mapping"] = mapping
+    serving = _section(data, "serving", where)
+    for key in ("regime", "max_num_seqs", "max_num_batched_tokens"):
+        if getattr(args, key, None) is not None:
+            serving[key] = getattr(args, key)
+    if serving:
+        data["serving"] = serving
     overrides = _section(data, "overrides", where)
     for item in args.set:
         if "=" not in item:
@@ -113,14 +123,15 @@ def run(args) -> int:
     print(f"design: hardware={name['hardware']} fabric={name['fabric']} model={name['model']}  "
           f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
           f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g} overlap={d.mapping.overlap:g}  "
-          f"batch={d.request.batch:g} "
-          f"in={d.request.input_len:g} out={d.request.output_len:g}")
+          + (f"offline (max_num_seqs={d.serving.max_num_seqs:g}, max_num_batched_tokens="
+             f"{d.serving.max_num_batched_tokens:g}) " if d.serving.regime > 0.5 else f"batch={d.request.batch:g} ")
+          + f"in={d.request.input_len:g} out={d.request.output_len:g}")
     if out["feasible"]:
         print("feasible: True")
     else:
         print(f"feasible: False  (reason: {out['reason_name']}): {out['explanation']}")
     groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s",
-                           "scaled_decode_tokens_per_s", "user_tokens_per_s"]),
+                           "scaled_decode_tokens_per_s", "user_tokens_per_s", "running_batch", "requests_per_s"]),
               ("decode step breakdown (one stage)", ["t_attention_s", "t_ffn_s", "t_moe_s", "t_other_s",
                                                      "t_comm_s", "t_comm_exposed_s", "bubble_fraction"]),
               ("memory per chip", ["weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes"]),

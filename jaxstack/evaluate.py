@@ -6,7 +6,9 @@ derive serving metrics, energy, power and temperature. No jit, no vmap over desi
 exceptions: infeasible points carry ``feasible = False`` and a ``Reason`` code, and every
 float field stays finite. ``jit(vmap(evaluate))`` is applied by the engines (L4).
 
-Serving regime (matches vLLM with CUDA graphs at fixed concurrency): ``request.batch``
+Serving regime ``static`` (the default; ``serving.py`` has ``offline``, which runs this
+recipe at its steady-state running batch; matches vLLM with CUDA graphs at fixed
+concurrency): ``request.batch``
 requests decode together, split per replica into mb pipeline micro-batches (mb =
 mapping.micro_batches, or pp); a micro-batch's next token needs all pp stages and waits
 for the other micro-batches, so TPOT = max(pp, mb) * mean_i t_stage(kv_i); the stages
@@ -16,19 +18,21 @@ and drains the pipeline: TTFT = (mb + pp - 1) * t_stage(prefill of one micro-bat
 prefill tokens/s = batch * input_len / TTFT.
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import compute, memory, power, relax, thermal
+from . import compute, memory, power, relax, serving, thermal
 from .design import Design
 from .metrics import Metrics, Reason
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import plans, stage_time, stage_times
 
-__all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "memory_use"]
+__all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "memory_use",
+           "memory_parts"]
 
 KV_POINTS = 4  # decode KV lengths sampled evenly from input to input+output (DeepStack §2.5)
 HOT_OFFSET_K = 50.0  # the cool / hot decode steps are costed 50 K below / above the refresh threshold
@@ -49,8 +53,9 @@ def devices(d: Design):
     return f.l1.size * f.l2.size * f.l3.size
 
 
-def memory_use(d: Design, s):
-    """(weights, KV, activations) bytes on the heaviest chip."""
+def memory_parts(d: Design, s):
+    """(weights, KV bytes of one token of one request, activations) on the heaviest chip.
+    Offline: the activation working set of the largest prefill chunk a step may carry."""
     w, m = d.model, d.mapping
     L = w.num_hidden_layers
     L_s = relax.cdiv(L, s.pp)
@@ -61,13 +66,22 @@ def memory_use(d: Design, s):
     layer_max = attn + jnp.where(s.is_moe, moe, dense)
     elems = jnp.where(fsdp, elems / s.dp + layer_max, elems)
     weights = elems * w.weight_bytes
+    kv_token = L_s * kv_bytes_per_token(d, s) / s.cp
     reqs = relax.cdiv(d.request.batch, s.dp_attn)
-    kv = reqs * (d.request.input_len + d.request.output_len) * L_s * kv_bytes_per_token(d, s) / s.cp
-    chunk = jnp.minimum(relax.cdiv(relax.cdiv(reqs, s.mb) * d.request.input_len, s.sp * s.cp),
-                        PREFILL_CHUNK_TOKENS)
+    static_chunk = relax.cdiv(relax.cdiv(reqs, s.mb) * d.request.input_len, s.sp * s.cp)
+    offline_chunk = jnp.minimum(d.serving.max_num_batched_tokens, PREFILL_CHUNK_TOKENS) / (s.sp * s.cp)
+    chunk = jnp.minimum(jnp.where(serving.is_offline(d), offline_chunk, static_chunk), PREFILL_CHUNK_TOKENS)
     widest = jnp.maximum(w.intermediate_size / s.tp, w.num_experts_per_tok * w.moe_intermediate_size / s.tp_moe)
     act = chunk * (4.0 * w.hidden_size + 2.0 * widest) * w.act_bytes
-    return weights, kv, act
+    return weights, kv_token, act
+
+
+def memory_use(d: Design, s):
+    """(weights, KV, activations) bytes on the heaviest chip (KV of ``request.batch`` requests
+    at their longest, or at their mean length offline: ``serving.kv_tokens_per_request``)."""
+    weights, kv_token, act = memory_parts(d, s)
+    reqs = relax.cdiv(d.request.batch, s.dp_attn)
+    return weights, reqs * serving.kv_tokens_per_request(d) * kv_token, act
 
 
 def _reason(d: Design, s, mem_total, temp):
@@ -108,6 +122,10 @@ def step_energy(d: Design, st) -> power.Energy:
 def evaluate(d: Design) -> Metrics:
     """All metrics of one design point (see module docstring)."""
     s = shard(d)
+    weights, kv_token, act = memory_parts(d, s)
+    offline = serving.is_offline(d)
+    batch = serving.running_batch(d, s, weights, act, kv_token)      # = request.batch unless offline
+    d = dataclasses.replace(d, request=dataclasses.replace(d.request, batch=batch))
     r = d.request
     n_dev = devices(d)
 
@@ -145,13 +163,19 @@ def evaluate(d: Design) -> Metrics:
         two, jnp.stack([t_cool, pre.total]), jnp.stack([t_hot, pre.total]))
     st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
     tpot = factor * st.step_time
-    decode_tps = r.batch / tpot
     f_clk = power.frequency_scale(d.chip, st.power)
     tpot_scaled = power.scaled_time(tpot, f_clk)
     p_chip = power.throttled_power(st.power, f_clk)
+    # offline (serving.py): every step also carries its share of prefill chunks
+    tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre.total)
+    stretch = jnp.where(offline, tpot_off / tpot, 1.0)
+    tpot, tpot_scaled = tpot * stretch, tpot_scaled * stretch
+    ttft = jnp.where(offline, ttft_off, ttft)
+    prefill_tps = jnp.where(offline, r.batch * r.input_len / (tpot * r.output_len), prefill_tps)
+    decode_tps = r.batch / tpot
     e_token = n_dev * p_chip * tpot_scaled / r.batch
 
-    weights, kv, act = memory_use(d, s)
+    kv = relax.cdiv(r.batch, s.dp_attn) * serving.kv_tokens_per_request(d) * kv_token
     mem_total = weights + kv + act
     reason = _reason(d, s, mem_total, st.t_dram)
     return _finite(
@@ -163,7 +187,8 @@ def evaluate(d: Design) -> Metrics:
         frequency_scale=f_clk, weight_bytes=weights, kv_bytes=kv,
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
         t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=jnp.maximum(mean.exposed, 0.0),
-        bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp),
+        bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=r.batch,
+        requests_per_s=decode_tps / r.output_len,
     )
 
 

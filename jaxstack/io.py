@@ -21,7 +21,7 @@ from ._tree import domain_of, fields
 from .design import SECTIONS, Design
 from .hardware import Chip, Dram, Fabric, FabricLevel, Thermal, TopologyKind
 from .mapping import Mapping
-from .workload import Model, Request
+from .workload import REGIMES, Model, Request, Serving
 
 __all__ = [
     "ConfigError", "build", "load_yaml", "preset_names", "load_preset", "load_hf_config",
@@ -30,11 +30,11 @@ __all__ = [
 ]
 
 PRESET_DIR = Path(__file__).parent / "presets"
-ENUMS = {("fabric", "kind"): {k.name: int(k) for k in TopologyKind}}
+ENUMS = {("fabric", "kind"): {k.name: int(k) for k in TopologyKind}, ("serving", "regime"): REGIMES}
 DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
 _NESTED = {"l1": FabricLevel, "l2": FabricLevel, "l3": FabricLevel}
 _SECTION_CLS = {"chip": Chip, "dram": Dram, "fabric": Fabric, "thermal": Thermal,
-                "model": Model, "request": Request, "mapping": Mapping}
+                "model": Model, "request": Request, "mapping": Mapping, "serving": Serving}
 MAPPING_DEFAULTS = {"tp": 1, "ep": 1, "sp": 1, "cp": 1, "dp": 1, "pp": 1, "fsdp": 0,
                     "moe_tp_to_ep": 0, "overlap": 0, "micro_batches": 0}
 # HF models rarely state these; jaxstack's defaults (BF16 serving, balanced experts).
@@ -430,7 +430,7 @@ def convert_value(path: str, value, where: str = "<design>") -> tuple[tuple[str,
 
 
 # ---------------------------------------------------------------- designs
-_DESIGN_KEYS = ("hardware", "fabric", "model", "request", "mapping", "overrides")
+_DESIGN_KEYS = ("hardware", "fabric", "model", "request", "mapping", "serving", "overrides")
 
 
 CALIBRATION_DIR = PRESET_DIR / "calibration"
@@ -478,8 +478,12 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
     if not isinstance(user_mapping, dict):
         raise _err(where, "mapping", f"expected a mapping of degrees, got {_short(user_mapping)}")
     mapping = build(Mapping, {**MAPPING_DEFAULTS, **user_mapping}, where, "mapping")
+    user_serving = data.get("serving") or {}
+    if not isinstance(user_serving, dict):
+        raise _err(where, "serving", f"expected a mapping (regime, max_num_seqs, ...), got {_short(user_serving)}")
+    serving = build(Serving, user_serving, where, "serving")
     d = Design(chip=hw["chip"], dram=hw["dram"], fabric=fab["fabric"], thermal=hw["thermal"],
-               model=model["model"], request=request, mapping=mapping)
+               model=model["model"], request=request, mapping=mapping, serving=serving)
     if calibrated:
         for kind in ("hardware", "fabric"):
             for path, value in load_calibration(kind, str(data[kind])).items():

@@ -54,6 +54,9 @@ class Metrics:
     t_comm_s: float = leaf("s", "decode step: all communication")
     t_comm_exposed_s: float = leaf("s", "decode step: communication not hidden by overlap")
     bubble_fraction: float = leaf("1", "decode: fraction of time a pipeline stage idles (mb < pp)")
+    running_batch: float = leaf("1", "requests decoding together in the whole system (static: request.batch; "
+                                "offline: the steady-state batch the KV budget and engine limits allow)")
+    requests_per_s: float = leaf("1", "completed requests per second (decode tokens/s / output_len)")
 
 
 METRIC_UNITS = {
@@ -63,12 +66,12 @@ METRIC_UNITS = {
     "prefill_power_W": "W", "power_W": "W", "temperature_C": "°C", "frequency_scale": "", "weight_bytes": "B",
     "kv_bytes": "B", "activation_bytes": "B", "memory_bytes": "B", "t_attention_s": "s",
     "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s",
-    "bubble_fraction": "",
+    "bubble_fraction": "", "running_batch": "req", "requests_per_s": "req/s",
 }
 
 HIGHER_IS_BETTER = {
     "prefill_tokens_per_s": True, "decode_tokens_per_s": True, "scaled_decode_tokens_per_s": True,
     "user_tokens_per_s": True, "tokens_per_J": True, "ttft_s": False, "tpot_s": False, "energy_per_token_J": False,
     "power_W": False, "temperature_C": False, "dram_temperature_C": False, "prefill_power_W": False,
-    "memory_bytes": False,
+    "memory_bytes": False, "requests_per_s": True,
 }

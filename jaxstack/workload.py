@@ -8,7 +8,9 @@ model shapes needs no recompile.
 
 from ._tree import leaf, pytree
 
-__all__ = ["Model", "Request"]
+__all__ = ["Model", "Request", "Serving", "REGIMES"]
+
+REGIMES = {"static": 0, "offline": 1}   # serving.regime codes (serving.py)
 
 
 @pytree
@@ -42,3 +44,17 @@ class Request:
     batch: float = leaf("1", "concurrent requests in the whole system", domain="int>=1")
     input_len: float = leaf("1", "prompt tokens per request", domain="int>=1")
     output_len: float = leaf("1", "generated tokens per request", domain="int>=1")
+
+
+@pytree
+class Serving:
+    """How the engine schedules requests (``serving.py``). Defaults: today's static batch."""
+
+    regime: float = leaf("enum", "0 static: request.batch requests decode together; 1 offline max-throughput: "
+                         "all requests queued, the engine runs the largest batch its KV budget and limits allow, "
+                         "prefill chunks mixed into decode steps", default=0.0, domain="{0,1}")
+    max_num_seqs: float = leaf("1", "offline: running requests per engine replica (vLLM max_num_seqs, "
+                               "TensorRT-LLM max_batch_size)", default=2048.0, domain="int>=1")
+    max_num_batched_tokens: float = leaf("1", "offline: tokens per engine step per replica, decode tokens plus "
+                                         "the prefill chunk (vLLM max_num_batched_tokens, TensorRT-LLM "
+                                         "max_num_tokens)", default=8192.0, domain="int>=1")

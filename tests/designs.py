@@ -62,7 +62,8 @@ def random_designs(n: int, seed: int = 0) -> Design:
     chip = type(chip)(**{**vars(chip), "tdp": (chip.tdp * rng.uniform(0.05, 1.5, n)).astype(np.float32)})
     thermal = type(d.thermal)(**{**vars(d.thermal), "r_base": (d.thermal.r_base * rng.uniform(0.5, 6.0, n))
                                  .astype(np.float32)})
-    return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=d.model, request=req, mapping=mp)
+    return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=d.model, request=req, mapping=mp,
+                   serving=d.serving)
 
 
 def as_dict(d, dtype=np.float64):
@@ -103,4 +104,4 @@ def jittered_designs(n: int, seed: int = 0, lo: float = 0.25, hi: float = 4.0) -
         return type(obj)(**out)
 
     return type(d)(chip=jit(d.chip), dram=jit(d.dram), fabric=jit(d.fabric), thermal=jit(d.thermal),
-                   model=d.model, request=d.request, mapping=d.mapping)
+                   model=d.model, request=d.request, mapping=d.mapping, serving=d.serving)

@@ -15,6 +15,7 @@ SET_MODULES = {
     "vllm-8xb200": "jaxstack.validation.vllm",
     "kernels-8xh100": "jaxstack.validation.kernels",
     "collectives-ns3": "jaxstack.validation.collectives",
+    "serving-public": "jaxstack.validation.serving_public",
 }
 
 

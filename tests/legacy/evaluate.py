@@ -144,6 +144,7 @@ def evaluate(d: Design) -> Metrics:
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
         t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=mean.exposed,
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp),
+        running_batch=r.batch, requests_per_s=decode_tps / r.output_len,   # fields added after this core (static)
     )
 
 

@@ -1,0 +1,121 @@
+"""Serving regimes (issue 16): ``offline`` max-throughput against the static batch it
+generalises, its running batch against the memory it reports, monotonicity, and the
+published TensorRT-LLM offline set."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+from designs import base_design
+
+from jaxstack.evaluate import evaluate
+from jaxstack.memory import usable_capacity
+
+
+def _offline(d, **kw):
+    return dataclasses.replace(d, serving=dataclasses.replace(d.serving, regime=np.float32(1.0), **kw))
+
+
+def _stack(ds):
+    return jax.tree_util.tree_map(lambda *x: np.asarray(x, np.float32), *ds)
+
+
+@pytest.fixture(scope="module")
+def ev():
+    return jax.jit(jax.vmap(evaluate))
+
+
+def test_offline_equals_the_static_end_to_end_rate(ev):
+    """max_num_seqs = the static batch per replica, pp = 1, no token cap: the offline steady
+    state serves exactly what a static batch serves end to end, batch O / (TTFT + O TPOT)."""
+    ds = [base_design("h100-sxm", "nvlink-h100x8", m, batch=b, inp=i, out=o, tp=tp, dp=8 // tp)
+          for m, b, i, o, tp in [("llama-3-70b", 64, 1024, 1024, 8), ("llama-3-8b", 32, 2048, 256, 2),
+                                 ("mixtral-8x7b", 16, 512, 2048, 4), ("llama-3-8b", 128, 128, 128, 1)]]
+    off = [_offline(d, max_num_seqs=d.request.batch / d.mapping.dp, max_num_batched_tokens=np.float32(2**24))
+           for d in ds]
+    st, of = ev(_stack(ds)), ev(_stack(off))
+    assert np.asarray(st.feasible).all() and np.asarray(of.feasible).all()
+    np.testing.assert_array_equal(np.asarray(of.running_batch), np.asarray(st.running_batch))
+    o = np.array([d.request.output_len for d in ds], np.float64)
+    e2e = np.asarray(st.running_batch) * o / (np.asarray(st.ttft_s) + o * np.asarray(st.tpot_s))
+    np.testing.assert_allclose(np.asarray(of.decode_tokens_per_s), e2e, rtol=2e-5)
+    np.testing.assert_allclose(np.asarray(of.requests_per_s) * o, np.asarray(of.decode_tokens_per_s), rtol=1e-6)
+
+
+def test_running_batch_fills_the_kv_budget(ev):
+    """KV-bound offline points: the running batch fits, and one more request would not."""
+    big = {"max_num_seqs": np.float32(2**20), "max_num_batched_tokens": np.float32(2**24)}   # only KV binds
+    ds = [_offline(base_design(hw, fab, m, batch=1, inp=i, out=o, tp=8), **big)   # (405B BF16 > 8x H100)
+          for hw, fab, m, i, o in [("h100-sxm", "nvlink-h100x8", "llama-3-70b", 1024, 1024),
+                                   ("h100-sxm", "nvlink-h100x8", "qwen3-235b-a22b", 20000, 2000),
+                                   ("b200", "nvlink-b200x8", "llama-3-70b", 1024, 1024),
+                                   ("b200", "nvlink-b200x8", "llama-3.1-405b", 4096, 1024),
+                                   ("b200", "nvlink-b200x8", "qwen3-235b-a22b", 20000, 2000)]]
+    m = ev(_stack(ds))
+    cap = np.array([float(usable_capacity(d.dram)) for d in ds])
+    b = np.asarray(m.running_batch, np.float64)
+    per_req = np.asarray(m.kv_bytes, np.float64) / b
+    assert np.asarray(m.feasible).all()
+    assert (np.asarray(m.memory_bytes) <= cap * (1 + 1e-6)).all()
+    assert (np.asarray(m.memory_bytes) + per_req > cap).all()                 # KV-bound: the budget is full
+    assert (b < 2**20).all()
+
+
+def test_more_memory_or_seqs_never_serves_less(ev):
+    d = _offline(base_design("h200", "nvlink-h200x8", "llama-3-70b", batch=1, inp=2048, out=512, tp=8))
+    caps = [dataclasses.replace(d, dram=dataclasses.replace(d.dram, capacity_per_layer=np.float32(c * 1e9)))
+            for c in (100, 141, 200, 300)]
+    seqs = [dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_seqs=np.float32(n)))
+            for n in (16, 64, 256, 1024)]
+    for group in (caps, seqs):
+        m = ev(_stack(group))
+        assert (np.diff(np.asarray(m.running_batch)) >= 0).all()
+        assert (np.diff(np.asarray(m.decode_tokens_per_s)) >= 0).all()
+        assert (np.diff(np.asarray(m.tpot_s)) >= 0).all()                     # bigger batches, slower steps
+
+
+def test_offline_step_carries_its_prefill_share(ev):
+    d = base_design("b200", "nvlink-b200x8", "llama-3-70b", batch=64, inp=4096, out=256, tp=8)
+    off = _offline(d, max_num_seqs=np.float32(64), max_num_batched_tokens=np.float32(2**24))
+    st, of = ev(_stack([d])), ev(_stack([off]))
+    assert float(of.tpot_s[0]) > float(st.tpot_s[0])                          # long prompts: prefill chunks
+    assert float(of.ttft_s[0]) >= float(of.tpot_s[0])
+
+
+def test_serving_section_and_flags(capsys):
+    from jaxstack.cli import main
+
+    argv = ["eval", "--hardware", "h200", "--fabric", "nvlink-h200x8", "--model", "llama-3-8b", "--tp", "8",
+            "--batch", "1", "--input-len", "1000", "--output-len", "1000", "--regime", "offline",
+            "--max-num-seqs", "512", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["feasible"] and out["running_batch"] == 512 * 1          # tp8: one replica, max_num_seqs binds
+    assert main(argv[:-3] + ["--regime", "queue"]) == 2
+    assert "regime" in capsys.readouterr().err
+
+
+def test_serving_public_set_is_expressed_and_scored():
+    from jaxstack.validation import serving_public as sp
+
+    cov = sp.coverage()
+    assert cov["records"] == 75 and cov["expressed"] == 48
+    assert sum(cov["not_expressed"].values()) == 27
+    rows = sp.cases()
+    assert {r["split"] for r in rows} == {"calibration", "holdout"}
+    assert all(r["design"]["serving"]["regime"] == "offline" for r in rows)
+
+
+def test_search_refuses_offline_spaces_and_sweep_takes_them():
+    from jaxstack import io
+    from jaxstack.search import search
+    from jaxstack.space import space_from_dict
+
+    base = {"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-8b",
+            "request": {"batch": 1, "input_len": 128, "output_len": 128}, "mapping": {"tp": 8}}
+    sp = space_from_dict({"version": 1, "base": base, "axes": {"serving.regime": {"choices": ["static", "offline"]}}})
+    assert sp.size == 2 and [r[0] for r in sp.axes[0].display] == ["static", "offline"]
+    with pytest.raises(io.ConfigError, match="serving.regime"):
+        search(sp, top_k=1)
