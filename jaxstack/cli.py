@@ -17,7 +17,8 @@ def _add_sweep(sub):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxstack", description=__doc__,
-                                epilog="--debug (anywhere): show the Python traceback of an internal error")
+                                epilog="--debug (anywhere): show the Python traceback of an internal error; "
+                                "--calibration FILE (anywhere): apply a `jaxstack calibrate` file to every design")
     sub = p.add_subparsers(dest="command", required=True)
     from . import eval_cli
 
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import optimize_cli
 
     optimize_cli.add_parser(sub)
+    from . import validate_cli
+
+    validate_cli.add_calibrate_parser(sub)
     return p
 
 
@@ -57,9 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("JAXSTACK_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
+    calibration = None
+    if "--calibration" in argv:                      # global: applies to every design of any command
+        i = argv.index("--calibration")
+        if i + 1 >= len(argv):
+            print("jaxstack: error: --calibration needs a FILE (written by `jaxstack calibrate`)", file=sys.stderr)
+            return EXIT_INPUT
+        calibration = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
     args = build_parser().parse_args(argv)
     cache.enable()
     try:
+        from .io import use_calibration
+
+        use_calibration(calibration)            # None: no user calibration for this command
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"jaxstack: error: {e}", file=sys.stderr)

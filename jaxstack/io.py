@@ -455,6 +455,35 @@ def load_calibration(kind: str, name: str) -> dict:
     return fitted
 
 
+_USER_CALIBRATION: list = []      # (path, fitted {dotted path: value}, applies_to or None)
+
+
+def load_user_calibration(path) -> tuple:
+    """A ``jaxstack calibrate`` file: (path, fitted constants, hardware presets it applies to
+    or None for all); every key resolved and every value checked against its domain."""
+    where = str(path)
+    data = load_yaml(path)
+    allowed = {"source", "data", "split", "error", "fitted", "applies_to"}
+    for key in data:
+        if key not in allowed:
+            raise _err(where, str(key), f"unknown key; allowed: {', '.join(sorted(allowed))}")
+    fitted = data.get("fitted")
+    if not isinstance(fitted, dict) or not fitted:
+        raise _err(where, "fitted", "required: a mapping of dotted leaf paths to values")
+    for key, value in fitted.items():
+        convert_value(str(key), value, where)
+    scope = data.get("applies_to")
+    if scope is not None and (not isinstance(scope, list) or not all(isinstance(x, str) for x in scope)):
+        raise _err(where, "applies_to", "expected a list of hardware preset names")
+    return where, fitted, scope
+
+
+def use_calibration(path) -> None:
+    """Apply a user calibration file to every design built from now on (``--calibration``);
+    None clears it."""
+    _USER_CALIBRATION[:] = [] if path is None else [load_user_calibration(path)]
+
+
 def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = True) -> Design:
     """Design from {hardware, fabric, model, request, mapping, overrides} (presets by name).
 
@@ -489,6 +518,10 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
             for path, value in load_calibration(kind, str(data[kind])).items():
                 names, v = convert_value(str(path), value, str(CALIBRATION_DIR / kind / f"{data[kind]}.yaml"))
                 d = set_path(d, names, v)
+        for cal_where, fitted, scope in _USER_CALIBRATION:
+            if scope is None or data["hardware"] in scope:
+                for path, value in fitted.items():
+                    d = set_path(d, *convert_value(str(path), value, cal_where))
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise _err(where, "overrides", "must be a mapping of dotted paths to numbers")

@@ -19,8 +19,52 @@ def add_parser(sub):
     p.add_argument("--fit", action="store_true", help="re-fit the global calibration constants first")
     p.add_argument("--uncalibrated", action="store_true", help="ignore fitted constants (raw presets)")
     p.add_argument("--record", action="store_true", help="store the errors as the regression baseline")
+    p.add_argument("--data", action="append", metavar="FILE",
+                   help="your own measurements (CSV or YAML; columns in jaxstack/userdata.py and the README): "
+                   "scored like the shipped sets (only these unless --set is given too)")
     p.set_defaults(func=run)
     return p
+
+
+def add_calibrate_parser(sub):
+    p = sub.add_parser("calibrate", help="fit global constants on your own measurements",
+                       description="Fit the software-stack and kernel constants (per-kernel overhead, per-collective "
+                       "overhead, attention bandwidth efficiency) on the calibration rows of a measurement file and "
+                       "write them to a YAML file; apply it with --calibration FILE in any command.")
+    p.add_argument("--data", required=True, metavar="FILE", help="measurements (CSV or YAML) with a split column")
+    p.add_argument("--out", required=True, metavar="FILE", help="calibration YAML to write")
+    p.add_argument("--param", action="append", metavar="PATH:LO:HI",
+                   help="a constant to fit with its range in the path's unit, e.g. chip.op_overhead_us:0.5:20 "
+                   "(default: the three of userdata.DEFAULT_PARAMS)")
+    p.set_defaults(func=run_calibrate)
+    return p
+
+
+def run_calibrate(args) -> int:
+    from . import userdata
+
+    params = userdata.DEFAULT_PARAMS
+    if args.param:
+        params = []
+        for item in args.param:
+            parts = item.split(":")
+            try:
+                path, lo, hi = parts[0], float(parts[1]), float(parts[2])
+            except (IndexError, ValueError):
+                raise io.ConfigError(f"--param '{item}': expected PATH:LO:HI, e.g. chip.op_overhead_us:0.5:20") \
+                    from None
+            io.convert_value(path, lo, "--param")
+            io.convert_value(path, hi, "--param")
+            if not 0 < lo < hi:
+                raise io.ConfigError(f"--param '{item}': allowed: 0 < LO < HI (the grid is in log space)")
+            params.append((path, lo, hi))
+    doc = userdata.calibrate(args.data, args.out, tuple(params))
+    print(f"fitted on {doc['split']['calibration']} calibration rows ({doc['split']['holdout']} held out): "
+          f"MAPE {doc['error']['calibration_mape_pct']:.2f} %")
+    for k, v in doc["fitted"].items():
+        print(f"  {k:40s} {v:g}")
+    print(f"wrote {args.out}; apply it with: jaxstack validate --data {args.data} --calibration {args.out}")
+    return 0
 
 
 def _pct(e, key):
@@ -32,14 +76,22 @@ def run(args) -> int:
     if (args.fit or args.record) and not io.in_source_checkout():
         raise io.ConfigError(f"--{'fit' if args.fit else 'record'}: rewrites the calibration / baseline shipped "
                              "inside the package; allowed only in a source checkout (git clone + pip install -e)")
-    names = args.set or list(SET_MODULES)
+    names = args.set or ([] if args.data else list(SET_MODULES))
+    if args.data and (args.fit or args.record):
+        raise io.ConfigError("--data: not with --fit / --record (those refit the shipped sets); use "
+                             "`jaxstack calibrate --data FILE --out my-calibration.yaml`")
     if args.fit:
         for name in names:
             if name in validate.FITS:
                 res = validate.fit(name)
                 print(f"fitted {name}: {res['fitted']} (calibration MAPE {res['calibration_mape_pct']:.2f} %)",
                       file=sys.stderr)
-    rows = validate.run_sets(names, calibrated=not args.uncalibrated)
+    rows = validate.run_sets(names, calibrated=not args.uncalibrated) if names else []
+    if args.data:
+        from . import userdata
+
+        for f in args.data:
+            rows += userdata.evaluate_rows(userdata.load(f), calibrated=not args.uncalibrated)
     summary = validate.summarize(rows)
     files = validate.write_outputs(rows, summary, args.out)
     if args.record:
