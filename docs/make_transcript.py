@@ -23,9 +23,9 @@ COMMANDS = [  # (command, what the reader should look at)
      "Columns shared by every row are printed once above the table (`all rows:`); the Pareto front trades "
      "system throughput against per-user speed."),
     (EVAL, "One design point: every metric with its unit, then the per-op breakdown of one decode stage."),
-    (EVAL.replace("--tp 8", "--tp 4"),
+    (EVAL.replace("llama-3-70b --tp 8", "llama-3.1-405b --tp 4"),
      "A legal but impossible combination is an infeasible point (exit 0): the reason comes first, with what "
-     "to change."),
+     "to change (here the BF16 weights of 405B do not fit 4 of the box's 8 GPUs)."),
     (EVAL.replace("--tp 8", "--tp -1"), "An impossible value is an input error: one line, exit code 2."),
     ("jaxstack sweep spaces/hbm-whatif.yaml --sample 20000 --seed 0 --top-k 5",
      "A quick look at a bigger space: 20,000 points spread over all of it (not its first 20,000)."),

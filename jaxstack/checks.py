@@ -96,10 +96,9 @@ def explain(d: Design, m) -> str:
         return "feasible"
     if r == Reason.device_count:
         n = _chips(d)
-        fix = (f"add --dp {n // world}" if n % world == 0 else "change the degrees so their product is "
-               f"{n}") + f" or use a {world}-chip fabric (e.g. --set fabric.l1.size={world} "
-        fix += f"--set fabric.l1.dim_x={world})"
-        return f"tp x ep x sp x cp x dp x pp = {world} but the fabric has {n} chips: {fix}"
+        fix = (f"use degrees whose product is at most {n}, or a fabric of {world} chips or more (e.g. --set "
+               f"fabric.l1.size={world} --set fabric.l1.dim_x={world})")
+        return f"tp x ep x sp x cp x dp x pp = {world} chips but the fabric has only {n}: {fix}"
     if r == Reason.divisibility:
         heads, tpsp = _v(w.num_attention_heads), deg["tp"] * deg["sp"]
         if heads % tpsp:

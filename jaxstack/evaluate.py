@@ -31,8 +31,8 @@ from .metrics import Metrics, Reason
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import plans, stage_time, stage_times
 
-__all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "memory_use",
-           "memory_parts"]
+__all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "world_size",
+           "memory_use", "memory_parts"]
 
 KV_POINTS = 4  # decode KV lengths sampled evenly from input to input+output (DeepStack §2.5)
 HOT_OFFSET_K = 50.0  # the cool / hot decode steps are costed 50 K below / above the refresh threshold
@@ -49,8 +49,16 @@ _Step = NamedTuple("_Step", [(k, jnp.ndarray) for k in _ENERGY + ("attention", "
 
 
 def devices(d: Design):
+    """Chips in the fabric."""
     f = d.fabric
     return f.l1.size * f.l2.size * f.l3.size
+
+
+def world_size(d: Design):
+    """Chips the mapping uses: tp ep sp cp dp pp, at most ``devices``; the rest of the fabric
+    idles (a TP4 group inside an 8-GPU box), placed from the innermost level outwards."""
+    m = d.mapping
+    return m.tp * m.ep * m.sp * m.cp * m.dp * m.pp
 
 
 def memory_parts(d: Design, s):
@@ -86,8 +94,7 @@ def memory_use(d: Design, s):
 
 def _reason(d: Design, s, mem_total, temp):
     w, m, r = d.model, d.mapping, d.request
-    world = m.tp * m.ep * m.sp * m.cp * m.dp * m.pp
-    bad_devices = jnp.abs(world - devices(d)) > 0.5
+    bad_devices = world_size(d) > devices(d) + 0.5       # a sub-group of the fabric is fine (part of a box)
     nh = w.num_attention_heads
     E = w.n_routed_experts
     heads_ok = jnp.mod(nh, m.tp * m.sp) == 0
@@ -127,7 +134,7 @@ def evaluate(d: Design) -> Metrics:
     batch = serving.running_batch(d, s, weights, act, kv_token)      # = request.batch unless offline
     d = dataclasses.replace(d, request=dataclasses.replace(d.request, batch=batch))
     r = d.request
-    n_dev = devices(d)
+    n_dev = world_size(d)                     # chips in use (energy per token counts only these)
 
     # six stage variants share three linear variants (prefill; decode with cool and with hot
     # DRAM): prefill of one micro-batch of prompts (causal attention sees (S + 1) / 2 keys on

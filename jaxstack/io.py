@@ -330,61 +330,11 @@ def load_preset(kind: str, name: str) -> dict:
     return out
 
 
-_HF_KEYS = {  # jaxstack field -> candidate HF keys, first found wins
-    "hidden_size": ["hidden_size"], "num_hidden_layers": ["num_hidden_layers"],
-    "num_attention_heads": ["num_attention_heads"],
-    "num_key_value_heads": ["num_key_value_heads", "num_attention_heads"],
-    "intermediate_size": ["intermediate_size"], "vocab_size": ["vocab_size"],
-    "n_routed_experts": ["n_routed_experts", "num_local_experts", "num_experts"],
-    "num_experts_per_tok": ["num_experts_per_tok"], "n_shared_experts": ["n_shared_experts"],
-    "moe_intermediate_size": ["moe_intermediate_size", "intermediate_size"],
-    "first_k_dense_replace": ["first_k_dense_replace"], "q_lora_rank": ["q_lora_rank"],
-    "kv_lora_rank": ["kv_lora_rank"], "qk_rope_head_dim": ["qk_rope_head_dim"],
-    "qk_nope_head_dim": ["qk_nope_head_dim"], "v_head_dim": ["v_head_dim"],
-    "tie_word_embeddings": ["tie_word_embeddings"],
-}
-
-
 def load_hf_config(path) -> Model:
-    """Build a Model from a Hugging Face ``config.json`` (missing MoE/MLA fields = 0)."""
-    path = Path(path)
-    text = read_text(path, "Hugging Face config")
-    try:
-        cfg = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ConfigError(f"{path}: cannot read Hugging Face config: {str(e)[:120]}") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: a Hugging Face config must be a JSON object, got {type(cfg).__name__}")
-    if "hidden_size" not in cfg and isinstance(cfg.get("text_config"), dict):
-        cfg = {**cfg["text_config"], **{k: v for k, v in cfg.items() if k == "quantization_config"}}
-    for req in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
-        if cfg.get(req) is None:
-            raise ConfigError(f"{path}: key '{req}': required in a Hugging Face config")
-    where = str(path)
-    vals: dict[str, float] = {}
-    for field, keys in _HF_KEYS.items():
-        key = next((k for k in keys if cfg.get(k) is not None), None)
-        v = 0 if key is None else cfg[key]
-        if field == "tie_word_embeddings" and isinstance(v, bool):
-            v = int(v)
-        vals[field] = check_domain(Model, field, _number(v, where, key or field, "model", field), where,
-                                   key or field, v)
-    if cfg.get("head_dim"):
-        vals["head_dim"] = check_domain(Model, "head_dim", _number(cfg["head_dim"], where, "head_dim", "model",
-                                                                   "head_dim"), where, "head_dim", cfg["head_dim"])
-    elif vals["kv_lora_rank"] > 0:  # MLA: HF's "head_dim" is the query-key width
-        vals["head_dim"] = vals["qk_nope_head_dim"] + vals["qk_rope_head_dim"]
-    else:
-        vals["head_dim"] = float(vals["hidden_size"] // vals["num_attention_heads"])
-    if vals["n_routed_experts"] == 0:
-        vals["num_experts_per_tok"] = vals["n_shared_experts"] = vals["moe_intermediate_size"] = 0.0
-    if not cfg.get("first_k_dense_replace") and vals["n_routed_experts"] > 0:
-        vals["first_k_dense_replace"] = float(len(cfg.get("mlp_only_layers") or []))
-    dtype = str(cfg.get("torch_dtype", "bfloat16"))
-    wb = 1.0 if "quantization_config" in cfg and "fp8" in str(cfg["quantization_config"]).lower() else (
-        4.0 if dtype == "float32" else 2.0)
-    vals.update({**MODEL_DEFAULTS, "weight_bytes": wb})
-    return Model(**vals)
+    """A Model from a Hugging Face ``config.json`` (``hf.py``)."""
+    from .hf import load_hf_config as _load
+
+    return _load(path)
 
 
 # ---------------------------------------------------------------- dotted paths

@@ -639,10 +639,10 @@ def structural_check(space: Space, where: str | None = None) -> None:
     (no mapping's world size equals any fabric's device count), said at load time instead of
     after a sweep that finds nothing."""
     chips, worlds = _products(space, _SIZES), _products(space, _DEGREES)
-    if chips is None or worlds is None or chips & worlds:
+    if chips is None or worlds is None or min(worlds) <= max(chips):
         return
     raise io.ConfigError(
         f"{where or space.path}: every point is infeasible (device_count): tp x ep x sp x cp x dp x pp is "
         f"{', '.join(map(str, sorted(worlds)))} but the fabric has {', '.join(map(str, sorted(chips)))} chips; "
-        "allowed: mappings whose product is the chip count (e.g. mapping: {factorizations: "
-        f"{min(chips)}}})")
+        "allowed: mappings of at most the chip count (e.g. mapping: {factorizations: "
+        f"{max(chips)}}})")

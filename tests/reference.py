@@ -201,7 +201,8 @@ def reference(d):
     w, mp, r, dram, chip, th = d["model"], d["mapping"], d["request"], d["dram"], d["chip"], d["thermal"]
     tp, ep, sp, cp, dp, pp = (mp[k] for k in ("tp", "ep", "sp", "cp", "dp", "pp"))
     S, O, B = r["input_len"], r["output_len"], r["batch"]
-    n_dev = d["fabric"]["l1"]["size"] * d["fabric"]["l2"]["size"] * d["fabric"]["l3"]["size"]
+    n_fab = d["fabric"]["l1"]["size"] * d["fabric"]["l2"]["size"] * d["fabric"]["l3"]["size"]
+    n_dev = tp * ep * sp * cp * dp * pp            # chips in use: a sub-group of the fabric is allowed
     pre = model_point(d, S, 0.5 * (S + 1), decode=False)
     mb = micro_batches(mp)
     ttft = (mb + pp - 1) * pre["total"]
@@ -246,7 +247,7 @@ def reference(d):
     # feasibility, first failing check wins
     world = tp * ep * sp * cp * dp * pp
     checks = [
-        np.abs(world - n_dev) > 0.5,
+        world > n_fab + 0.5,
         ~((np.mod(w["num_attention_heads"], tp * sp) == 0)
           & np.where(moe, (np.mod(E, ep_moe) == 0) & (ep <= E), ep == 1) & (pp <= L)),
         B < dp * pp,

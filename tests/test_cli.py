@@ -31,8 +31,11 @@ def test_eval_design_file(tmp_path, capsys):
 
 
 def test_infeasible_point_reports_reason(capsys):
-    assert main(EVAL[:-8] + ["--tp", "1", "--batch", "1", "--input-len", "8", "--output-len", "8", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["reason_name"] == "device_count"
+    assert main(EVAL[:-8] + ["--tp", "16", "--batch", "1", "--input-len", "8", "--output-len", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reason_name"] == "device_count" and "at most 8" in out["explanation"]
+    assert main(EVAL[:-8] + ["--tp", "4", "--batch", "1", "--input-len", "8", "--output-len", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feasible"] is True       # TP4 inside the 8-GPU box
 
 
 def test_bad_inputs_name_key_and_allowed(capsys, tmp_path):

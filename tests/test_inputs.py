@@ -257,7 +257,7 @@ SPACE_CASES = [
     ("objective: speed", ["objective", "allowed"]),
     ("zip: [{request.input_len: [1, 2], request.output_len: [1]}]", ["zip[0]", "equal length"]),
     ("colour: blue", ["colour", "allowed"]),
-    ("mapping: {factorizations: 4}", ["every point is infeasible", "factorizations: 8"]),
+    ("mapping: {factorizations: 16}", ["every point is infeasible", "factorizations: 8"]),
 ]
 
 

@@ -284,3 +284,45 @@ def test_every_cited_document_ships_in_the_repository():
     for name in cited:
         assert (root / "docs" / "reference" / f"{name}.md").exists(), name
     assert "shared/docs" not in text
+
+
+HF_BASE = {"hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
+           "intermediate_size": 5632, "vocab_size": 151936, "hidden_act": "silu", "torch_dtype": "bfloat16"}
+
+
+def _hf(tmp_path, cfg):
+    from jaxstack import hf
+
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps(cfg))
+    hf.WARNED.clear()
+    return hf.load_hf_config(f), list(hf.WARNED)
+
+
+def test_hf_import_reads_what_changes_the_answer(tmp_path):
+    # Qwen1.5-MoE-A2.7B / Qwen2-MoE: 60 experts top-4 of width 1408 plus one shared expert of 5632 = 4 x 1408
+    m, warned = _hf(tmp_path, {**HF_BASE, "num_experts": 60, "num_experts_per_tok": 4, "moe_intermediate_size": 1408,
+                               "shared_expert_intermediate_size": 5632, "decoder_sparse_step": 1})
+    assert (m.n_routed_experts, m.num_experts_per_tok, m.n_shared_experts) == (60, 4, 4.0) and not warned
+    m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "fp8", "fmt": "e4m3"}})
+    assert m.weight_bytes == 1.0
+    m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "mxfp4"}})
+    assert m.weight_bytes == 0.5
+    m, _ = _hf(tmp_path, {**HF_BASE, "torch_dtype": "float8_e4m3fn"})
+    assert m.weight_bytes == 1.0
+    m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "compressed-tensors",
+                                                              "kv_cache_scheme": {"type": "float", "num_bits": 8}}})
+    assert m.kv_bytes == 1.0
+    m, _ = _hf(tmp_path, {"model_type": "llava", "text_config": HF_BASE, "torch_dtype": "bfloat16"})
+    assert m.hidden_size == 2048 and m.num_hidden_layers == 24
+
+
+def test_hf_import_warns_about_what_it_does_not_model(tmp_path, capsys):
+    _, warned = _hf(tmp_path, {**HF_BASE, "sliding_window": 4096})
+    assert len(warned) == 1 and "sliding_window" in warned[0]
+    _, warned = _hf(tmp_path, {**HF_BASE, "hidden_act": "gelu", "use_parallel_residual": True})
+    assert {w.split("key '")[1].split("'")[0] for w in warned} == {"hidden_act", "parallel_attn"}
+    _, warned = _hf(tmp_path, {**HF_BASE, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 1408,
+                               "decoder_sparse_step": 2})
+    assert "decoder_sparse_step" in warned[0]
+    assert "jaxstack: warning:" in capsys.readouterr().err
