@@ -123,6 +123,10 @@ def explain(d: Design, m) -> str:
     if r == Reason.thermal:
         return (f"DRAM reaches {_v(m.dram_temperature_C):.1f} C, above its limit "
                 f"{_v(d.thermal.dram_limit):g} C: fewer stacked layers, a lower clock or better cooling")
+    if r == Reason.unstable:
+        return (f"arrivals at {_v(d.serving.arrival_rate):g} requests/s outpace the engine (prefill or decode "
+                "saturates, or the running batch would exceed max_num_seqs): lower --arrival-rate (see "
+                "goodput_requests_per_s), add replicas (dp) or raise max_num_seqs")
     if r == Reason.slo:
         return "a limit of the sweep or search (power, TPOT, ...) is violated"
     return ("a metric came out NaN or infinite: the parameters together are outside the range where the model "

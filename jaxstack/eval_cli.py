@@ -27,8 +27,10 @@ def add_parser(sub):
     p.add_argument("--batch", type=int, help="concurrent requests")
     p.add_argument("--input-len", type=int, help="prompt tokens")
     p.add_argument("--output-len", type=int, help="generated tokens")
-    p.add_argument("--regime", help="serving regime: static (request.batch decodes together, default) or "
-                   "offline (max-throughput: the engine runs the largest batch its KV budget allows; serving.py)")
+    p.add_argument("--regime", help="serving regime: static (request.batch decodes together, default), "
+                   "offline (max-throughput: the engine runs the largest batch its KV budget allows) or online "
+                   "(Poisson arrivals at --arrival-rate; serving.py)")
+    p.add_argument("--arrival-rate", type=float, help="online: Poisson arrivals, requests/s for the whole system")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
     p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
@@ -72,7 +74,7 @@ def design_from_args(args):
         mapping["moe_tp_to_ep"] = args.moe_tp_to_ep
     data["mapping"] = mapping
     serving = _section(data, "serving", where)
-    for key in ("regime", "max_num_seqs", "max_num_batched_tokens"):
+    for key in ("regime", "arrival_rate", "max_num_seqs", "max_num_batched_tokens"):
         if getattr(args, key, None) is not None:
             serving[key] = getattr(args, key)
     if serving:
@@ -123,7 +125,8 @@ def run(args) -> int:
     print(f"design: hardware={name['hardware']} fabric={name['fabric']} model={name['model']}  "
           f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
           f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g} overlap={d.mapping.overlap:g}  "
-          + (f"offline (max_num_seqs={d.serving.max_num_seqs:g}, max_num_batched_tokens="
+          + (f"online ({d.serving.arrival_rate:g} requests/s) " if d.serving.regime > 1.5 else
+             f"offline (max_num_seqs={d.serving.max_num_seqs:g}, max_num_batched_tokens="
              f"{d.serving.max_num_batched_tokens:g}) " if d.serving.regime > 0.5 else f"batch={d.request.batch:g} ")
           + f"in={d.request.input_len:g} out={d.request.output_len:g}")
     if out["feasible"]:
@@ -131,7 +134,8 @@ def run(args) -> int:
     else:
         print(f"feasible: False  (reason: {out['reason_name']}): {out['explanation']}")
     groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s",
-                           "scaled_decode_tokens_per_s", "user_tokens_per_s", "running_batch", "requests_per_s"]),
+                           "scaled_decode_tokens_per_s", "user_tokens_per_s", "running_batch", "requests_per_s",
+                           "ttft_p99_s", "tpot_p99_s", "goodput_requests_per_s"]),
               ("decode step breakdown (one stage)", ["t_attention_s", "t_ffn_s", "t_moe_s", "t_other_s",
                                                      "t_comm_s", "t_comm_exposed_s", "bubble_fraction"]),
               ("memory per chip", ["weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes"]),

@@ -173,29 +173,40 @@ def evaluate(d: Design) -> Metrics:
     f_clk = power.frequency_scale(d.chip, st.power)
     tpot_scaled = power.scaled_time(tpot, f_clk)
     p_chip = power.throttled_power(st.power, f_clk)
-    # offline (serving.py): every step also carries its share of prefill chunks
+    # offline and online (serving.py): steps carry prefill chunks; online adds Poisson queueing
+    b_rep = r.batch / s.dp_attn
+    tau_w = jnp.minimum(factor * weights / memory.dram_bandwidth(d.dram), tpot)   # weight-streaming floor
+    t_p = s.mb * pre.total / b_rep                                                  # one prompt's prefill
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre.total)
-    stretch = jnp.where(offline, tpot_off / tpot, 1.0)
-    tpot, tpot_scaled = tpot * stretch, tpot_scaled * stretch
-    ttft = jnp.where(offline, ttft_off, ttft)
-    prefill_tps = jnp.where(offline, r.batch * r.input_len / (tpot * r.output_len), prefill_tps)
-    decode_tps = r.batch / tpot
-    e_token = n_dev * p_chip * tpot_scaled / r.batch
+    n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable = serving.online(
+        d, s, d.serving.arrival_rate, b_rep, tpot, tau_w, t_p)
+    good = serving.goodput(d, s, b_rep, tpot, tau_w, t_p)
+    online = serving.is_online(d)
+    new_tpot = jnp.where(online, tpot_on, jnp.where(offline, tpot_off, tpot))
+    tpot_scaled = tpot_scaled * new_tpot / tpot
+    ttft = jnp.where(online, ttft_on, jnp.where(offline, ttft_off, ttft))
+    running = jnp.where(online, n_on * s.dp_attn, r.batch)
+    tpot = new_tpot
+    decode_tps = jnp.where(online, d.serving.arrival_rate * r.output_len, running / tpot)
+    prefill_tps = jnp.where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
+    e_token = n_dev * p_chip * tpot_scaled / running
 
     kv = relax.cdiv(r.batch, s.dp_attn) * serving.kv_tokens_per_request(d) * kv_token
     mem_total = weights + kv + act
     reason = _reason(d, s, mem_total, st.t_dram)
+    reason = jnp.where(online & ~stable & (reason == Reason.ok), jnp.int32(Reason.unstable), reason)
     return _finite(
         reason, ttft_s=ttft, tpot_s=tpot,
         prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
-        scaled_decode_tokens_per_s=r.batch / tpot_scaled,
+        scaled_decode_tokens_per_s=running / tpot_scaled,
         energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=st.t_junction,
         dram_temperature_C=st.t_dram, refresh_hot_fraction=st.hot, prefill_power_W=pre_st.power,
         frequency_scale=f_clk, weight_bytes=weights, kv_bytes=kv,
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
         t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=jnp.maximum(mean.exposed, 0.0),
-        bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=r.batch,
-        requests_per_s=decode_tps / r.output_len,
+        bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=running,
+        requests_per_s=decode_tps / r.output_len, ttft_p99_s=jnp.where(online, ttft99_on, ttft),
+        tpot_p99_s=jnp.where(online, tpot99_on, tpot), goodput_requests_per_s=good,
     )
 
 

@@ -23,6 +23,7 @@ class Reason(IntEnum):
     slo = 6               # a sweep/search limit (power, TPOT, ...) is violated
     numerical = 7         # a metric came out NaN/inf: parameters outside the model's range together
     #                       (e.g. DRAM refresh that takes all the time once the DRAM is hot)
+    unstable = 8          # online: arrivals outpace the engine (the queue grows without bound)
 
 
 @pytree
@@ -57,6 +58,10 @@ class Metrics:
     running_batch: float = leaf("1", "requests decoding together in the whole system (static: request.batch; "
                                 "offline: the steady-state batch the KV budget and engine limits allow)")
     requests_per_s: float = leaf("1", "completed requests per second (decode tokens/s / output_len)")
+    ttft_p99_s: float = leaf("s", "99th-percentile TTFT (online; = ttft_s in the other regimes)")
+    tpot_p99_s: float = leaf("s", "99th-percentile TPOT (online; = tpot_s in the other regimes)")
+    goodput_requests_per_s: float = leaf("1", "largest Poisson arrival rate whose p99 TTFT and TPOT meet "
+                                         "serving.ttft_slo / tpot_slo (serving.py; 0 if none)")
 
 
 METRIC_UNITS = {
@@ -67,11 +72,13 @@ METRIC_UNITS = {
     "kv_bytes": "B", "activation_bytes": "B", "memory_bytes": "B", "t_attention_s": "s",
     "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s",
     "bubble_fraction": "", "running_batch": "req", "requests_per_s": "req/s",
+    "ttft_p99_s": "s", "tpot_p99_s": "s", "goodput_requests_per_s": "req/s",
 }
 
 HIGHER_IS_BETTER = {
     "prefill_tokens_per_s": True, "decode_tokens_per_s": True, "scaled_decode_tokens_per_s": True,
     "user_tokens_per_s": True, "tokens_per_J": True, "ttft_s": False, "tpot_s": False, "energy_per_token_J": False,
     "power_W": False, "temperature_C": False, "dram_temperature_C": False, "prefill_power_W": False,
-    "memory_bytes": False, "requests_per_s": True,
+    "memory_bytes": False, "requests_per_s": True, "goodput_requests_per_s": True, "ttft_p99_s": False,
+    "tpot_p99_s": False,
 }

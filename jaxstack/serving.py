@@ -32,18 +32,58 @@ the prefill tokens sharing the decode step's weight reads: slightly pessimistic 
 batches, exact when prefill is compute-bound). With ``max_num_seqs`` equal to a static
 batch per replica and ``pp = 1``, offline throughput equals the static run's end-to-end
 rate ``batch x O / (TTFT + O x TPOT)`` (``tests/test_serving.py``).
+
+``online`` (``serving.regime = 2``): Poisson arrivals at ``arrival_rate`` lambda requests/s
+(MLPerf Server, vLLM ``--request-rate``), served by the same engine. A closed-form
+queueing approximation, chosen over a simulated scheduler (``lax.scan`` over thousands of
+engine steps) because it is exact in its limits, differentiable and costs a few scalar
+operations per design inside ``jit(vmap(...))``:
+
+* the decode step is affine in the running batch n per replica: tau(n) = tau_w + k n,
+  anchored at the model's step at the engine's full batch B (``offline``'s running batch):
+  tau(B) = the static decode step, tau_w = the weight-streaming floor (weights per chip /
+  DRAM bandwidth per step, x the pipeline factor), k = (tau(B) - tau_w) / B;
+* prefill is a single server with deterministic service t_p (one prompt, pipeline
+  throughput) and Poisson arrivals at lambda_r = lambda / (dp ep) per replica: M/D/1, load
+  rho = lambda_r t_p, mean wait W_q = rho t_p / (2 (1 - rho)); decode steps run in the
+  remaining 1 - rho of the time: TPOT = tau(n) / (1 - rho);
+* TTFT = t_p + W_q + tau(n) (the first token leaves with the next decode step);
+* the running batch follows from Little's law, n = lambda_r (TTFT + O TPOT), linear in n
+  for an affine tau: n = lambda_r (t_p + W_q + c tau_w) / (1 - lambda_r c k), c = 1 + O / (1 - rho);
+* stable iff rho < 1, lambda_r c k < 1 and n <= max_num_seqs; otherwise ``Reason.unstable``;
+* p99: the number in the system is Poisson (requests are served in parallel, M/G/inf up to
+  the cap), n_99 = n + 2.326 sqrt(n): TPOT_99 = tau(n_99) / (1 - rho); the waiting time's
+  tail as in M/M/1 with the M/D/1 mean: W_99 = max(0, ln(100 rho)) W_q / rho, TTFT_99 =
+  t_p + W_99 + tau(n_99).
+
+``goodput_requests_per_s`` (every regime): the largest lambda whose p99 TTFT and TPOT meet
+``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of the formulas above).
+Not modelled: bursts beyond Poisson, prompt/output length spread, preemption, prefix
+caching.
 """
 
+import jax
 import jax.numpy as jnp
 
 from . import memory
 from .design import Design
 
-__all__ = ["is_offline", "kv_tokens_per_request", "running_batch", "offline_times"]
+__all__ = ["is_offline", "is_online", "kv_tokens_per_request", "running_batch", "offline_times", "md1_wait",
+           "online", "goodput", "Z99"]
+
+Z99 = 2.326                 # standard normal 99th percentile
+_TINY = 1e-30
+_SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
+GOODPUT_HALVINGS = 40
 
 
 def is_offline(d: Design):
+    """Offline or online: the engine's running batch comes from its KV budget and limits."""
     return d.serving.regime > 0.5
+
+
+def is_online(d: Design):
+    return d.serving.regime > 1.5
 
 
 def kv_tokens_per_request(d: Design):
@@ -72,3 +112,49 @@ def offline_times(d: Design, s, batch, tpot, t_pre):
     step = tpot + t_pre / o
     b_rep = batch / s.dp_attn
     return step, jnp.maximum(1.0, o / b_rep) * step
+
+
+def md1_wait(lam, t):
+    """Mean wait in queue of M/D/1 (Poisson arrivals lam, deterministic service t): rho t / (2 (1 - rho))."""
+    rho = lam * t
+    return rho * t / (2.0 * jnp.maximum(1.0 - rho, _TINY))
+
+
+def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
+    """Online steady state at arrival rate ``lam`` (module docstring): (n per replica, TTFT,
+    TPOT, TTFT_99, TPOT_99, stable)."""
+    o, cap = d.request.output_len, d.serving.max_num_seqs
+    lam_r = lam / s.dp_attn
+    rho = lam_r * t_p
+    free = jnp.maximum(1.0 - rho, _SATURATED)        # values stay finite past saturation; ``stable`` says so
+    k = jnp.maximum(tau_b - tau_w, 0.0) / b_rep
+    wq = rho * t_p / (2.0 * free)                    # md1_wait
+    c = 1.0 + o / free
+    den = 1.0 - lam_r * c * k
+    n_free = lam_r * (t_p + wq + c * tau_w) / jnp.where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
+    stable = (rho < 1.0) & (den > 0.0) & (n_free <= cap)
+    n = jnp.where(den > 0.0, jnp.minimum(n_free, cap), cap)   # an unstable engine runs at its cap
+    tau_n = tau_w + k * n
+    n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
+    tau99 = tau_w + k * n99
+    w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho, _TINY)), 0.0) * wq / jnp.maximum(rho, _TINY)
+    return n, t_p + wq + tau_n, tau_n / free, t_p + w99 + tau99, tau99 / free, stable
+
+
+def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p):
+    """Largest arrival rate (requests/s) whose p99 TTFT / TPOT meet the design's SLOs (0 if none)."""
+    sv = d.serving
+
+    def ok(lam):
+        _, _, _, ttft99, tpot99, stable = online(d, s, lam, b_rep, tau_b, tau_w, t_p)
+        return stable & (ttft99 <= sv.ttft_slo) & (tpot99 <= sv.tpot_slo)
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        good = ok(mid)
+        return jnp.where(good, mid, lo), jnp.where(good, hi, mid)
+
+    hi = s.dp_attn / jnp.maximum(t_p, _TINY)            # prefill saturates here (rho = 1)
+    lo, _ = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, (jnp.zeros_like(hi), hi))
+    return lo                                           # lo only ever moves to a rate that met both limits

@@ -10,7 +10,7 @@ from ._tree import leaf, pytree
 
 __all__ = ["Model", "Request", "Serving", "REGIMES"]
 
-REGIMES = {"static": 0, "offline": 1}   # serving.regime codes (serving.py)
+REGIMES = {"static": 0, "offline": 1, "online": 2}   # serving.regime codes (serving.py)
 
 
 @pytree
@@ -52,9 +52,15 @@ class Serving:
 
     regime: float = leaf("enum", "0 static: request.batch requests decode together; 1 offline max-throughput: "
                          "all requests queued, the engine runs the largest batch its KV budget and limits allow, "
-                         "prefill chunks mixed into decode steps", default=0.0, domain="{0,1}")
+                         "prefill chunks mixed into decode steps; 2 online: Poisson arrivals at arrival_rate",
+                         default=0.0, domain="{0,1,2}")
     max_num_seqs: float = leaf("1", "offline: running requests per engine replica (vLLM max_num_seqs, "
                                "TensorRT-LLM max_batch_size)", default=2048.0, domain="int>=1")
     max_num_batched_tokens: float = leaf("1", "offline: tokens per engine step per replica, decode tokens plus "
                                          "the prefill chunk (vLLM max_num_batched_tokens, TensorRT-LLM "
                                          "max_num_tokens)", default=8192.0, domain="int>=1")
+    arrival_rate: float = leaf("1", "online: Poisson arrival rate of requests for the whole system (requests/s)",
+                               default=1.0, domain=">0")
+    ttft_slo: float = leaf("s", "p99 TTFT limit of the goodput metric (largest arrival rate meeting both limits)",
+                           default=2.0, domain=">0")
+    tpot_slo: float = leaf("s", "p99 TPOT limit of the goodput metric", default=0.05, domain=">0")

@@ -267,6 +267,7 @@ def reference(d):
         t_attention_s=mean["attention"], t_ffn_s=mean["ffn"], t_moe_s=mean["moe"], t_other_s=mean["other"],
         t_comm_s=mean["comm"], t_comm_exposed_s=mean["exposed"], bubble_fraction=np.maximum(0.0, 1 - mb / pp),
         running_batch=B * np.ones_like(tpot), requests_per_s=B / tpot / O,     # static regime
+        ttft_p99_s=ttft, tpot_p99_s=tpot,       # static: no spread (goodput is the serving layer's, not here)
     )
 
 

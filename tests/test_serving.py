@@ -119,3 +119,55 @@ def test_search_refuses_offline_spaces_and_sweep_takes_them():
     assert sp.size == 2 and [r[0] for r in sp.axes[0].display] == ["static", "offline"]
     with pytest.raises(io.ConfigError, match="serving.regime"):
         search(sp, top_k=1)
+
+
+def _online(d, lam, **kw):
+    return dataclasses.replace(d, serving=dataclasses.replace(d.serving, regime=np.float32(2.0),
+                                                              arrival_rate=np.float32(lam), **kw))
+
+
+def test_md1_wait_hand_worked():
+    from jaxstack.serving import md1_wait
+
+    # Poisson arrivals 0.5/s, 1 s deterministic service: rho = 0.5, W_q = rho t / (2 (1 - rho)) = 0.5 s
+    assert float(md1_wait(0.5, 1.0)) == pytest.approx(0.5)
+    assert float(md1_wait(0.9, 1.0)) == pytest.approx(4.5)          # 0.9 / 0.2
+    assert float(md1_wait(2.0, 0.25)) == pytest.approx(0.125)       # rho 0.5: 0.5 x 0.25 / 1
+
+
+@pytest.fixture(scope="module")
+def sweep_rate(ev):
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=64, inp=1024, out=256, tp=8)
+    rates = np.array([0.25, 1, 2, 4, 6, 8, 10, 12, 14, 60], np.float32)
+    return d, rates, ev(_stack([_online(d, r) for r in rates]))
+
+
+def test_online_obeys_littles_law(sweep_rate):
+    d, rates, m = sweep_rate
+    ok = np.asarray(m.feasible)
+    assert ok[:-1].all() and int(np.asarray(m.reason)[-1]) == 8          # 60 req/s: unstable
+    n, lam = np.asarray(m.running_batch, np.float64), np.asarray(m.requests_per_s, np.float64)
+    t = np.asarray(m.ttft_s, np.float64) + float(d.request.output_len) * np.asarray(m.tpot_s, np.float64)
+    np.testing.assert_allclose(n[ok], (lam * t)[ok], rtol=1e-4)            # N = lambda x time in system
+    np.testing.assert_allclose(lam[ok], rates[ok], rtol=1e-6)
+
+
+def test_higher_load_never_lowers_latency(sweep_rate):
+    _, _, m = sweep_rate
+    ok = np.asarray(m.feasible)
+    for name in ("ttft_s", "tpot_s", "ttft_p99_s", "tpot_p99_s", "running_batch"):
+        x = np.asarray(getattr(m, name))[ok]
+        assert (np.diff(x) >= -1e-9 * np.abs(x[1:])).all(), name
+    assert (np.asarray(m.ttft_p99_s) >= np.asarray(m.ttft_s))[ok].all()
+    assert (np.asarray(m.tpot_p99_s) >= np.asarray(m.tpot_s))[ok].all()
+
+
+def test_goodput_is_the_largest_rate_meeting_the_slos(ev):
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=64, inp=1024, out=256, tp=8)
+    slo = {"ttft_slo": np.float32(0.5), "tpot_slo": np.float32(0.03)}
+    g = float(ev(_stack([_online(d, 1.0, **slo)])).goodput_requests_per_s[0])
+    assert g > 0
+    m = ev(_stack([_online(d, g * 0.999, **slo), _online(d, g * 1.01, **slo)]))
+    below_ok = bool(m.feasible[0]) and float(m.ttft_p99_s[0]) <= 0.5 and float(m.tpot_p99_s[0]) <= 0.03
+    above_bad = (not bool(m.feasible[1])) or float(m.ttft_p99_s[1]) > 0.5 or float(m.tpot_p99_s[1]) > 0.03
+    assert below_ok and above_bad

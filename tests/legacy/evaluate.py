@@ -145,6 +145,7 @@ def evaluate(d: Design) -> Metrics:
         t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=mean.exposed,
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp),
         running_batch=r.batch, requests_per_s=decode_tps / r.output_len,   # fields added after this core (static)
+        ttft_p99_s=ttft, tpot_p99_s=tpot, goodput_requests_per_s=jnp.zeros_like(tpot),
     )
 
 
