@@ -154,6 +154,7 @@ def grid_fit(base, meas, metrics, params, points: int = 16, rounds: int = 3):
     resolved = [io.resolve_path(p) for p, *_ in params]
     paths, factors = [r[0] for r in resolved], np.array([r[2] for r in resolved])
     lo, hi = np.log([p[1] for p in params]), np.log([p[2] for p in params])
+    lo0, hi0 = lo.copy(), hi.copy()
     f = jax.jit(jax.vmap(jax.vmap(evaluate)))
     names = sorted(set(metrics))
     pick = np.array([names.index(m) for m in metrics])
@@ -174,7 +175,8 @@ def grid_fit(base, meas, metrics, params, points: int = 16, rounds: int = 3):
         i = int(np.argmin(mape))
         best = (np.exp(grid[i]), float(mape[i]))
         step = (hi - lo) / (points - 1)
-        lo, hi = np.log(best[0]) - 2 * step, np.log(best[0]) + 2 * step
+        lo = np.maximum(np.log(best[0]) - 2 * step, lo0)         # refine, never outside the given range
+        hi = np.minimum(np.log(best[0]) + 2 * step, hi0)
     return best
 
 

@@ -22,7 +22,7 @@ import yaml
 from . import io
 from .validation import SET_MODULES, load_set
 
-__all__ = ["run_sets", "summarize", "fit", "FITS", "RECORDED", "write_outputs"]
+__all__ = ["run_sets", "summarize", "fit", "FITS", "RECORDED", "write_outputs", "leave_one_out"]
 
 RECORDED = Path(__file__).parent / "validation" / "recorded.json"
 
@@ -174,3 +174,44 @@ def write_outputs(rows, summary, out_dir) -> list[str]:
     plt.close(fig)
     written.append(str(out / "validation.png"))
     return written
+
+
+# ---------------------------------------------------------------- transfer to unmeasured hardware
+def leave_one_out(name: str = "serving-public", params=None, points: int = 16, rounds: int = 3) -> list[dict]:
+    """Leave-one-GPU-out: for each GPU of set ``name`` (the first word of a row's panel), fit
+    the global constants ``params`` (default ``userdata.DEFAULT_PARAMS``) on the other GPUs'
+    calibration rows, starting from raw presets (no shipped calibration), then score every
+    row of the left-out GPU. The error on hardware nobody measured: what a user should
+    expect from a preset without data, and from a 3D-stacked chip that does not exist yet.
+    Also reports the raw presets (no fit at all) on the same rows."""
+    from . import userdata
+
+    mod = load_set(name)
+    rows = mod.cases()
+    params = params or userdata.DEFAULT_PARAMS
+    gpus = sorted({r["panel"].split()[0] for r in rows})
+    raw = {r["case"]: r["predicted"] for r in mod.run(calibration=False)}
+    out = []
+    for g in gpus:
+        train = [r for r in rows if r["panel"].split()[0] != g and r["split"] == "calibration"]
+        test = [r for r in rows if r["panel"].split()[0] == g]
+        values, fit_mape = userdata.grid_fit(mod.designs(train, calibration=False),
+                                             np.array([r["measured"] for r in train]),
+                                             [r["metric"] for r in train], params, points, rounds)
+        d = mod.designs(test, calibration=False)
+        for (path, _, _), v in zip(params, values, strict=True):
+            names, si = io.convert_value(path, float(v), "leave_one_out")
+            d = io.set_path(d, names, np.full(len(test), si, np.float32))
+        from .evaluate import evaluate
+
+        m = jax.jit(jax.vmap(evaluate))(d)
+        meas = np.array([r["measured"] for r in test])
+        pred = np.where(np.asarray(m.feasible), np.asarray(getattr(m, test[0]["metric"]), np.float64), np.nan)
+        raw_pred = np.array([raw[r["case"]] for r in test])
+        ok, rok = np.isfinite(pred), np.isfinite(raw_pred)
+        out.append({"set": name, "held_out": g, "train_rows": len(train), "test_rows": len(test),
+                    "fitted": {p: round(float(v), 4) for (p, _, _), v in zip(params, values, strict=True)},
+                    "train_mape_pct": 100 * fit_mape,
+                    "held_out_mape_pct": float(100 * np.mean(np.abs(pred[ok] / meas[ok] - 1))),
+                    "raw_mape_pct": float(100 * np.mean(np.abs(raw_pred[rok] / meas[rok] - 1)))})
+    return out

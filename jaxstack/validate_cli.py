@@ -1,6 +1,7 @@
 """L5: ``jaxstack validate`` — predicted vs measured on the shipped measurement sets."""
 
 import sys
+from pathlib import Path
 
 from . import io, validate
 from .validation import SET_MODULES
@@ -19,6 +20,9 @@ def add_parser(sub):
     p.add_argument("--fit", action="store_true", help="re-fit the global calibration constants first")
     p.add_argument("--uncalibrated", action="store_true", help="ignore fitted constants (raw presets)")
     p.add_argument("--record", action="store_true", help="store the errors as the regression baseline")
+    p.add_argument("--logo", action="store_true",
+                   help="leave-one-GPU-out on serving-public: fit the global constants on the other GPUs, score "
+                   "the left-out one (what to expect on hardware nobody measured; ~1 min)")
     p.add_argument("--data", action="append", metavar="FILE",
                    help="your own measurements (CSV or YAML; columns in jaxstack/userdata.py and the README): "
                    "scored like the shipped sets (only these unless --set is given too)")
@@ -67,12 +71,30 @@ def run_calibrate(args) -> int:
     return 0
 
 
+def _run_logo(args) -> int:
+    res = validate.leave_one_out()
+    io.write_text_atomic(Path(args.out) / "leave_one_out.json", io.dumps_json(res, indent=2) + "\n")
+    if args.json:
+        print(io.dumps_json(res))
+        return 0
+    print(f"{'held-out GPU':13s} {'train rows':>10s} {'test rows':>9s} | {'fit MAPE':>8s} {'held-out MAPE':>13s} "
+          f"{'raw presets':>11s} | fitted on the other GPUs")
+    for r in res:
+        fitted = ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in r["fitted"].items())
+        print(f"{r['held_out']:13s} {r['train_rows']:10d} {r['test_rows']:9d} | {r['train_mape_pct']:8.2f} "
+              f"{r['held_out_mape_pct']:13.2f} {r['raw_mape_pct']:11.2f} | {fitted}")
+    print(f"\nwrote {Path(args.out) / 'leave_one_out.json'}")
+    return 0
+
+
 def _pct(e, key):
     return f"{e[key]:6.2f}" if e else "     -"
 
 
 def run(args) -> int:
     io.check_out_dir(args.out)
+    if args.logo:
+        return _run_logo(args)
     if (args.fit or args.record) and not io.in_source_checkout():
         raise io.ConfigError(f"--{'fit' if args.fit else 'record'}: rewrites the calibration / baseline shipped "
                              "inside the package; allowed only in a source checkout (git clone + pip install -e)")

@@ -61,3 +61,14 @@ def test_validate_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "llama-3-70b bs64" in out and "DeepStack" in out
     assert (tmp_path / "validation.csv").exists() and (tmp_path / "summary.json").exists()
+
+
+def test_leave_one_gpu_out_fits_without_the_held_out_gpu():
+    """A coarse grid (4 points, one parameter) keeps this quick; the CLI runs the full one."""
+    res = validate.leave_one_out("serving-public", params=(("chip.op_overhead_us", 0.5, 20.0),), points=4,
+                                 rounds=1)
+    assert [r["held_out"] for r in res] == ["B200", "H100", "H200"]
+    for r in res:
+        assert r["train_rows"] > 0 and r["test_rows"] > 0
+        assert np.isfinite([r["train_mape_pct"], r["held_out_mape_pct"], r["raw_mape_pct"]]).all()
+        assert 0.5 <= r["fitted"]["chip.op_overhead_us"] <= 20.0
