@@ -31,6 +31,8 @@ def add_parser(sub):
                    "offline (max-throughput: the engine runs the largest batch its KV budget allows) or online "
                    "(Poisson arrivals at --arrival-rate; serving.py)")
     p.add_argument("--arrival-rate", type=float, help="online: Poisson arrivals, requests/s for the whole system")
+    p.add_argument("--spec-tokens", type=int, help="speculative decoding: tokens proposed per step (0 = off)")
+    p.add_argument("--spec-acceptance", type=float, help="speculative decoding: acceptance rate per token")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
     p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
@@ -74,7 +76,7 @@ def design_from_args(args):
         mapping["moe_tp_to_ep"] = args.moe_tp_to_ep
     data["mapping"] = mapping
     serving = _section(data, "serving", where)
-    for key in ("regime", "arrival_rate", "max_num_seqs", "max_num_batched_tokens"):
+    for key in ("regime", "arrival_rate", "max_num_seqs", "max_num_batched_tokens", "spec_tokens", "spec_acceptance"):
         if getattr(args, key, None) is not None:
             serving[key] = getattr(args, key)
     if serving:

@@ -146,7 +146,7 @@ def evaluate(d: Design) -> Metrics:
     hot = jnp.stack([jnp.zeros_like(thr), relax.step((thr - HOT_OFFSET_K) - thr),
                      relax.step((thr + HOT_OFFSET_K) - thr)])
     ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, hot=hot)
-    one = jnp.ones_like(r.input_len)
+    one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
     q_len = jnp.stack([r.input_len, one, one])
     decode = jnp.array([False, True, True])
     frac = jnp.linspace(0.0, 1.0, KV_POINTS)
@@ -169,7 +169,7 @@ def evaluate(d: Design) -> Metrics:
                                                     step_energy(d, _Step(*x, *[0.0] * 6)), tc, th))(
         two, jnp.stack([t_cool, pre.total]), jnp.stack([t_hot, pre.total]))
     st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
-    tpot = factor * st.step_time
+    tpot = factor * st.step_time * serving.spec_time_factor(d)    # per generated token (1 without speculation)
     f_clk = power.frequency_scale(d.chip, st.power)
     tpot_scaled = power.scaled_time(tpot, f_clk)
     p_chip = power.throttled_power(st.power, f_clk)

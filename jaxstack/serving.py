@@ -56,6 +56,13 @@ operations per design inside ``jit(vmap(...))``:
   tail as in M/M/1 with the M/D/1 mean: W_99 = max(0, ln(100 rho)) W_q / rho, TTFT_99 =
   t_p + W_99 + tau(n_99).
 
+Speculative decoding (every regime; ``serving.spec_tokens`` k > 0): each decode step
+verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: GEMMs on
+(1 + k) x more rows, attention over the same KV cache), preceded by k draft steps of
+``draft_cost`` x the step time each; with i.i.d. acceptance a a request gains
+E = (1 - a^(k+1)) / (1 - a) tokens per step, so TPOT = step x (1 + k draft_cost) / E.
+The draft model's weights and KV cache are not counted (MTP heads: ~one layer).
+
 ``goodput_requests_per_s`` (every regime): the largest lambda whose p99 TTFT and TPOT meet
 ``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of the formulas above).
 Not modelled: bursts beyond Poisson, prompt/output length spread, preemption, prefix
@@ -68,13 +75,26 @@ import jax.numpy as jnp
 from . import memory
 from .design import Design
 
-__all__ = ["is_offline", "is_online", "kv_tokens_per_request", "running_batch", "offline_times", "md1_wait",
-           "online", "goodput", "Z99"]
+__all__ = ["spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
+           "running_batch", "offline_times", "md1_wait", "online", "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
 _TINY = 1e-30
 _SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
 GOODPUT_HALVINGS = 40
+
+
+def spec_tokens_per_step(d: Design):
+    """Expected tokens a request gains per verify step: (1 - a^(k+1)) / (1 - a) (k + 1 at a = 1)."""
+    k, a = d.serving.spec_tokens, d.serving.spec_acceptance
+    geo = (1.0 - a ** (k + 1.0)) / jnp.where(a < 1.0, 1.0 - a, 1.0)
+    return jnp.where(a < 1.0, geo, k + 1.0)
+
+
+def spec_time_factor(d: Design):
+    """TPOT / verify-step time: (1 + k draft_cost) / tokens per step (1 when k = 0)."""
+    sv = d.serving
+    return (1.0 + sv.spec_tokens * sv.draft_cost) / spec_tokens_per_step(d)
 
 
 def is_offline(d: Design):

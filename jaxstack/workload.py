@@ -64,3 +64,10 @@ class Serving:
     ttft_slo: float = leaf("s", "p99 TTFT limit of the goodput metric (largest arrival rate meeting both limits)",
                            default=2.0, domain=">0")
     tpot_slo: float = leaf("s", "p99 TPOT limit of the goodput metric", default=0.05, domain=">0")
+    spec_tokens: float = leaf("1", "speculative decoding: tokens proposed per step by a draft model or MTP heads "
+                              "(0 = off); each step verifies 1 + spec_tokens tokens per request",
+                              default=0.0, domain="int>=0")
+    spec_acceptance: float = leaf("1", "probability that each proposed token is accepted (i.i.d.)",
+                                  default=0.7, domain="[0,1]")
+    draft_cost: float = leaf("1", "time of one draft step relative to the target's decode step (MTP heads ~ "
+                             "1 / layers; a draft model ~ its size ratio)", default=0.05, domain=">=0")

@@ -171,3 +171,26 @@ def test_goodput_is_the_largest_rate_meeting_the_slos(ev):
     below_ok = bool(m.feasible[0]) and float(m.ttft_p99_s[0]) <= 0.5 and float(m.tpot_p99_s[0]) <= 0.03
     above_bad = (not bool(m.feasible[1])) or float(m.ttft_p99_s[1]) > 0.5 or float(m.tpot_p99_s[1]) > 0.03
     assert below_ok and above_bad
+
+
+def _spec(d, k, a, c):
+    return dataclasses.replace(d, serving=dataclasses.replace(
+        d.serving, spec_tokens=np.float32(k), spec_acceptance=np.float32(a), draft_cost=np.float32(c)))
+
+
+def test_speculative_decoding(ev):
+    from jaxstack.serving import spec_tokens_per_step
+
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=4, inp=1024, out=256, tp=8)
+    cases = [d, _spec(d, 0, 0.3, 0.5), _spec(d, 2, 0.0, 0.0), _spec(d, 3, 1.0, 0.0)] + \
+            [_spec(d, 3, a, 0.05) for a in (0.2, 0.5, 0.8)]
+    m = ev(_stack(cases))
+    tpot = np.asarray(m.tpot_s, np.float64)
+    assert np.asarray(m.feasible).all()
+    assert tpot[1] == tpot[0]                                     # k = 0: off, whatever the other knobs
+    assert tpot[2] >= tpot[0]                                     # nothing accepted: verifying costs, never helps
+    assert tpot[0] / 4 < tpot[3] < tpot[0]                        # all accepted: up to (k + 1)x at small batch
+    assert (np.diff(tpot[4:]) < 0).all()                          # more acceptance, faster
+    # E = (1 - a^(k+1)) / (1 - a): hand-worked for k = 3, a = 0.5: (1 - 1/16) / (1/2) = 1.875
+    assert float(spec_tokens_per_step(_spec(d, 3, 0.5, 0.0))) == pytest.approx(1.875)
+    assert float(spec_tokens_per_step(_spec(d, 3, 1.0, 0.0))) == pytest.approx(4.0)
