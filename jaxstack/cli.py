@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import validate_cli
 
     validate_cli.add_calibrate_parser(sub)
+    from . import disagg_cli
+
+    disagg_cli.add_parser(sub)
     return p
 
 

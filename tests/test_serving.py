@@ -194,3 +194,28 @@ def test_speculative_decoding(ev):
     # E = (1 - a^(k+1)) / (1 - a): hand-worked for k = 3, a = 0.5: (1 - 1/16) / (1/2) = 1.875
     assert float(spec_tokens_per_step(_spec(d, 3, 0.5, 0.0))) == pytest.approx(1.875)
     assert float(spec_tokens_per_step(_spec(d, 3, 1.0, 0.0))) == pytest.approx(4.0)
+
+
+def test_disaggregated_with_free_transfer_equals_the_pools_separate_rates(ev, tmp_path, capsys):
+    from jaxstack.cli import main
+    from jaxstack.disagg import disaggregated, kv_bytes_per_request
+
+    pre = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=8, inp=2048, out=256, tp=8)
+    dec = base_design("h200", "nvlink-h200x8", "llama-3-70b", batch=1, inp=2048, out=256, tp=8)
+    free = disaggregated(pre, dec, kv_bandwidth=float("inf"))
+    m_pre = ev(_stack([pre]))
+    assert free["prefill_requests_per_s"] == pytest.approx(float(m_pre.prefill_tokens_per_s[0]) / 2048, rel=1e-6)
+    b = free["decode_running_batch"]
+    m_dec = ev(_stack([dataclasses.replace(dec, request=dataclasses.replace(dec.request, batch=np.float32(b)))]))
+    assert free["decode_requests_per_s"] == pytest.approx(b / (float(m_dec.tpot_s[0]) * 256), rel=1e-6)
+    r_p, r_d = free["prefill_requests_per_s"], free["decode_requests_per_s"]
+    assert free["requests_per_s_per_chip"] == pytest.approx(1 / (8 / r_p + 8 / r_d), rel=1e-9)
+    slow = disaggregated(pre, dec, kv_bandwidth=1e9)
+    t_kv = float(kv_bytes_per_request(dec)) / 1e9                       # 2048 tokens x 80 layers x 4 KiB = 671 MB
+    assert slow["kv_transfer_s"] == pytest.approx(t_kv) and slow["prefill_requests_per_s"] < r_p
+    assert slow["ttft_s"] == pytest.approx(free["ttft_s"] + t_kv)
+    for name, d in (("p.yaml", "h100-sxm\nfabric: nvlink-h100x8"), ("d.yaml", "h200\nfabric: nvlink-h200x8")):
+        (tmp_path / name).write_text(f"hardware: {d}\nmodel: llama-3-70b\nmapping: {{tp: 8}}\n"
+                                     "request: {batch: 8, input_len: 2048, output_len: 256}\n")
+    assert main(["disagg", str(tmp_path / "p.yaml"), str(tmp_path / "d.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feasible"] is True
