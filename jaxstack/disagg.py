@@ -54,10 +54,11 @@ def disaggregated(prefill: Design, decode: Design, kv_bandwidth: float | None = 
     ev = jax.jit(evaluate)
     mp = ev(prefill)
     offline = dataclasses.replace(decode, serving=dataclasses.replace(decode.serving, regime=np.float32(1.0)))
-    batch = float(ev(offline).running_batch)
+    mo = ev(offline)                   # the running batch, and feasibility at the mean KV occupancy
+    batch = float(mo.running_batch)
     static = dataclasses.replace(decode, request=dataclasses.replace(decode.request, batch=np.float32(batch)),
                                  serving=dataclasses.replace(decode.serving, regime=np.float32(0.0)))
-    md = ev(static)
+    md = ev(static)                    # its decode step (its memory check assumes every KV cache at full length)
     bw = _link(prefill) if kv_bandwidth is None else float(kv_bandwidth)
     t_kv = float(kv_bytes_per_request(decode)) / bw if np.isfinite(bw) else 0.0
     isl, osl = float(prefill.request.input_len), float(decode.request.output_len)
@@ -65,8 +66,8 @@ def disaggregated(prefill: Design, decode: Design, kv_bandwidth: float | None = 
     r_d = batch / (float(md.tpot_s) * osl)
     c_p, c_d = float(world_size(prefill)), float(world_size(decode))
     per_chip = 1.0 / (c_p / r_p + c_d / r_d)
-    feasible = bool(mp.feasible) and bool(md.feasible)
-    return {"feasible": feasible, "prefill_reason": int(mp.reason), "decode_reason": int(md.reason),
+    feasible = bool(mp.feasible) and bool(mo.feasible)
+    return {"feasible": feasible, "prefill_reason": int(mp.reason), "decode_reason": int(mo.reason),
             "prefill_requests_per_s": r_p, "decode_requests_per_s": r_d, "prefill_chips": c_p, "decode_chips": c_d,
             "decode_running_batch": batch, "kv_transfer_s": t_kv, "kv_bandwidth_Bps": bw,
             "ttft_s": float(mp.ttft_s) + t_kv, "tpot_s": float(md.tpot_s),

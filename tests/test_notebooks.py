@@ -21,7 +21,7 @@ TIMEOUT_S = 600
 def test_notebooks_present():
     names = [p.stem for p in NOTEBOOKS]
     assert names == ["01_quickstart", "02_sweep_pareto", "03_parallelism", "04_validation",
-                     "05_gradient_codesign", "06_dram_layers"], names
+                     "05_gradient_codesign", "06_dram_layers", "07_serving"], names
     for p in NOTEBOOKS:
         text = p.read_text()
         assert "# %% [markdown]" in text and "JAXSTACK_NOTEBOOK_SMALL" in text and "format_name: percent" in text
