@@ -21,6 +21,8 @@ def add_parser(sub):
     p.add_argument("--hardware", help="hardware preset (see `jaxstack presets`)")
     p.add_argument("--fabric", help="fabric preset")
     p.add_argument("--model", help="model preset or path to a Hugging Face config.json")
+    p.add_argument("--engine", help="serving engine preset (vllm-offline, vllm-server, trtllm-throughput): its "
+                   "scheduler limits and regime; --regime and the other serving flags override it")
     for k in _MAPPING_FLAGS:
         p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, help=_FLAG_HELP.get(k, f"{k} degree"))
     p.add_argument("--moe-tp-to-ep", type=int, choices=(0, 1), help="1: MoE layers run TP ranks as EP")
@@ -60,8 +62,8 @@ def _section(data: dict, key: str, where: str) -> dict:
 def design_from_args(args):
     data = io.load_yaml(args.design) if args.design else {}
     where = args.design or "<command line>"
-    for key in ("hardware", "fabric", "model"):
-        if getattr(args, key):
+    for key in ("hardware", "fabric", "model", "engine"):
+        if getattr(args, key, None):
             data[key] = getattr(args, key)
     req = _section(data, "request", where)
     for key, flag in (("batch", "batch"), ("input_len", "input_len"), ("output_len", "output_len")):

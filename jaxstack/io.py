@@ -314,7 +314,8 @@ def load_preset(kind: str, name: str) -> dict:
     where = str(path)
     if "source" not in data:
         raise _err(where, "source", "every preset needs a 'source:' line")
-    expected = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}[kind]
+    expected = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",),
+                "engine": ("serving",)}[kind]
     out: dict[str, Any] = {"source": data.pop("source")}
     data.pop("description", None)
     for key in data:
@@ -380,7 +381,7 @@ def convert_value(path: str, value, where: str = "<design>") -> tuple[tuple[str,
 
 
 # ---------------------------------------------------------------- designs
-_DESIGN_KEYS = ("hardware", "fabric", "model", "request", "mapping", "serving", "overrides")
+_DESIGN_KEYS = ("hardware", "fabric", "model", "engine", "request", "mapping", "serving", "overrides")
 
 
 CALIBRATION_DIR = PRESET_DIR / "calibration"
@@ -461,6 +462,12 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
     if not isinstance(user_serving, dict):
         raise _err(where, "serving", f"expected a mapping (regime, max_num_seqs, ...), got {_short(user_serving)}")
     serving = build(Serving, user_serving, where, "serving")
+    if data.get("engine") is not None:          # an engine preset's serving values, the design's own on top
+        if not isinstance(data["engine"], str):
+            raise _err(where, "engine", f"expected an engine preset name; allowed: {', '.join(preset_names('engine'))}")
+        engine = load_preset("engine", data["engine"])["serving"]
+        given = {parse_key(Serving, str(k), where, f"serving.{k}", "serving")[0] for k in user_serving}
+        serving = Serving(**{f.name: getattr(serving if f.name in given else engine, f.name) for f in fields(Serving)})
     d = Design(chip=hw["chip"], dram=hw["dram"], fabric=fab["fabric"], thermal=hw["thermal"],
                model=model["model"], request=request, mapping=mapping, serving=serving)
     if calibrated:

@@ -17,7 +17,7 @@ _COMMENT = re.compile(r"^\s*#\s?(.*)$")
 def add_parser(sub):
     p = sub.add_parser("presets", help="list hardware, fabric and model presets (--show NAME: every value)")
     p.add_argument("--show", metavar="NAME", help="print every value of preset NAME with unit, domain and source")
-    p.add_argument("--kind", choices=("hardware", "fabric", "model"),
+    p.add_argument("--kind", choices=("hardware", "fabric", "model", "engine"),
                    help="with --show: the preset kind when a name exists in several")
     p.set_defaults(func=run)
     return p
@@ -85,25 +85,26 @@ def preset_rows(kind: str, name: str) -> list[dict]:
                          "unit": unit, "domain": dom.describe() if dom else "",
                          "calibrated": f"{c[1]} ({c[0]})" if c else "", "source": notes.get(key, "")})
 
-    for sec in {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}[kind]:
+    for sec in {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",),
+                "engine": ("serving",)}[kind]:
         walk(built[sec], [sec], raw.get(sec) or {})
     return rows
 
 
 def run(args) -> int:
     if not args.show:
-        for kind in ("hardware", "fabric", "model"):
+        for kind in ("hardware", "fabric", "model", "engine"):
             print(f"{kind}:")
             for name in io.preset_names(kind):
                 src = io.load_preset(kind, name)["source"]
                 print(f"  {name:24s} {' '.join(str(src).split())[:90]}")
         print("\njaxstack presets --show NAME: every value with its unit, domain and source")
         return 0
-    kinds = [k for k in ("hardware", "fabric", "model") if args.show in io.preset_names(k)]
+    kinds = [k for k in ("hardware", "fabric", "model", "engine") if args.show in io.preset_names(k)]
     if args.kind:
         kinds = [k for k in kinds if k == args.kind]
     if not kinds:
-        allowed = ", ".join(n for k in ("hardware", "fabric", "model") for n in io.preset_names(k))
+        allowed = ", ".join(n for k in ("hardware", "fabric", "model", "engine") for n in io.preset_names(k))
         raise io.ConfigError(f"--show '{args.show}': unknown preset; allowed: {allowed}")
     kind = kinds[0]
     src = io.load_preset(kind, args.show)["source"]

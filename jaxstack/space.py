@@ -61,7 +61,8 @@ __all__ = ["Axis", "Limit", "Space", "load_space", "space_from_dict", "factoriza
 
 SPACE_KEYS = ("version", "description", "base", "axes", "zip", "mapping", "limits", "objective",
               "pareto")
-PRESET_SECTIONS = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",)}
+PRESET_SECTIONS = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",), "model": ("model",),
+                   "engine": ("serving",)}
 MAX_AXIS_SIZE = 2**24          # per-axis table rows; keeps int32 digit arithmetic exact
 MAX_DEVICES = 2**24            # mapping degrees are integers exact in float32 (domains.MAX_INT)
 _FLAGS = ("fsdp", "moe_tp_to_ep", "overlap")

@@ -105,7 +105,7 @@ def test_serving_public_set_is_expressed_and_scored():
     assert sum(cov["not_expressed"].values()) == 27
     rows = sp.cases()
     assert {r["split"] for r in rows} == {"calibration", "holdout"}
-    assert all(r["design"]["serving"]["regime"] == "offline" for r in rows)
+    assert all(r["design"]["engine"] == "trtllm-throughput" for r in rows)
 
 
 def test_search_refuses_offline_spaces_and_sweep_takes_them():
@@ -219,3 +219,20 @@ def test_disaggregated_with_free_transfer_equals_the_pools_separate_rates(ev, tm
                                      "request: {batch: 8, input_len: 2048, output_len: 256}\n")
     assert main(["disagg", str(tmp_path / "p.yaml"), str(tmp_path / "d.yaml"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["feasible"] is True
+
+
+def test_engine_presets(capsys):
+    from jaxstack import io
+    from jaxstack.cli import main
+
+    base = {"hardware": "h200", "fabric": "nvlink-h200x8", "model": "llama-3-8b", "mapping": {"tp": 8},
+            "request": {"batch": 1, "input_len": 100, "output_len": 100}}
+    d = io.design_from_dict({**base, "engine": "vllm-offline"})
+    assert (float(d.serving.regime), float(d.serving.max_num_seqs), float(d.serving.max_num_batched_tokens)) == \
+        (1.0, 1024.0, 16384.0)
+    d = io.design_from_dict({**base, "engine": "vllm-server", "serving": {"max_num_seqs": 64}})
+    assert (float(d.serving.regime), float(d.serving.max_num_seqs)) == (2.0, 64.0)     # the design's own wins
+    with pytest.raises(io.ConfigError, match="unknown engine preset"):
+        io.design_from_dict({**base, "engine": "sglang-9"})
+    assert main(["presets", "--show", "vllm-offline"]) == 0
+    assert "arg_utils.py" in capsys.readouterr().out
