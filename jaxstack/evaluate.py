@@ -68,7 +68,8 @@ def memory_parts(d: Design, s):
     L = w.num_hidden_layers
     L_s = relax.cdiv(L, s.pp)
     attn, dense, moe, embed = weight_elems(d, s)
-    n_moe = jnp.where(s.is_moe, jnp.minimum(L_s, L - jnp.minimum(w.first_k_dense_replace, L)), 0.0)
+    moe_span = jnp.minimum(L_s, L - jnp.minimum(w.first_k_dense_replace, L))      # layers past the dense lead
+    n_moe = jnp.where(s.is_moe, relax.cdiv(moe_span, w.moe_layer_step), 0.0)         # every step-th one is MoE
     elems = L_s * attn + n_moe * moe + (L_s - n_moe) * dense + embed
     fsdp = (m.fsdp > 0.5) & (s.dp > 1)
     layer_max = attn + jnp.where(s.is_moe, moe, dense)

@@ -11,8 +11,8 @@ nested ``text_config`` (multimodal checkpoints), and the weight dtype: ``torch_d
 Fields that change compute or memory but that the model does not represent print one
 ``jaxstack: warning:`` line each (stderr), never silently: sliding-window attention,
 non-gated MLPs (GPT-2/NeoX/Falcon style ``hidden_act`` without a gate), parallel
-attention + FFN blocks, MoE in interleaved layers (``decoder_sparse_step`` > 1,
-``interleave_moe_layer_step``).
+attention + FFN blocks, Llama-4's chunked local attention. MoE in every n-th layer
+(``interleave_moe_layer_step``, ``decoder_sparse_step``) is read as ``moe_layer_step``.
 """
 
 import json
@@ -35,6 +35,7 @@ _HF_KEYS = {  # jaxstack field -> candidate HF keys, first found wins
     "num_experts_per_tok": ["num_experts_per_tok", "num_experts_per_token"], "n_shared_experts": ["n_shared_experts"],
     "moe_intermediate_size": ["moe_intermediate_size", "intermediate_size"],
     "first_k_dense_replace": ["first_k_dense_replace"], "q_lora_rank": ["q_lora_rank"],
+    "moe_layer_step": ["interleave_moe_layer_step", "decoder_sparse_step"],
     "kv_lora_rank": ["kv_lora_rank"], "qk_rope_head_dim": ["qk_rope_head_dim"],
     "qk_nope_head_dim": ["qk_nope_head_dim"], "v_head_dim": ["v_head_dim"],
     "tie_word_embeddings": ["tie_word_embeddings"],
@@ -89,7 +90,7 @@ def load_hf_config(path) -> Model:
     vals: dict[str, float] = {}
     for field, keys in _HF_KEYS.items():
         key = next((k for k in keys if cfg.get(k) is not None), None)
-        v = 0 if key is None else cfg[key]
+        v = (1 if field == "moe_layer_step" else 0) if key is None else cfg[key]
         if field == "tie_word_embeddings" and isinstance(v, bool):
             v = int(v)
         vals[field] = check_domain(Model, field, _number(v, where, key or field, "model", field), where,
@@ -103,8 +104,13 @@ def load_hf_config(path) -> Model:
         vals["head_dim"] = vals["qk_nope_head_dim"] + vals["qk_rope_head_dim"]
     else:
         vals["head_dim"] = float(vals["hidden_size"] // vals["num_attention_heads"])
+    if cfg.get("intermediate_size_mlp"):            # Llama-4: dense layers wider than the experts
+        vals["intermediate_size"] = float(cfg["intermediate_size_mlp"])
+    if vals["moe_layer_step"] == 0:
+        vals["moe_layer_step"] = 1.0
     if vals["n_routed_experts"] == 0:
         vals["num_experts_per_tok"] = vals["n_shared_experts"] = vals["moe_intermediate_size"] = 0.0
+        vals["moe_layer_step"] = 1.0
     else:
         shared = cfg.get("shared_expert_intermediate_size")
         if shared and not cfg.get("n_shared_experts"):       # Qwen2-MoE: one wide shared expert
@@ -133,7 +139,6 @@ def _unmodelled(cfg: dict, where: str) -> None:
               "with three matrices: 1.5x the FFN weights and FLOPs)")
     if cfg.get("parallel_attn") or cfg.get("use_parallel_residual") or cfg.get("parallel_attention"):
         _warn(where, "parallel_attn", "parallel attention + FFN blocks are not modelled (costed sequentially)")
-    step = cfg.get("decoder_sparse_step") or cfg.get("interleave_moe_layer_step")
-    if step and int(step) > 1:
-        _warn(where, "decoder_sparse_step" if cfg.get("decoder_sparse_step") else "interleave_moe_layer_step",
-              f"MoE in every {step}th layer is not modelled (every layer after first_k_dense_replace is MoE)")
+    if cfg.get("attention_chunk_size") and cfg.get("no_rope_layers") is not None:
+        _warn(where, "attention_chunk_size", f"chunked local attention ({cfg['attention_chunk_size']} tokens in most "
+              "layers) is not modelled (every layer attends to the full context: pessimistic for long contexts)")

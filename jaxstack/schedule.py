@@ -142,7 +142,8 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     tp, ep, sp, cp = s.tp, s.ep, s.sp, s.cp
     L = w.num_hidden_layers
     L_s = relax.cdiv(L, s.pp)
-    dense_frac = jnp.where(s.is_moe, jnp.minimum(w.first_k_dense_replace, L) / L, 1.0)
+    n_moe = jnp.floor((L - jnp.minimum(w.first_k_dense_replace, L)) / w.moe_layer_step)
+    dense_frac = jnp.where(s.is_moe, (L - n_moe) / L, 1.0)
     L_dense, L_moe = L_s * dense_frac, L_s * (1.0 - dense_frac)
     on = d.mapping.overlap > 0.5
     x = T * h * a

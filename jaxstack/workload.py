@@ -27,6 +27,9 @@ class Model:
     num_experts_per_tok: float = leaf("1", domain="int>=0")
     n_shared_experts: float = leaf("1", domain="int>=0")
     moe_intermediate_size: float = leaf("1", domain="int>=0")
+    moe_layer_step: float = leaf("1", "after the leading dense layers, every moe_layer_step-th layer is MoE and the "
+                                 "others dense (1: all; Llama-4 Maverick interleave_moe_layer_step 2)", default=1.0,
+                                 domain="int>=1")
     first_k_dense_replace: float = leaf("1", "leading dense layers in an MoE model", domain="int>=0")
     q_lora_rank: float = leaf("1", "MLA query compression rank (0 = none)", domain="int>=0")
     kv_lora_rank: float = leaf("1", "MLA latent KV rank (0 = GQA)", domain="int>=0")

@@ -136,7 +136,8 @@ def model_point(d, q_len, kv_len, decode, hot=False):
 
     L = w["num_hidden_layers"]
     Ls = cdiv(L, pp)
-    fd = np.where(moe, np.minimum(w["first_k_dense_replace"], L) / L, 1.0)
+    step = w.get("moe_layer_step", 1.0)
+    fd = np.where(moe, (L - np.floor((L - np.minimum(w["first_k_dense_replace"], L)) / step)) / L, 1.0)
     Ld, Lm = Ls * fd, Ls * (1 - fd)
     wa, wd, wm, _ = weights_per_layer(d)
     fsdp = (mp["fsdp"] > 0.5) & (dp > 1)
@@ -229,7 +230,8 @@ def reference(d):
     tp_moe = tp * ep / ep_moe
     Ls = cdiv(L, pp)
     wa, wd, wm, we = weights_per_layer(d)
-    n_moe = np.where(moe, np.minimum(Ls, L - np.minimum(w["first_k_dense_replace"], L)), 0.0)
+    step = w.get("moe_layer_step", 1.0)
+    n_moe = np.where(moe, np.ceil(np.minimum(Ls, L - np.minimum(w["first_k_dense_replace"], L)) / step), 0.0)
     elems = Ls * wa + n_moe * wm + (Ls - n_moe) * wd + we
     fsdp = (mp["fsdp"] > 0.5) & (dp > 1)
     elems = np.where(fsdp, elems / dp + wa + np.where(moe, wm, wd), elems)

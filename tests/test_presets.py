@@ -322,7 +322,9 @@ def test_hf_import_warns_about_what_it_does_not_model(tmp_path, capsys):
     assert len(warned) == 1 and "sliding_window" in warned[0]
     _, warned = _hf(tmp_path, {**HF_BASE, "hidden_act": "gelu", "use_parallel_residual": True})
     assert {w.split("key '")[1].split("'")[0] for w in warned} == {"hidden_act", "parallel_attn"}
-    _, warned = _hf(tmp_path, {**HF_BASE, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 1408,
+    m, warned = _hf(tmp_path, {**HF_BASE, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 1408,
                                "decoder_sparse_step": 2})
-    assert "decoder_sparse_step" in warned[0]
+    assert m.moe_layer_step == 2 and not warned                     # interleaved MoE is modelled
+    _, warned = _hf(tmp_path, {**HF_BASE, "attention_chunk_size": 8192, "no_rope_layers": [1, 1, 1, 0]})
+    assert "attention_chunk_size" in warned[0]
     assert "jaxstack: warning:" in capsys.readouterr().err

@@ -101,8 +101,8 @@ def test_serving_public_set_is_expressed_and_scored():
     from jaxstack.validation import serving_public as sp
 
     cov = sp.coverage()
-    assert cov["records"] == 75 and cov["expressed"] == 48
-    assert sum(cov["not_expressed"].values()) == 27
+    assert cov["records"] == 75 and cov["expressed"] == 63
+    assert sum(cov["not_expressed"].values()) == 12
     rows = sp.cases()
     assert {r["split"] for r in rows} == {"calibration", "holdout"}
     assert all(r["design"]["engine"] == "trtllm-throughput" for r in rows)
