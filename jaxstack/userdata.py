@@ -126,22 +126,24 @@ def load(path) -> list[dict]:
     return rows
 
 
-def _designs(rows, calibrated=True):
-    ds = [io.design_from_dict(r["design"], r["case"], calibrated=calibrated) for r in rows]
+def design_batch(rows, calibrated=True):
+    """One float32 design batch of the rows' ``design`` dicts (every value checked by ``io``)."""
+    ds = [io.design_from_dict(r["design"], f"{r['set']}:{r['case']}", calibrated=calibrated) for r in rows]
     return jax.tree_util.tree_map(lambda *xs: np.asarray(xs, dtype=np.float32), *ds)
 
 
-def evaluate_rows(rows, calibrated: bool = True) -> list[dict]:
-    """``rows`` with ``predicted`` (NaN where infeasible) and ``feasible`` filled in."""
+def evaluate_rows(rows, calibrated: bool = True, extra=()) -> list[dict]:
+    """``rows`` (of any measurement set) with ``predicted`` (their ``metric``; NaN where
+    infeasible), ``feasible`` and the Metrics fields named in ``extra`` filled in."""
     from .evaluate import evaluate
 
-    m = jax.jit(jax.vmap(evaluate))(_designs(rows, calibrated))
+    m = jax.jit(jax.vmap(evaluate))(design_batch(rows, calibrated))
     feas = np.asarray(m.feasible)
     out = []
     for i, r in enumerate(rows):
         p = float(np.asarray(getattr(m, r["metric"]))[i])
         out.append({**{k: v for k, v in r.items() if k != "design"}, "predicted": p if feas[i] else float("nan"),
-                    "feasible": bool(feas[i])})
+                    "feasible": bool(feas[i]), **{k: float(np.asarray(getattr(m, k))[i]) for k in extra}})
     return out
 
 
@@ -187,7 +189,7 @@ def calibrate(path, out, params=DEFAULT_PARAMS) -> dict:
     if not cal:
         raise io.ConfigError(f"{path}: column 'split': no calibration rows; allowed: mark the rows to fit on "
                              "with split = calibration (the others are reported as holdout)")
-    values, mape = grid_fit(_designs(cal, calibrated=False), np.array([r["measured"] for r in cal]),
+    values, mape = grid_fit(design_batch(cal, calibrated=False), np.array([r["measured"] for r in cal]),
                             [r["metric"] for r in cal], params)
     fitted = {p: round(float(v), 6) for (p, _, _), v in zip(params, values, strict=True)}
     doc = {"source": f"fitted by `jaxstack calibrate` on {datetime.date.today().isoformat()}: log-space grid "

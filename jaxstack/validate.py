@@ -76,35 +76,15 @@ def summarize(rows) -> list[dict]:
 # ---------------------------------------------------------------- calibration
 def fit(name: str, points: int = 24, rounds: int = 3) -> dict:
     """Fit FITS[name]'s global constants on the calibration split; write the calibration files."""
-    from .evaluate import evaluate
+    from .userdata import grid_fit
 
     spec = FITS[name]
     mod = load_set(name)
     rows = [r for r in mod.cases() if r["split"] == "calibration"]
-    base = mod.designs(rows, calibration=False)
-    meas = np.array([r["measured"] for r in rows])
     metric = rows[0]["metric"]
-    resolved = [io.resolve_path(p) for p, *_ in spec["params"]]
-    paths, factors = [r[0] for r in resolved], np.array([r[2] for r in resolved])
-    lo = np.log([p[1] for p in spec["params"]])
-    hi = np.log([p[2] for p in spec["params"]])
-    f = jax.jit(jax.vmap(jax.vmap(evaluate, in_axes=(0,)), in_axes=(0,)))
-    best = None
-    for _ in range(rounds):
-        axes = [np.linspace(a, b, points) for a, b in zip(lo, hi, strict=True)]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
-        G, C = len(grid), len(rows)
-        d = jax.tree_util.tree_map(lambda x, shape=(G, C): np.broadcast_to(x, shape).copy(), base)
-        for j, names in enumerate(paths):
-            v = np.exp(grid[:, j]) * factors[j]
-            d = io.set_path(d, names, np.broadcast_to(v[:, None], (G, C)).astype(np.float32))
-        pred = np.asarray(getattr(f(d), metric), dtype=np.float64)
-        mape = np.mean(np.abs(pred / meas - 1), axis=1)
-        i = int(np.argmin(mape))
-        best = (grid[i], float(mape[i]))
-        step = (hi - lo) / (points - 1)
-        lo, hi = grid[i] - 2 * step, grid[i] + 2 * step
-    values = np.exp(best[0])
+    best = grid_fit(mod.designs(rows, calibration=False), np.array([r["measured"] for r in rows]),
+                    [r["metric"] for r in rows], spec["params"], points, rounds)
+    values = best[0]
     fitted = {path: round(float(v), 4) for (path, _, _), v in zip(spec["params"], values, strict=True)}
     today = datetime.date.today().isoformat()
     split = sorted({r["case"] for r in rows})

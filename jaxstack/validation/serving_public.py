@@ -25,11 +25,9 @@ number is odd, holdout = even. Only the B200 preset carries fitted constants tod
 
 from pathlib import Path
 
-import jax
-import numpy as np
 import yaml
 
-from .. import io
+from ..userdata import design_batch, evaluate_rows
 
 NAME = "serving-public"
 DESCRIPTION = "TensorRT-LLM v1.0 offline max-throughput output tokens/s (H100 / H200 / B200, FP8 / FP4)"
@@ -87,20 +85,8 @@ def coverage() -> dict:
 
 
 def designs(rows, calibration=True):
-    ds = [io.design_from_dict(r["design"], f"{NAME}:{r['case']}", calibrated=calibration) for r in rows]
-    return jax.tree_util.tree_map(lambda *xs: np.asarray(xs, dtype=np.float32), *ds)
+    return design_batch(rows, calibration)
 
 
 def run(calibration: bool = True) -> list[dict]:
-    from ..evaluate import evaluate
-
-    rows = cases()
-    m = jax.jit(jax.vmap(evaluate))(designs(rows, calibration))
-    pred = np.asarray(m.decode_tokens_per_s, dtype=np.float64)
-    feas, batch = np.asarray(m.feasible), np.asarray(m.running_batch)
-    for r, p, ok, b in zip(rows, pred, feas, batch, strict=True):
-        r["predicted"] = float(p) if ok else float("nan")
-        r["feasible"] = bool(ok)
-        r["running_batch"] = float(b)
-        del r["design"]
-    return rows
+    return evaluate_rows(cases(), calibration, extra=("running_batch",))

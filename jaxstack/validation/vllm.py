@@ -13,10 +13,7 @@ concurrency is not 2048: its per-user speed × 2048 = 40,119 ≠ the reported 53
 import csv
 from pathlib import Path
 
-import jax
-import numpy as np
-
-from .. import io
+from ..userdata import design_batch, evaluate_rows
 
 NAME = "vllm-8xb200"
 DESCRIPTION = "vLLM system decode tokens/s on 8xB200 (Llama-3-70B TP8, DeepSeek-V3 TP8 + MoE EP8)"
@@ -60,19 +57,8 @@ def cases() -> list[dict]:
 
 
 def designs(rows, calibration=True):
-    ds = [io.design_from_dict(r["design"], f"{NAME}:{r['case']}", calibrated=calibration) for r in rows]
-    return jax.tree_util.tree_map(lambda *xs: np.asarray(xs, dtype=np.float32), *ds)
+    return design_batch(rows, calibration)
 
 
 def run(calibration: bool = True) -> list[dict]:
-    from ..evaluate import evaluate
-
-    rows = cases()
-    m = jax.jit(jax.vmap(evaluate))(designs(rows, calibration))
-    pred = np.asarray(m.decode_tokens_per_s, dtype=np.float64)
-    feas = np.asarray(m.feasible)
-    for r, p, ok in zip(rows, pred, feas, strict=True):
-        r["predicted"] = float(p)
-        r["feasible"] = bool(ok)
-        del r["design"]
-    return rows
+    return evaluate_rows(cases(), calibration)
