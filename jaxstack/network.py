@@ -37,6 +37,9 @@ Algorithms (p = group size, n bytes; a dim has k members, K in its inner dims, S
                   level the group spans.
                   hierarchical (ASTRA-sim multi-dim): one step per dim, n/k to each of the
                   k - 1 members of the dim
+                  ring (ASTRA-sim's native ring all-to-all, Ring.cc): per dim k(k-1)/2
+                  neighbour steps of n/k, chunks both ways round a wrap dim, pipelined through
+                  the dims (latency: steps add; bandwidth: the busiest dim); by name only
   p2p             n bytes to the rank ``stride`` away, every rank of the node at once, on
                   the outermost level the two ranks differ in
 ``algorithm=None`` returns the cheapest of ``_BEST``; a name evaluates that one.
@@ -45,8 +48,8 @@ G groups are array rows (no unrolled loop over them), each algorithm is traced o
 groups, and ``cost`` picks the cheapest candidate for a message size with an argmin.
 Every function returns ``(latency_s, bandwidth_s)`` and adds ``collective_overhead`` to the
 latency of a call with more than one rank.
-Validated against ASTRA-sim/NS-3 (``jaxstack.validation.collectives``, 261 points, nothing
-fitted): weighted error 0.0-0.2 % per panel, point MAPE 0.2-1.5 % (DeepStack: 1.6-3.8 %,
+Validated against ASTRA-sim/NS-3 (``jaxstack.validation.collectives``, 281 points, nothing
+fitted): weighted error 0.0-0.2 % per panel, point MAPE 0.04-1.5 % (DeepStack: 1.3-3.8 %,
 25-112 %).
 Not modelled: reduction compute (γ), in-network reduction (SHARP/NVLS), congestion-control
 and PFC dynamics, ranks that drift apart and overlap one step's latency with another's
@@ -65,6 +68,7 @@ from .topology import (
     Level,
     Steps,
     a2a_level,
+    a2a_ring_steps,
     a2a_steps,
     geometry,
     group_levels,
@@ -81,7 +85,7 @@ __all__ = ["group_levels", "Plan", "plans", "cost", "all_reduce", "all_gather", 
 
 ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct")
 ALL_GATHER_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "direct")
-ALL_TO_ALL_ALGORITHMS = ("direct", "hierarchical")
+ALL_TO_ALL_ALGORITHMS = ("direct", "hierarchical", "ring")
 # ``algorithm=None`` takes the cheapest of these; the others are (practically) dominated and
 # evaluated by name only: a one-way ring never beats the bidirectional one; a recursive-
 # doubling all-gather beats halving-doubling (small chunks over the outer levels) only when
@@ -225,6 +229,13 @@ class _Net:
     def a2a_hier(self) -> _Alg:
         return self._sum(a2a_steps(self.D))
 
+    def a2a_ring(self) -> _Alg:
+        """ASTRA-sim's ring all-to-all dim by dim; the collective's chunks pipeline through the
+        dims, so the busiest dim sets the bandwidth term and the steps add up in latency."""
+        c = _full(_cost(self.dim_links, a2a_ring_steps(self.D, self.shifts())), (6,) + self.shape)
+        out = _Alg(*(jnp.sum(x, axis=0) for x in c))
+        return out._replace(beta=jnp.max(c.beta, axis=0))
+
     def tree(self) -> _Alg:
         st, cross = tree_steps(self.D, self.shifts())
         dl, d = self.dim_links, self.D
@@ -321,7 +332,7 @@ def reduce_scatter(fabric: Fabric, stride, size, nbytes, algorithm: str | None =
 def all_to_all(fabric: Fabric, stride, size, nbytes, algorithm: str | None = None):
     """All-to-all; ``nbytes`` = one rank's whole send buffer, nbytes/size per member."""
     net = _Net(fabric, stride, size)
-    costs = {"direct": net.a2a_flat, "hierarchical": net.a2a_hier}
+    costs = {"direct": net.a2a_flat, "hierarchical": net.a2a_hier, "ring": net.a2a_ring}
     return _finish(fabric, size, _pick(net, costs, algorithm, "all_to_all", nbytes))
 
 

@@ -53,7 +53,7 @@ from . import relax
 from .hardware import Fabric, TopologyKind
 
 __all__ = ["Level", "Dim", "Steps", "group_levels", "geometry", "shift", "ring_steps", "tree_steps", "xor_steps",
-           "a2a_steps", "a2a_level", "p2p_level"]
+           "a2a_steps", "a2a_ring_steps", "a2a_level", "p2p_level"]
 
 _K = TopologyKind
 
@@ -232,6 +232,19 @@ def a2a_steps(d: Dim) -> Steps:
     lam, eta = _a2a_1d(d.lv.sw, d.lv.a2a, d.lv.wrap, d.k, d.sp)
     on = jnp.where(d.k > 1.0, 1.0, 0.0)
     return Steps(on, on * eta, lam / d.k, (d.k - 1.0) / d.k, eta, True, on / d.k)
+
+
+def a2a_ring_steps(d: Dim, sh) -> Steps:
+    """ASTRA-sim's native ring all-to-all along the dim (``Ring.cc``, ``ComType::All_to_All``):
+    k(k - 1)/2 neighbour steps, each one message of n/k (``msg_size = data_size /
+    nodes_in_ring``; every dim gets the whole buffer, ``final_data_size = data_size``). The
+    collective's chunks alternate ring directions (``get_next_queue_at_level``), so a full wrap
+    dim carries half of it each way (the bidirectional ring's λ/2)."""
+    lam, eta, rev, gain = sh
+    lam, rev = jnp.where(gain, 0.5 * lam, lam), rev | gain
+    steps = 0.5 * d.k * (d.k - 1.0)
+    per = 0.5 * (d.k - 1.0)
+    return Steps(steps, steps * eta, per * lam, per, eta, rev, steps / d.k)
 
 
 def a2a_level(lv: Level):

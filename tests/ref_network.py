@@ -231,6 +231,21 @@ def _a2a_hier(ctx, n):
     return out
 
 
+def _a2a_ring(ctx, n):
+    """ASTRA-sim ring all-to-all: per dim k(k-1)/2 neighbour steps of n/k each, the
+    chunks both ways round a full wrap dim; steps add, the busiest dim's bytes set the time."""
+    out, bw = _Cost(), 0.0
+    for d in ctx.dims:
+        lam, eta, rev = _shift(d, True)
+        k = d["k"]
+        nsteps = k * (k - 1) / 2
+        c = _dim_cost(ctx, d, [(nsteps, n / k, lam, eta)], nsteps, rev, nsteps * n / k)
+        bw = np.maximum(bw, c.bw)
+        out = out + c
+    out.bw = bw
+    return out
+
+
 def _best(ctx, costs, names):
     lat, bw = _at(ctx, costs[names[0]]())
     for a in names[1:]:
@@ -268,7 +283,8 @@ def allgather_parts(fab, stride, size, n, algorithm=None):
 
 def alltoall_parts(fab, stride, size, n, algorithm=None):
     ctx = _Ctx(fab, stride, size)
-    costs = {"direct": lambda: _a2a_direct(ctx, n), "hierarchical": lambda: _a2a_hier(ctx, n)}
+    costs = {"direct": lambda: _a2a_direct(ctx, n), "hierarchical": lambda: _a2a_hier(ctx, n),
+             "ring": lambda: _a2a_ring(ctx, n)}
     return _run(ctx, fab, size, costs, algorithm, BEST_A2A)
 
 

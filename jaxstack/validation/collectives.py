@@ -13,7 +13,10 @@ the other: halving-doubling all-gather, Rabenseifner (``halving_doubling``) all-
 all-to-all dimension by dimension (``hierarchical``: intra-L1, then across L2 — NS-3's
 latency floor is two round trips, and its slope has the intra-L1 phase in it), and the
 ``ring`` all-reduce on the torus along x then y (4(k-1) steps, not the 2(k²-1) of one flat
-ring: the NS-3 latency floor shows it). Message sizes: the torus CSV gives
+ring: the NS-3 latency floor shows it), and the torus all-to-all as ASTRA-sim's native ring
+all-to-all (``Ring.cc``: k(k-1)/2 neighbour steps of n/k per dim, the same whole buffer in
+every dim, chunks alternating ring directions and pipelining through the dims: the 4x4
+latency floor is 12 steps, the ring all-reduce's, and its slope 12 B per link). Message sizes: the torus CSV gives
 the NS-3 payload B; the switch CSVs give DeepStack's header-inflated B' = B + ceil(B/988)·36,
 inverted here to the power-of-two payload NS-3 was run with. All-gather and all-to-all
 buffers are p·B (B per rank / per destination).
@@ -44,7 +47,7 @@ from ..hardware import Fabric, FabricLevel, TopologyKind
 __all__ = ["NAME", "DESCRIPTION", "CASES", "cases", "fabric_for", "run", "summary"]
 
 NAME = "collectives-ns3"
-DESCRIPTION = "ASTRA-sim/NS-3 collective times: switch AG/AR/A2A, torus ring AR (DeepStack Fig. 13)"
+DESCRIPTION = "ASTRA-sim/NS-3 collective times: switch AG/AR/A2A, torus ring AR and A2A (DeepStack Fig. 13)"
 DATA = Path(__file__).parent / "data" / NAME
 GB, NS = 1e9, 1e-9
 
@@ -71,6 +74,7 @@ PANELS = {  # file stem -> (collective, algorithm)
     "switch_all_reduce_rabenseifner_test": ("all_reduce", "halving_doubling"),
     "switch_all_to_all_test": ("all_to_all", "hierarchical"),
     "torus_all_reduce_ring_test": ("all_reduce", "ring"),
+    "torus_all_to_all_t0": ("all_to_all", "ring"),
 }
 DEEPSTACK_WEIGHTED_PCT = {  # reference README, for the record
     "switch_all_gather_halving_doubling_test": 2.42, "switch_all_reduce_rabenseifner_test": 2.12,
