@@ -74,6 +74,7 @@ from .evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_use
 from .ops import linear_costs, shard
 from .schedule import plans, stage_times
 from .space import Space, leaf_paths
+from .workload import gemm_operand_bytes
 
 __all__ = ["MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound", "structural",
            "bound_point", "bound_node", "free_leaves", "objective_bound", "limit_dead", "below", "Roles", "roles"]
@@ -99,7 +100,8 @@ def decode_time_bound(d: Design, point: bool = False):
     s = shard(d)
     r = d.request
     thr = d.dram.refresh_double_temp
-    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, hot=jnp.stack([relax.step((thr - HOT_OFFSET_K) - thr)]))
+    hot = jnp.stack([relax.step((thr - HOT_OFFSET_K) - thr)])
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
     q, dec = jnp.ones_like(ctx.bw), jnp.array([True])
     kv = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
     lin_of = np.zeros(KV_POINTS, int)

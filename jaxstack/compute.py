@@ -16,8 +16,10 @@ more than 1e-5: near-ties keep the larger tile):
     t_compute  = W * 2 tb_m tb_n 64 ceil(Kt/split) / (clock * F_cycle(dtype) * compute_efficiency * e_tile)
                  e_tile = TILE_EFFICIENCY [U]: 1, 0.85, 0.5 in TILES order (small tiles amortise
                  issue, barriers and epilogue less; the skinny tile uses the slower MMA path)
-    F_cycle    = tensor_flops_per_cycle * (fp8_speedup | fp4_speedup) for 2/1/0.5-byte weights,
-                 vector_flops_per_cycle for 4-byte (FP32) weights (vector units)
+    F_cycle    = tensor_flops_per_cycle * (fp8_speedup | fp4_speedup) for 2/1/0.5-byte operands,
+                 vector_flops_per_cycle for 4-byte (FP32) ones (vector units); the operand
+                 width is the wider of the weights and the activation operand
+                 (``workload.gemm_operand_bytes``: W8A16 runs at the 16-bit rate)
     SRAM fit   STAGES * (tb_m 64 a + 64 tb_n w) <= sram_capacity (the last tile always runs)
     DRAM bytes A = M K a and B = K N w (per group) are re-read by every tile column / row:
                  no L2:   R_A = Nt, R_B = Mt
@@ -112,8 +114,9 @@ class Tiling(NamedTuple):
 
 def flops_per_cycle(chip: Chip, elem_bytes):
     """Dense FLOP per cycle per unit at operand width ``elem_bytes``: tensor units for
-    16/8/4-bit operands (FP8 x fp8_speedup, FP4 x fp4_speedup), vector units for FP32."""
-    speedup = jnp.where(elem_bytes <= 0.5, chip.fp4_speedup, jnp.where(elem_bytes <= 1.0, chip.fp8_speedup, 1.0))
+    16/8/4-bit operands (FP8 x fp8_speedup, FP4 x fp4_speedup; widths with block scales,
+    e.g. NVFP4 0.5625 B, count as their format), vector units for FP32."""
+    speedup = jnp.where(elem_bytes < 0.75, chip.fp4_speedup, jnp.where(elem_bytes < 1.5, chip.fp8_speedup, 1.0))
     return jnp.where(elem_bytes >= 4.0, chip.vector_flops_per_cycle, chip.tensor_flops_per_cycle * speedup)
 
 
@@ -161,7 +164,7 @@ def _candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env):
     r_b = jnp.where(env["l2_b"], 1.0, jnp.where(env["has_l2"], jnp.maximum(_ceil(Mt * env["inv_side"]), 1.0), Mt))
     rows, cols = jnp.minimum(M, tm), jnp.minimum(N, tn)
     panels = jnp.where(env["qon"], r_a * Mt * q(rows * K * a_bytes) + r_b * Nt * q(K * cols * w_bytes)
-                       + Mt * Nt * q(rows * cols * a_bytes), r_a * A + r_b * B + env["C"])
+                       + Mt * Nt * q(rows * cols * env["c_bytes"]), r_a * A + r_b * B + env["C"])
     part_tr = jnp.where(env["has_l2"] & (env["part"] * split <= env["share"]), 0.0, 2.0 * (split - 1.0) * env["part"])
     nbytes = groups * panels + part_tr
     # memory time: the stack's bandwidth, or what the active units buffer / pass per unit, and
@@ -206,9 +209,11 @@ def context(chip: Chip, dram: Dram, w_bytes, temperature=None, hot=None) -> Ctx:
                l2=chip.l2_capacity, wave=memory.wave_bytes(dram))
 
 
-def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0) -> Tiling:
-    """Best tile of TILES for ``groups`` GEMMs of (M x K) @ (K x N) (see module docstring).
+def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0, c_bytes=None) -> Tiling:
+    """Best tile of TILES for ``groups`` GEMMs of (M x K) @ (K x N) (see module docstring);
+    ``c_bytes``: output element bytes (None: ``a_bytes``, e.g. BF16 out of an FP8 A operand).
     Array arguments cost a whole set of GEMMs in one traced computation."""
+    c_bytes = a_bytes if c_bytes is None else c_bytes
     U = ctx.U
     share = L2_SHARE * ctx.l2
     has_l2 = ctx.l2 > 0
@@ -219,7 +224,7 @@ def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0) -> Tiling:
     side = _ceil(jnp.sqrt(U))
     env = {
         "U": U, "inv_u": 1.0 / U, "inv_u_tol": (1.0 - _TOL) / U, "side": side, "inv_side": 1.0 / side,
-        "A": A, "B": B, "C": M * N * a_bytes, "has_l2": has_l2, "l2_a": has_l2 & (A <= share),
+        "A": A, "B": B, "C": M * N * c_bytes, "c_bytes": c_bytes, "has_l2": has_l2, "l2_a": has_l2 & (A <= share),
         "l2_b": has_l2 & (B <= share), "share": share, "part": groups * M * N * PARTIAL_BYTES,
         "sram": ctx.sram, "qon": qon,
         "q": lambda x: relax.ceil(x * inv_w) * wave,  # whole DRAM waves

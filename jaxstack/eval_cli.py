@@ -37,6 +37,11 @@ def add_parser(sub):
     p.add_argument("--spec-acceptance", type=float, help="speculative decoding: acceptance rate per token")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
     p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
+    p.add_argument("--weight-dtype", help="weights: fp32, bf16, fp16, fp8, int8, fp4, int4, nvfp4, mxfp4 "
+                   "(sets model.weight_bytes)")
+    p.add_argument("--act-dtype", help="a GEMM's activation operand (model.gemm_act_bytes): fp8 with fp8 weights = "
+                   "W8A8; bf16 with fp8/fp4 weights = weight-only quantisation at the 16-bit tensor rate")
+    p.add_argument("--kv-dtype", help="KV cache (sets model.kv_bytes)")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a leaf by dotted path with unit suffix, e.g. fabric.l1.link_bandwidth_GBps=450")
     p.add_argument("--json", action="store_true", help="print metrics (SI units) as JSON")
@@ -84,6 +89,9 @@ def design_from_args(args):
     if serving:
         data["serving"] = serving
     overrides = _section(data, "overrides", where)
+    for flag, leaf in (("weight_dtype", "weight_bytes"), ("act_dtype", "gemm_act_bytes"), ("kv_dtype", "kv_bytes")):
+        if getattr(args, flag, None) is not None:
+            overrides[f"model.{leaf}"] = getattr(args, flag)
     for item in args.set:
         if "=" not in item:
             raise io.ConfigError(f"--set '{item}': expected PATH=VALUE, e.g. dram.efficiency=0.9")

@@ -30,6 +30,7 @@ from .design import Design
 from .metrics import Metrics, Reason
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import plans, stage_time, stage_times
+from .workload import gemm_operand_bytes
 
 __all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "world_size",
            "memory_use", "memory_parts"]
@@ -122,7 +123,7 @@ def step_energy(d: Design, st) -> power.Energy:
                       sram_bytes=2.0 * st.dram_bytes + SRAM_BYTES_PER_TENSOR_FLOP * (tensor + st.attn_flops),
                       dram_bytes=st.dram_bytes, link_bytes_l1=st.link_l1, link_bytes_l2=st.link_l2,
                       link_bytes_l3=st.link_l3, time=st.total)
-    main = power.step_energy(d.chip, d.dram, d.fabric, work, d.model.weight_bytes)
+    main = power.step_energy(d.chip, d.dram, d.fabric, work, gemm_operand_bytes(d.model))
     attn = power.step_energy(d.chip, d.dram, d.fabric, power.Work(tensor_flops=st.attn_flops), 2.0)
     return jax.tree_util.tree_map(jnp.add, main, attn)
 
@@ -146,7 +147,7 @@ def evaluate(d: Design) -> Metrics:
     thr = d.dram.refresh_double_temp
     hot = jnp.stack([jnp.zeros_like(thr), relax.step((thr - HOT_OFFSET_K) - thr),
                      relax.step((thr + HOT_OFFSET_K) - thr)])
-    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, hot=hot)
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
     one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
     q_len = jnp.stack([r.input_len, one, one])
     decode = jnp.array([False, True, True])

@@ -5,8 +5,10 @@ tied embeddings), MoE (routed experts, experts per token, expert width, shared e
 DeepSeek's ``n_shared_experts`` or Qwen2-MoE's ``shared_expert_intermediate_size`` as a
 multiple of the expert width, leading dense layers), MLA (DeepSeek ranks and head dims), a
 nested ``text_config`` (multimodal checkpoints), and the weight dtype: ``torch_dtype`` and
-``quantization_config`` (FP8 / MXFP4 / NVFP4 / 8-bit / 4-bit) set ``weight_bytes``; an FP8
-``kv_cache_scheme`` sets ``kv_bytes``. Every value is checked against the Model domains.
+``quantization_config`` (FP8 / MXFP4 / NVFP4 / 8-bit / 4-bit) set ``weight_bytes``; its
+activation scheme (compressed-tensors ``input_activations``, ModelOpt ``quant_algo``, weight-
+only methods such as GPTQ/AWQ) sets ``gemm_act_bytes``; an FP8 ``kv_cache_scheme`` sets
+``kv_bytes``. Every value is checked against the Model domains.
 
 Fields that change compute or memory but that the model does not represent print one
 ``jaxstack: warning:`` line each (stderr), never silently: sliding-window attention,
@@ -19,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from .io import MODEL_DEFAULTS, ConfigError, _number, check_domain, read_text
+from .io import DTYPE_BYTES, MODEL_DEFAULTS, ConfigError, _number, check_domain, read_text
 from .workload import Model
 
 __all__ = ["load_hf_config", "WARNED"]
@@ -49,24 +51,63 @@ def _warn(where: str, key: str, what: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def _bytes_of(cfg: dict) -> tuple[float, float | None]:
-    """(weight bytes, KV bytes or None) from torch_dtype / quantization_config."""
+_WEIGHT_ONLY = ("gptq", "awq", "bitsandbytes", "hqq", "marlin", "exl2", "eetq", "w4a16", "w8a16")
+
+
+def _act_bits(q: dict) -> float | None:
+    """Bits of the GEMM activation operand a quantization_config states: compressed-tensors
+    ``input_activations`` (null = weight-only), ModelOpt ``quant_algo`` WxAy, weight-only
+    methods (GPTQ, AWQ, bitsandbytes, ...) 16; None when unstated (= like the weights)."""
+    groups = q.get("config_groups")
+    if isinstance(groups, dict) and groups:
+        ia = [g.get("input_activations", None) for g in groups.values() if isinstance(g, dict)]
+        if ia and all(a is None for a in ia):
+            return 16.0
+        bits = [a.get("num_bits") for a in ia if isinstance(a, dict) and a.get("num_bits")]
+        if bits:
+            return float(max(bits))
+    algo = str(q.get("quant_algo", "")).lower()
+    if "a16" in algo:
+        return 16.0
+    if "a8" in algo and algo.startswith("w4"):
+        return 8.0
+    method = str(q.get("quant_method", "")).lower()
+    if any(m in method for m in _WEIGHT_ONLY):
+        return 16.0
+    return None
+
+
+def _bytes_of(cfg: dict) -> tuple[float, float | None, float]:
+    """(weight bytes, KV bytes or None, GEMM activation operand bytes or 0 = like the weights)
+    from torch_dtype / quantization_config; block-scaled FP4 formats count their scales."""
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").lower()
     wb = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}.get(dtype, 1.0 if "float8" in dtype else 2.0)
     q = cfg.get("quantization_config")
-    kv = None
+    kv, ga = None, 0.0
     if isinstance(q, dict):
         text = json.dumps(q).lower()
         method = str(q.get("quant_method", "")).lower()
         bits = q.get("bits") or q.get("w_bit") or q.get("weight_bits")
-        if "mxfp4" in text or "nvfp4" in text or "fp4" in method or bits == 4 or "int4" in text:
+        groups = q.get("config_groups")
+        if not bits and isinstance(groups, dict):            # compressed-tensors: weights.num_bits
+            wbits = [g["weights"].get("num_bits") for g in groups.values()
+                     if isinstance(g, dict) and isinstance(g.get("weights"), dict)]
+            bits = max((b for b in wbits if b), default=None)
+        if "mxfp4" in text:
+            wb = DTYPE_BYTES["mxfp4"]
+        elif "nvfp4" in text:
+            wb = DTYPE_BYTES["nvfp4"]
+        elif "fp4" in method or bits == 4 or "int4" in text or "w4a" in text:
             wb = 0.5
         elif "fp8" in text or "float8" in text or bits == 8 or "int8" in text:
             wb = 1.0
         kv_scheme = q.get("kv_cache_scheme") or q.get("kv_cache_quant_algo")
         if kv_scheme and ("fp8" in json.dumps(kv_scheme).lower() or "8" in str(kv_scheme)):
             kv = 1.0
-    return wb, kv
+        a_bits = _act_bits(q)
+        if a_bits is not None:
+            ga = a_bits / 8.0
+    return wb, kv, ga
 
 
 def load_hf_config(path) -> Model:
@@ -121,8 +162,8 @@ def load_hf_config(path) -> Model:
                       f"{width:g}: modelled as {vals['n_shared_experts']:.3g} experts' worth")
         if not cfg.get("first_k_dense_replace"):
             vals["first_k_dense_replace"] = float(len(cfg.get("mlp_only_layers") or []))
-    wb, kvb = _bytes_of(cfg)
-    vals.update({**MODEL_DEFAULTS, "weight_bytes": wb, **({"kv_bytes": kvb} if kvb else {})})
+    wb, kvb, ga = _bytes_of(cfg)
+    vals.update({**MODEL_DEFAULTS, "weight_bytes": wb, "gemm_act_bytes": ga, **({"kv_bytes": kvb} if kvb else {})})
     _unmodelled(cfg, where)
     return Model(**vals)
 

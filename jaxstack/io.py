@@ -26,12 +26,18 @@ from .workload import REGIMES, Model, Request, Serving
 __all__ = [
     "ConfigError", "build", "load_yaml", "preset_names", "load_preset", "load_hf_config",
     "load_design", "design_from_dict", "load_calibration", "resolve_path", "set_path", "get_path",
-    "to_dict", "ENUMS", "DTYPE_BYTES",
+    "to_dict", "ENUMS", "DTYPE_BYTES", "DTYPE_KEYS",
 ]
 
 PRESET_DIR = Path(__file__).parent / "presets"
 ENUMS = {("fabric", "kind"): {k.name: int(k) for k in TopologyKind}, ("serving", "regime"): REGIMES}
-DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5}
+# bytes per element of a named dtype; block-scaled formats include their scales: NVFP4 = E2M1 +
+# one FP8 E4M3 scale per 16 values (4.5 bit; NVIDIA, "Introducing NVFP4", 2025), MXFP4 = E2M1 +
+# one E8M0 scale per 32 values (4.25 bit; OCP Microscaling Formats (MX) v1.0, 2023)
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5,
+               "nvfp4": 0.5625, "mxfp4": 0.53125}
+# model leaves that take a dtype name (YAML, --set, space choices, user data)
+DTYPE_KEYS = {("model", k) for k in ("weight_bytes", "kv_bytes", "act_bytes", "gemm_act_bytes")}
 _NESTED = {"l1": FabricLevel, "l2": FabricLevel, "l3": FabricLevel}
 _SECTION_CLS = {"chip": Chip, "dram": Dram, "fabric": Fabric, "thermal": Thermal,
                 "model": Model, "request": Request, "mapping": Mapping, "serving": Serving}
@@ -126,6 +132,11 @@ def load_yaml(path) -> dict:
 
 
 def _number(value, where, path, section, name):
+    if (section, name) in DTYPE_KEYS and isinstance(value, str):
+        if value.lower() not in DTYPE_BYTES:
+            raise _err(where, path, f"'{value}' is not a dtype; allowed: a number of bytes per element or one of "
+                       f"{sorted(DTYPE_BYTES)}")
+        return DTYPE_BYTES[value.lower()]
     enum = ENUMS.get((section, name))
     if enum is not None and isinstance(value, str):
         if value not in enum:

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from . import compute, relax
 from .compute import Cost
 from .design import Design
+from .workload import gemm_act_operand_bytes, gemm_operand_bytes
 
 __all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost", "assemble",
            "kv_bytes_per_token", "weight_elems", "PREFILL_CHUNK_TOKENS"]
@@ -166,8 +167,11 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     layer is costed by ONE ``compute.tiling`` call on a vector of shapes, every vector op by
     one ``compute.elementwise_ctx`` call."""
     w = d.model
-    wb, ab = w.weight_bytes, w.act_bytes
-    quantised = (wb < 2.0).astype(wb.dtype)
+    wb, ab = w.weight_bytes, gemm_act_operand_bytes(w)
+    # activation quantisation kernel: dynamic per-token quant of every W8A8/W4A4 GEMM's input
+    # (with gemm_act_bytes unset: whenever the weights are quantised, the historical rule)
+    quantised = jnp.where(w.gemm_act_bytes > 0, ab < w.act_bytes, wb < 2.0).astype(wb.dtype)
+    q_bytes = jnp.where(w.gemm_act_bytes > 0, ab, 1.0)
     h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
     reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.mb)
     T = relax.cdiv(reqs * q_len, s.sp * s.cp)
@@ -207,7 +211,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     K = _stack([x[1] for x in gemms] + [h, third])
     N = _stack([x[2] for x in gemms] + [2.0 * third, h])
     groups = _stack([1.0] * n_g + [g, g])
-    tl = compute.tiling(ctx, M, K, N, wb, ab, groups)
+    tl = compute.tiling(ctx, M, K, N, wb, ab, groups, w.act_bytes)
     gon = _stack([x[3] for x in gemms])
     Mg, Kg, Ng = M[:n_g], K[:n_g], N[:n_g]
 
@@ -223,9 +227,11 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
            (4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0),                                 # act
            (10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on),          # route
            (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)]                                 # norms
-    el = compute.elementwise_ctx(ctx, jnp.concatenate([2.0 * Mg * Kg * gon, _stack([v[0] for v in vec])]),
-                                 jnp.concatenate([Mg * Kg * (ab + 1.0) * gon, _stack([v[1] for v in vec])]),
-                                 jnp.concatenate([gon * quantised, _stack([v[2] for v in vec])]))
+    qon = gon * quantised       # 16-bit GEMM inputs need no quantisation pass
+    q_moved = Mg * Kg * (w.act_bytes + q_bytes) * qon
+    el = compute.elementwise_ctx(ctx, jnp.concatenate([2.0 * Mg * Kg * qon, _stack([v[0] for v in vec])]),
+                                 jnp.concatenate([q_moved, _stack([v[1] for v in vec])]),
+                                 jnp.concatenate([qon, _stack([v[2] for v in vec])]))
 
     # each GEMM with its quantisation kernel, as vectors over the GEMMs (sliced once, below)
     g_time = compute.keep((tl.time[:n_g] * gon + gon * ctx.overhead) + el.time[:n_g])
@@ -285,6 +291,6 @@ def assemble(lin: Linear, core: Cost) -> LayerCosts:
 def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:
     """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form;
     ``temperature`` (degC, None = not hot) sets the DRAM refresh rate (``memory``)."""
-    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, temperature)
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature)
     lin = linear_costs(d, s, ctx, q_len, decode)
     return assemble(lin, core_cost(d, s, ctx, lin.reqs, q_len, kv_len, decode))

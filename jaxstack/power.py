@@ -121,7 +121,7 @@ def total(e: Energy):
 
 def tensor_energy_per_flop(chip: Chip, op_bytes):
     """J per tensor FLOP with ``op_bytes``-byte operands (2 BF16, 1 FP8, 0.5 FP4, 4 FP32 -> vector)."""
-    speedup = jnp.where(op_bytes <= 0.5, chip.fp4_speedup, jnp.where(op_bytes <= 1.0, chip.fp8_speedup, 1.0))
+    speedup = jnp.where(op_bytes < 0.75, chip.fp4_speedup, jnp.where(op_bytes < 1.5, chip.fp8_speedup, 1.0))
     tensor = chip.energy_per_flop / jnp.maximum(speedup, 1e-6)
     return jnp.where(op_bytes >= 4.0, chip.vector_energy_per_flop, tensor)
 

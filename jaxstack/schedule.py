@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from . import compute, network, overlap, power, relax
 from .design import Design
 from .ops import Linear, Shard, assemble, core_cost, kv_bytes_per_token, linear_costs, weight_elems
+from .workload import gemm_operand_bytes
 
 __all__ = ["StageTime", "stage_time", "stage_times", "plans"]
 
@@ -234,6 +235,6 @@ def _linear(d, s, pl, ctx, q_len, decode):
 def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> StageTime:
     """One stage step (one variant; ``temperature`` in degC, None = not hot)."""
     pl = plans(d, s)
-    ctx = compute.context(d.chip, d.dram, d.model.weight_bytes, temperature)
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature)
     lin, cm = _linear(d, s, pl, ctx, q_len, decode)
     return _compose(d, s, pl, ctx, lin, cm, q_len, kv_len, decode)

@@ -6,9 +6,11 @@ when ``kv_lora_rank > 0``. All fields are numeric leaves so sweeping across mode
 model shapes needs no recompile.
 """
 
+import jax.numpy as jnp
+
 from ._tree import leaf, pytree
 
-__all__ = ["Model", "Request", "Serving", "REGIMES"]
+__all__ = ["Model", "Request", "Serving", "REGIMES", "gemm_operand_bytes", "gemm_act_operand_bytes"]
 
 REGIMES = {"static": 0, "offline": 1, "online": 2}   # serving.regime codes (serving.py)
 
@@ -39,6 +41,11 @@ class Model:
     weight_bytes: float = leaf("B/elem", "bytes per weight element (2 BF16, 1 FP8, 0.5 FP4)", domain=">0")
     kv_bytes: float = leaf("B/elem", "bytes per KV-cache element", domain=">0")
     act_bytes: float = leaf("B/elem", "bytes per activation element", domain=">0")
+    gemm_act_bytes: float = leaf("B/elem", "bytes per element of a GEMM's activation operand as the kernel reads it "
+                                 "(the A of WxAy): 0 = like the weights (W8A8, W4A4); 2 = 16-bit activations with "
+                                 "quantised weights (weight-only W8A16 / W4A16: the 16-bit tensor rate). The wider "
+                                 "of weights and this sets the GEMM rate; below act_bytes a quantisation kernel runs",
+                                 default=0.0, domain=">=0")
     moe_imbalance: float = leaf("1", "busiest-expert-rank load / mean load", domain=">=1")
 
 
@@ -74,3 +81,14 @@ class Serving:
                                   default=0.7, domain="[0,1]")
     draft_cost: float = leaf("1", "time of one draft step relative to the target's decode step (MTP heads ~ "
                              "1 / layers; a draft model ~ its size ratio)", default=0.05, domain=">=0")
+
+
+def gemm_operand_bytes(m: Model):
+    """Operand width that sets the tensor rate and energy of the GEMMs: the wider of the weights
+    and the activation operand (``gemm_act_bytes``; 0 = like the weights)."""
+    return jnp.where(m.gemm_act_bytes > 0, jnp.maximum(m.weight_bytes, m.gemm_act_bytes), m.weight_bytes)
+
+
+def gemm_act_operand_bytes(m: Model):
+    """Bytes per element of the activation operand a GEMM reads (``act_bytes`` when unset)."""
+    return jnp.where(m.gemm_act_bytes > 0, m.gemm_act_bytes, m.act_bytes)

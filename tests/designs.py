@@ -62,7 +62,11 @@ def random_designs(n: int, seed: int = 0) -> Design:
     chip = type(chip)(**{**vars(chip), "tdp": (chip.tdp * rng.uniform(0.05, 1.5, n)).astype(np.float32)})
     thermal = type(d.thermal)(**{**vars(d.thermal), "r_base": (d.thermal.r_base * rng.uniform(0.5, 6.0, n))
                                  .astype(np.float32)})
-    return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=d.model, request=req, mapping=mp,
+    # dtypes: a share of FP8 / FP4 / NVFP4 weights, and W8A8, W8A16, W4A4 GEMM activation operands
+    wb = np.where(rng.random(n) < 0.6, d.model.weight_bytes, rng.choice([1.0, 0.5, 0.5625], n)).astype(np.float32)
+    ga = rng.choice([0.0, 0.0, 1.0, 2.0, 0.5], n).astype(np.float32)
+    model = type(d.model)(**{**vars(d.model), "weight_bytes": wb, "gemm_act_bytes": ga})
+    return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=model, request=req, mapping=mp,
                    serving=d.serving)
 
 

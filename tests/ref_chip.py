@@ -85,13 +85,16 @@ def quantize(dram, b):
 
 # ------------------------------------------------------------------ compute
 def per_cycle(chip, eb):
-    tensor = chip["tensor_flops_per_cycle"] * np.where(eb <= 0.5, chip["fp4_speedup"],
-                                                       np.where(eb <= 1.0, chip["fp8_speedup"], 1.0))
+    tensor = chip["tensor_flops_per_cycle"] * np.where(eb < 0.75, chip["fp4_speedup"],
+                                                       np.where(eb < 1.5, chip["fp8_speedup"], 1.0))
     return np.where(eb >= 4, chip["vector_flops_per_cycle"], tensor)
 
 
-def tiled(chip, dram, G, M, K, N, wb, ab):
-    """(time, bytes) of the best tile for G GEMMs of M x K x N."""
+def tiled(chip, dram, G, M, K, N, wb, ab, rate_b=None, cb=None):
+    """(time, bytes) of the best tile for G GEMMs of M x K x N; ``rate_b``: the operand width
+    that sets the tensor rate (default wb), ``cb``: output bytes (default ab)."""
+    rate_b = wb if rate_b is None else rate_b
+    cb = ab if cb is None else cb
     U = units(chip, dram)
     Kt = ceil(K / 64)
     l2 = chip["l2_capacity"]
@@ -112,7 +115,7 @@ def tiled(chip, dram, G, M, K, N, wb, ab):
         split = np.clip(floor(U / np.maximum(G * Mt * Nt, 1)), 1, np.maximum(Kt, 1))
         tiles = G * Mt * Nt * split
         waves = ceil(tiles / U)
-        tc = waves * 2 * tm * tn * tk * ceil(Kt / split) / (chip["clock"] * per_cycle(chip, wb)
+        tc = waves * 2 * tm * tn * tk * ceil(Kt / split) / (chip["clock"] * per_cycle(chip, rate_b)
                                                             * chip["compute_efficiency"] * TILE_EFF[j])
         s = ceil(np.sqrt(U))
         p = np.maximum(np.minimum(Mt, s), 1)
@@ -124,8 +127,8 @@ def tiled(chip, dram, G, M, K, N, wb, ab):
         part_tr = np.where((l2 > 0) & (part * split <= L2_SHARE * l2), 0, 2 * (split - 1) * part)
         act = np.clip(tiles, 1, U)
         fetch = G * (A * Nt + B * Mt)
-        quantised = ra * Mt * q(rows * K * ab) + rb * Nt * q(K * cols * wb) + Mt * Nt * q(rows * cols * ab)
-        panels = np.where(wave > 0, quantised, ra * A + rb * B + M * N * ab)
+        quantised = ra * Mt * q(rows * K * ab) + rb * Nt * q(K * cols * wb) + Mt * Nt * q(rows * cols * cb)
+        panels = np.where(wave > 0, quantised, ra * A + rb * B + M * N * cb)
         b = G * panels + part_tr
         tmem = np.maximum.reduce([b / dram_bandwidth(dram), b / (act * unit_cap),
                                   fetch / (FETCH_SHARE * act * chip["clock"] * chip["sram_bandwidth"])])
@@ -142,9 +145,9 @@ def tiled(chip, dram, G, M, K, N, wb, ab):
     return best_t, best_b, best_w
 
 
-def gemm_w(chip, dram, M, K, N, wb, ab, on=1.0):
+def gemm_w(chip, dram, M, K, N, wb, ab, on=1.0, **kw):
     """(time, flops, bytes) and the chosen tile's waves."""
-    t, b, w = tiled(chip, dram, 1.0, M, K, N, wb, ab)
+    t, b, w = tiled(chip, dram, 1.0, M, K, N, wb, ab, **kw)
     return (t * on + on * chip["op_overhead"], 2 * M * K * N * on, b * on), w
 
 
@@ -152,10 +155,10 @@ def gemm(chip, dram, M, K, N, wb, ab, on=1.0):
     return gemm_w(chip, dram, M, K, N, wb, ab, on)[0]
 
 
-def expert_gemm_w(chip, dram, assign, touched, K, N, wb, ab, on):
+def expert_gemm_w(chip, dram, assign, touched, K, N, wb, ab, on, **kw):
     g = np.maximum(touched, 1e-6)
-    t1, b1, w1 = tiled(chip, dram, g, assign / g, K, 2 * N / 3, wb, ab)
-    t2, b2, w2 = tiled(chip, dram, g, assign / g, N / 3, K, wb, ab)
+    t1, b1, w1 = tiled(chip, dram, g, assign / g, K, 2 * N / 3, wb, ab, **kw)
+    t2, b2, w2 = tiled(chip, dram, g, assign / g, N / 3, K, wb, ab, **kw)
     return ((t1 + t2) * on + 3 * on * chip["op_overhead"], 2 * assign * K * N * on, (b1 + b2) * on), w1 + w2
 
 

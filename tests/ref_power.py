@@ -35,7 +35,7 @@ def sram_j_per_bit(capacity_bytes):
 def tensor_j_per_flop(chip, op_bytes):
     if op_bytes >= 4.0:
         return chip["vector_energy_per_flop"]
-    speedup = chip["fp4_speedup"] if op_bytes <= 0.5 else chip["fp8_speedup"] if op_bytes <= 1.0 else 1.0
+    speedup = chip["fp4_speedup"] if op_bytes < 0.75 else chip["fp8_speedup"] if op_bytes < 1.5 else 1.0
     return chip["energy_per_flop"] / speedup
 
 

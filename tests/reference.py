@@ -40,6 +40,13 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     tp, ep, sp, cp, dp, pp = (mp[k] for k in ("tp", "ep", "sp", "cp", "dp", "pp"))
     h, nh, nkv, hd = w["hidden_size"], w["num_attention_heads"], w["num_key_value_heads"], w["head_dim"]
     wb, ab, kb = w["weight_bytes"], w["act_bytes"], w["kv_bytes"]
+    # the GEMM's activation operand: gemm_act_bytes, or act_bytes when 0; the wider operand
+    # sets the tensor rate; below act_bytes (or, unset, with quantised weights) a quant kernel
+    ga = w.get("gemm_act_bytes", 0.0)
+    a_op = np.where(ga > 0, ga, ab)
+    op_b = np.where(ga > 0, np.maximum(wb, ga), wb)
+    quant_on = np.where(ga > 0, a_op < ab, wb < 2)
+    quant_out = np.where(ga > 0, a_op, 1.0)
     E, k, mi = w["n_routed_experts"], w["num_experts_per_tok"], w["moe_intermediate_size"]
     moe = E > 0
     mla = w["kv_lora_rank"] > 0
@@ -49,8 +56,9 @@ def model_point(d, q_len, kv_len, decode, hot=False):
 
     def gw(M, K, N, on=1.0):
         # plus the activation-quantisation kernel of an FP8/FP4 GEMM
-        q = elementwise(chip, dram, 2 * M * K * on, M * K * (ab + 1) * on, on * (wb < 2))
-        c, waves = gemm_w(chip, dram, M, K, N, wb, ab, on)
+        qon = on * quant_on
+        q = elementwise(chip, dram, 2 * M * K * qon, M * K * (ab + quant_out) * qon, qon)
+        c, waves = gemm_w(chip, dram, M, K, N, wb, a_op, on, rate_b=op_b, cb=ab)
         return tuple(a + b for a, b in zip(c, q, strict=True)), waves
 
     def g(M, K, N, on=1.0):
@@ -81,7 +89,7 @@ def model_point(d, q_len, kv_len, decode, hot=False):
                           else 2 * (qk + w["v_head_dim"]), 4 * hd)
     f_core = reqs * q_len * heads * (kv_len / cp) * pair_flops
     core = attention(chip, dram, f_core, reqs * (kv_len / cp) * kv_tok,
-                     reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, wb)
+                     reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, op_b)
     core_waves = attention_waves(chip, dram, reqs * heads * np.ceil(q_len / Q_BLOCK))
     width = np.where(mla, nh * qk / tp + w["kv_lora_rank"] + w["qk_rope_head_dim"], (nh + 2 * nkv) * hd / tp)
     rope = vec(6 * T * width, 2 * T * width * ab + T * kv_tok, 2.0)
@@ -93,7 +101,8 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     on = np.where(moe, 1.0, 0.0)
     assign = T * ep * k / ep_moe * w["moe_imbalance"]
     touched = E / ep_moe * (1 - np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep))
-    experts, exp_waves = expert_gemm_w(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, ab, on)
+    experts, exp_waves = expert_gemm_w(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, a_op, on,
+                                           rate_b=op_b, cb=ab)
     si = w["n_shared_experts"] * mi / tp
     sh_on = on * (w["n_shared_experts"] > 0)
     routing = vec(10 * T * E * on, (4 * T * E + assign * h * ab) * on, 3 * on)
@@ -276,13 +285,20 @@ def reference(d):
 SRAM_PER_FLOP = 2 * (128 + 256) * 64 * 2 / (2 * 128 * 256 * 64)  # large tile's SRAM fill, written + read
 
 
+def op_width(w):
+    """The GEMM operand width: the wider of weights and the activation operand (0 = weights)."""
+    ga = w.get("gemm_act_bytes", 0.0)
+    return np.where(ga > 0, np.maximum(w["weight_bytes"], ga), w["weight_bytes"])
+
+
 def _thermal(d, st, t_cool, t_hot):
     """Energy of stage step ``st`` and the steady thermal state (ref_power, one point at a time)."""
     chip, dram, fab, th, w = d["chip"], d["dram"], d["fabric"], d["thermal"], d["model"]
     tensor = st["flops"] - st["vflops"] - st["attn_flops"]
     shape = np.shape(t_cool)
     arrays = {"t_cool": t_cool, "t_hot": t_hot, "tensor": tensor, "vflops": st["vflops"], "attn": st["attn_flops"],
-              "dram_b": st["dram"], "l1": st["l1"], "l2": st["l2"], "l3": st["l3"], "wb": w["weight_bytes"]}
+              "dram_b": st["dram"], "l1": st["l1"], "l2": st["l2"], "l3": st["l3"],
+              "wb": op_width(w)}
     arrays = {k: np.broadcast_to(np.asarray(v, np.float64), shape) for k, v in arrays.items()}
     sub = {"chip": chip, "dram": dram, "fabric": fab, "thermal": th}
     keys = ("t_junction", "t_dram", "power", "step_time", "hot")

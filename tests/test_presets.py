@@ -307,7 +307,20 @@ def test_hf_import_reads_what_changes_the_answer(tmp_path):
     m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "fp8", "fmt": "e4m3"}})
     assert m.weight_bytes == 1.0
     m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "mxfp4"}})
-    assert m.weight_bytes == 0.5
+    assert m.weight_bytes == 0.53125 and m.gemm_act_bytes == 0   # E2M1 + an E8M0 scale per 32
+    # the activation operand: weight-only methods run 16-bit activations; compressed-tensors says
+    m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "awq", "bits": 4}})
+    assert (m.weight_bytes, m.gemm_act_bytes) == (0.5, 2.0)
+    w8a8 = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 8, "type": "float"}, "input_activations": {"num_bits": 8, "type": "float"}}}}
+    m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": w8a8})
+    assert (m.weight_bytes, m.gemm_act_bytes) == (1.0, 1.0)
+    w8a16 = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+        "weights": {"num_bits": 8, "type": "float"}, "input_activations": None}}}
+    m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": w8a16})
+    assert (m.weight_bytes, m.gemm_act_bytes) == (1.0, 2.0)
+    m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "modelopt", "quant_algo": "NVFP4"}})
+    assert (m.weight_bytes, m.gemm_act_bytes) == (0.5625, 0.0)
     m, _ = _hf(tmp_path, {**HF_BASE, "torch_dtype": "float8_e4m3fn"})
     assert m.weight_bytes == 1.0
     m, _ = _hf(tmp_path, {**HF_BASE, "quantization_config": {"quant_method": "compressed-tensors",
