@@ -167,19 +167,24 @@ class _Net:
     """One fabric and a vector of groups: levels [3, G] and dims [6, G] as array rows, and each
     algorithm's cost (``_Alg``, [G])."""
 
-    def __init__(self, fabric: Fabric, stride, size, _geometry=None):
+    def __init__(self, fabric: Fabric, stride, size, _geometry=None, _links=None):
         self.fabric = fabric
         self.p = size
         self.shape = jnp.shape(size)
         if _geometry is None:
             levels, dims = geometry(fabric, stride, size)
-            _geometry = (_rows(levels, self.shape), _rows(dims, self.shape))
+            L = _rows(levels, self.shape)
+            # a dim's level is a row of L (one gather per field, not six broadcasts and a stack)
+            D = _rows([d._replace(lv=None) for d in dims], self.shape)
+            _geometry = (L, D._replace(lv=jax.tree_util.tree_map(lambda x: x[_DIM_LEVEL], L)))
         self.L, self.D = _geometry
-        rt, ack_rt = 1.0 + fabric.ack_round_trip, fabric.ack_round_trip
-        self.links = _link(self.L, jax.tree_util.tree_map(lambda x: x[:1], self.L), rt, ack_rt)
-        self.dim_links = jax.tree_util.tree_map(lambda x: x[_DIM_LEVEL], self.links)
-        pay = self.L.payload
-        self.payload = jnp.maximum(jnp.maximum(pay[0], pay[1]), pay[2])
+        if _links is None:
+            rt, ack_rt = 1.0 + fabric.ack_round_trip, fabric.ack_round_trip
+            links = _link(self.L, jax.tree_util.tree_map(lambda x: x[:1], self.L), rt, ack_rt)
+            pay = self.L.payload
+            _links = (links, jax.tree_util.tree_map(lambda x: x[_DIM_LEVEL], links),
+                      jnp.maximum(jnp.maximum(pay[0], pay[1]), pay[2]))
+        self.links, self.dim_links, self.payload = _links
         self._shift = None
         self.p1 = jnp.asarray(size)[None]   # [1, G]: broadcasts against the row axis
         self._memo = {}
@@ -196,8 +201,9 @@ class _Net:
         idx = np.asarray(idx)
         if np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
             idx = slice(int(idx[0]), int(idx[0]) + len(idx))      # contiguous: a slice, not a gather
-        geo = jax.tree_util.tree_map(lambda x: x[:, idx], (self.L, self.D))
-        return _Net(self.fabric, None, self.p[idx], _geometry=geo)
+        geo, links = jax.tree_util.tree_map(lambda x: x[..., idx], ((self.L, self.D), (self.links, self.dim_links,
+                                                                                          self.payload)))
+        return _Net(self.fabric, None, self.p[idx], _geometry=geo, _links=links)
 
     def shifts(self):
         if self._shift is None:

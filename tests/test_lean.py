@@ -22,7 +22,9 @@ from jaxstack.evaluate import evaluate
 from jaxstack.metrics import Metrics
 
 N = 70_000            # ~10^4 designs per hardware preset (7 presets)
-EVALUATE_CEILING = 5_300   # 4,990 lean core + NaN/inf guard 53 (issue 18) + offline 56, online + goodput 147 (issue 16)
+# the issue's goal; 4,958 today (lean core, NaN/inf guard, serving regimes, GEMM activation operand),
+# after each op's collective plan stopped re-deriving its link constants from the geometry
+EVALUATE_CEILING = 5_000
 BOUND_CEILING = 12_000
 
 
@@ -43,7 +45,9 @@ def test_every_metric_equals_the_previous_core(both):
     m = d.mapping
     world = m.tp * m.ep * m.sp * m.cp * m.dp * m.pp
     same = world == d.fabric.l1.size * d.fabric.l2.size * d.fabric.l3.size
-    assert same.mean() > 0.3
+    # the previous core knows no GEMM activation operand and no block-scaled widths (issue 17)
+    same &= (d.model.gemm_act_bytes == 0) & np.isin(d.model.weight_bytes, [0.5, 1.0, 2.0, 4.0])
+    assert same.mean() > 0.1     # ~7,000 of the 70,000 points
     np.testing.assert_array_equal(np.asarray(new.reason)[same], np.asarray(old.reason)[same])
     sub = (world < d.fabric.l1.size * d.fabric.l2.size * d.fabric.l3.size) & (np.asarray(old.reason) == 1)
     assert (np.asarray(new.reason)[sub] != 1).all()                      # part of a box: no longer device_count

@@ -136,8 +136,9 @@ def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature
 
     def gemm_w(M, K, N, on=1.0):
         # FP8/FP4 GEMMs quantise their activations first (vLLM dynamic per-token quant kernel)
-        quant = compute.elementwise(chip, dram, 2.0 * M * K * on, M * K * (ab + 1.0) * on, on * quantised,
-                                    temperature)
+        # (session 6 physics fix, applied here too: no quantisation pass on 16-bit GEMMs)
+        qon = on * quantised
+        quant = compute.elementwise(chip, dram, 2.0 * M * K * qon, M * K * (ab + 1.0) * qon, qon, temperature)
         c, waves = compute.gemm_waves(chip, dram, M, K, N, wb, ab, on, temperature)
         return _add(c, quant), waves
 
