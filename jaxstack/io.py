@@ -25,7 +25,7 @@ from .workload import REGIMES, Model, Request, Serving
 
 __all__ = [
     "ConfigError", "build", "load_yaml", "preset_names", "load_preset", "load_hf_config",
-    "load_design", "design_from_dict", "load_calibration", "resolve_path", "set_path", "get_path",
+    "load_design", "design_from_dict", "resolve_path", "set_path", "get_path",
     "to_dict", "ENUMS", "DTYPE_BYTES", "DTYPE_KEYS",
 ]
 
@@ -329,9 +329,13 @@ def load_preset(kind: str, name: str) -> dict:
                 "engine": ("serving",)}[kind]
     out: dict[str, Any] = {"source": data.pop("source")}
     data.pop("description", None)
+    meta = {"hardware": "family", "engine": "software"}.get(kind)     # calibration.py reads these
+    if meta in data and not isinstance(data.pop(meta), str):
+        raise _err(where, meta, "expected a name")
     for key in data:
         if key not in expected:
-            raise _err(where, key, f"unknown section; allowed: source, description, {', '.join(expected)}")
+            raise _err(where, key, f"unknown section; allowed: source, description, {', '.join(expected)}"
+                       + (f", {meta}" if meta else ""))
     for sec in expected:
         if sec not in data:
             raise _err(where, sec, "missing section")
@@ -398,25 +402,6 @@ _DESIGN_KEYS = ("hardware", "fabric", "model", "engine", "request", "mapping", "
 CALIBRATION_DIR = PRESET_DIR / "calibration"
 
 
-def load_calibration(kind: str, name: str) -> dict:
-    """Fitted global constants of a preset: {dotted path with unit suffix: value} (or {})."""
-    path = CALIBRATION_DIR / kind / f"{name}.yaml"
-    if not path.exists():
-        return {}
-    data = load_yaml(path)
-    allowed = {"source", "set", "split", "error", "fitted"}
-    for key in data:
-        if key not in allowed:
-            raise _err(str(path), key, f"unknown key; allowed: {', '.join(sorted(allowed))}")
-    fitted = data.get("fitted") or {}
-    prefixes = {"hardware": ("chip.", "dram.", "thermal."), "fabric": ("fabric.",)}[kind]
-    for key in fitted:
-        if not str(key).startswith(prefixes):
-            raise _err(str(path), f"fitted.{key}", f"a {kind} calibration may only set {', '.join(prefixes)}*")
-        resolve_path(str(key), str(path))
-    return fitted
-
-
 _USER_CALIBRATION: list = []      # (path, fitted {dotted path: value}, applies_to or None)
 
 
@@ -449,8 +434,10 @@ def use_calibration(path) -> None:
 def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = True) -> Design:
     """Design from {hardware, fabric, model, request, mapping, overrides} (presets by name).
 
-    With ``calibrated`` (default) the fitted constants of the hardware and fabric presets
-    (``presets/calibration/``) are applied before the user's overrides."""
+    With ``calibrated`` (default) the calibration model's constants for the hardware preset
+    and the engine's software stack (``calibration.py``, ``presets/calibration/joint.yaml``)
+    are applied, or instead a user calibration file (``--calibration``) that applies to the
+    hardware; the design's own overrides come last."""
     for key in data:
         if key not in _DESIGN_KEYS:
             raise _err(where, key, f"unknown key; allowed: {', '.join(_DESIGN_KEYS)}")
@@ -482,14 +469,16 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
     d = Design(chip=hw["chip"], dram=hw["dram"], fabric=fab["fabric"], thermal=hw["thermal"],
                model=model["model"], request=request, mapping=mapping, serving=serving)
     if calibrated:
-        for kind in ("hardware", "fabric"):
-            for path, value in load_calibration(kind, str(data[kind])).items():
-                names, v = convert_value(str(path), value, str(CALIBRATION_DIR / kind / f"{data[kind]}.yaml"))
-                d = set_path(d, names, v)
-        for cal_where, fitted, scope in _USER_CALIBRATION:
-            if scope is None or data["hardware"] in scope:
-                for path, value in fitted.items():
-                    d = set_path(d, *convert_value(str(path), value, cal_where))
+        # a user calibration (``jaxstack calibrate``: fitted on raw presets) replaces the shipped
+        # calibration model for the hardware it applies to
+        mine = [(w, f) for w, f, scope in _USER_CALIBRATION if scope is None or data["hardware"] in scope]
+        if not mine:
+            from .calibration import apply
+
+            d = apply(d, str(data["hardware"]), data.get("engine"))
+        for cal_where, fitted in mine:
+            for path, value in fitted.items():
+                d = set_path(d, *convert_value(str(path), value, cal_where))
     overrides = data.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise _err(where, "overrides", "must be a mapping of dotted paths to numbers")

@@ -53,10 +53,13 @@ def preset_rows(kind: str, name: str) -> list[dict]:
     built = io.load_preset(kind, name)
     notes = _notes(path)
     calib = {}
-    if kind in ("hardware", "fabric"):
-        for key, value in io.load_calibration(kind, name).items():
-            names, v = io.convert_value(str(key), value)
-            calib[".".join(names)] = (str(key), value)
+    if kind == "hardware":   # the calibration model's constants for this GPU under vLLM (the default engine)
+        from .calibration import constants, load_joint
+
+        for key, value in constants(name, None, load_joint()).items():
+            if not str(key).startswith("fabric."):
+                names, v = io.convert_value(str(key), value)
+                calib[".".join(names)] = (str(key), value)
     raw = io.load_yaml(path)
     rows = []
 

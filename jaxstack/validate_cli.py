@@ -17,12 +17,13 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--cases", action="store_true", help="print every case")
     p.add_argument("--out", default="runs/validate", help="output directory (default: runs/validate)")
-    p.add_argument("--fit", action="store_true", help="re-fit the global calibration constants first")
+    p.add_argument("--fit", action="store_true", help="re-fit the calibration model (software-stack overheads per "
+                   "engine, achieved hardware fractions per GPU; calibration.py) on the calibration rows first")
     p.add_argument("--uncalibrated", action="store_true", help="ignore fitted constants (raw presets)")
     p.add_argument("--record", action="store_true", help="store the errors as the regression baseline")
     p.add_argument("--logo", action="store_true",
-                   help="leave-one-GPU-out on serving-public: fit the global constants on the other GPUs, score "
-                   "the left-out one (what to expect on hardware nobody measured; ~1 min)")
+                   help="leave-one-GPU-out: fit the calibration model without any row of one GPU, score that "
+                   "GPU's rows (what to expect on hardware nobody measured; ~2 min)")
     p.add_argument("--data", action="append", metavar="FILE",
                    help="your own measurements (CSV or YAML; columns in jaxstack/userdata.py and the README): "
                    "scored like the shipped sets (only these unless --set is given too)")
@@ -72,17 +73,19 @@ def run_calibrate(args) -> int:
 
 
 def _run_logo(args) -> int:
-    res = validate.leave_one_out()
+    from . import calibration
+
+    res = calibration.leave_one_gpu_out()
     io.write_text_atomic(Path(args.out) / "leave_one_out.json", io.dumps_json(res, indent=2) + "\n")
     if args.json:
         print(io.dumps_json(res))
         return 0
-    print(f"{'held-out GPU':13s} {'train rows':>10s} {'test rows':>9s} | {'fit MAPE':>8s} {'held-out MAPE':>13s} "
-          f"{'raw presets':>11s} | fitted on the other GPUs")
+    print(f"{'held-out GPU':13s} {'family':17s} {'rows':>4s} | {'held-out MAPE':>13s} {'raw presets':>11s} "
+          f"{'fitted with it':>14s} | held-out GPU's constants from")
     for r in res:
-        fitted = ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in r["fitted"].items())
-        print(f"{r['held_out']:13s} {r['train_rows']:10d} {r['test_rows']:9d} | {r['train_mape_pct']:8.2f} "
-              f"{r['held_out_mape_pct']:13.2f} {r['raw_mape_pct']:11.2f} | {fitted}")
+        print(f"{r['held_out']:13s} {r['family']:17s} {r['test_rows']:4d} | {r['held_out_mape_pct']:13.2f} "
+              f"{r['raw_mape_pct']:11.2f} {r['fitted_with_it_mape_pct']:14.2f} | "
+              + ("its family" if r["prior"] == "family" else "every fitted GPU (no family member measured)"))
     print(f"\nwrote {Path(args.out) / 'leave_one_out.json'}")
     return 0
 
@@ -103,11 +106,13 @@ def run(args) -> int:
         raise io.ConfigError("--data: not with --fit / --record (those refit the shipped sets); use "
                              "`jaxstack calibrate --data FILE --out my-calibration.yaml`")
     if args.fit:
-        for name in names:
-            if name in validate.FITS:
-                res = validate.fit(name)
-                print(f"fitted {name}: {res['fitted']} (calibration MAPE {res['calibration_mape_pct']:.2f} %)",
-                      file=sys.stderr)
+        from . import calibration
+
+        doc = calibration.fit()
+        calibration.write(doc)
+        print(f"fitted the calibration model on {', '.join(doc['split'])}: calibration MAPE "
+              + ", ".join(f"{k} {v:.2f} %" for k, v in doc["error"]["calibration_mape_pct"].items())
+              + f" -> {calibration.JOINT}", file=sys.stderr)
     rows = validate.run_sets(names, calibrated=not args.uncalibrated) if names else []
     if args.data:
         from . import userdata
