@@ -12,9 +12,10 @@ A handful of GLOBAL constants, never one per point, in two kinds:
 ``fit`` minimises the mean over measurement sets of each set's MAPE on its declared
 calibration rows (every row of ``FIT_SETS`` carries its split), by coordinate descent: one
 log-space grid per constant with the others held, ``rounds`` times, the grid narrowing
-around the best value. A GPU preset without data inherits its vendor family's constants
-(``family:`` in the hardware preset; the log-mean over the family's fitted GPUs), and a
-family without data the log-mean over every fitted GPU. Presets without a family (the
+around the best value. A GPU preset without data inherits its vendor family's correction
+(``family:`` in the hardware preset): its own preset values times the log-mean ratio of
+fitted to preset value over the family's fitted GPUs (over every fitted GPU for a family
+without data), so a datasheet-sourced difference between GPUs survives. Presets without a family (the
 stacked research chip) keep their raw values: nothing measured speaks for them.
 ``leave_one_gpu_out`` fits without any row of one GPU and scores that GPU's rows: the error
 to expect on hardware nobody measured. The fitted model is ``presets/calibration/joint.yaml``.
@@ -40,6 +41,7 @@ SOFTWARE_PARAMS = (("chip.op_overhead_us", 0.2, 50.0), ("fabric.collective_overh
 HARDWARE_PARAMS = (("chip.attention_bandwidth_efficiency", 0.2, 1.0), ("chip.compute_efficiency", 0.5, 1.0),
                    ("dram.efficiency", 0.7, 1.0))
 _KEYS = {"source", "sets", "split", "error", "software", "hardware", "families", "default"}
+# families / default hold RATIOS (fitted / preset value) that GPUs without data apply to their own preset
 
 
 @functools.cache
@@ -65,19 +67,39 @@ def load_joint(path=None) -> dict | None:
     for key in doc:
         if key not in _KEYS:
             raise io.ConfigError(f"{path}: key '{key}': unknown; allowed: {', '.join(sorted(_KEYS))}")
-    for section in ("software", "hardware", "families"):
+    for section in ("software", "hardware"):
         for name, consts in (doc.get(section) or {}).items():
             for k, v in consts.items():
                 io.convert_value(str(k), v, f"{path}: {section}.{name}")
+    ratios = [(f"families.{n}", c) for n, c in (doc.get("families") or {}).items()] + [("default", doc.get("default"))]
+    for where, consts in ratios:
+        for k, v in (consts or {}).items():       # ratios of fitted to preset value
+            io.resolve_path(str(k), f"{path}: {where}")
+            if not isinstance(v, (int, float)) or not 0 < v < 100:
+                raise io.ConfigError(f"{path}: key '{where}.{k}': {v!r} is not a ratio; allowed: a number in (0, 100)")
     return doc
 
 
+@functools.cache
+def _preset_value(hardware: str, path: str) -> float:
+    names = io.resolve_path(path)[0]
+    leaf = io.load_preset("hardware", hardware)[names[0]]
+    for n in names[1:]:
+        leaf = getattr(leaf, n)
+    return float(leaf)
+
+
 def constants(hardware: str, engine: str | None, doc: dict | None) -> dict:
-    """{dotted path: value} the calibration model sets for a design (empty without a family)."""
+    """{dotted path: value} the calibration model sets for a design (empty without a family).
+    A GPU without its own fitted constants takes its preset's values times its family's (or
+    every fitted GPU's) mean ratio of fitted to preset value, at most 1 (they are fractions)."""
     fam = family_of(hardware)
     if doc is None or fam is None:
         return {}
-    hw = (doc.get("hardware") or {}).get(hardware) or (doc.get("families") or {}).get(fam) or doc.get("default") or {}
+    hw = (doc.get("hardware") or {}).get(hardware)
+    if hw is None:
+        ratios = (doc.get("families") or {}).get(fam) or doc.get("default") or {}
+        hw = {p: round(min(_preset_value(hardware, p) * r, 1.0), 4) for p, r in ratios.items()}
     return {**hw, **((doc.get("software") or {}).get(software_of(engine)) or {})}
 
 
@@ -171,11 +193,13 @@ def _assemble(theta: dict) -> dict:
           for n in sorted({nn for (k, nn, _) in theta if k == "software"})}
     hw = {n: {p: round(v, 4) for (k, nn, p), v in theta.items() if k == "hardware" and nn == n}
           for n in sorted({nn for (k, nn, _) in theta if k == "hardware"})}
+    ratio = {n: {p: v / _preset_value(n, p) for p, v in c.items()} for n, c in hw.items()}
     fams: dict = {}
-    for n, consts in hw.items():
-        fams.setdefault(family_of(n), []).append(consts)
-    families = {f: {p: round(_log_mean([c[p] for c in cs]), 4) for p in cs[0]} for f, cs in sorted(fams.items())}
-    default = {p: round(_log_mean([c[p] for c in hw.values()]), 4) for p in next(iter(hw.values()))} if hw else {}
+    for n, r in ratio.items():
+        fams.setdefault(family_of(n), []).append(r)
+    families = {f: {p: round(_log_mean([r[p] for r in rs]), 4) for p in rs[0]} for f, rs in sorted(fams.items())}
+    default = {p: round(_log_mean([r[p] for r in ratio.values()]), 4) for p in next(iter(ratio.values()))} \
+        if ratio else {}
     return {"software": sw, "hardware": hw, "families": families, "default": default}
 
 

@@ -14,10 +14,11 @@ FABRICS = ["nvlink-a100x8", "nvlink-h100x8", "nvlink-b200x8", "if-mi325x4", "if-
 MODELS = ["llama-3-8b", "llama-3-70b", "llama-3.1-405b", "mixtral-8x7b", "qwen3-235b-a22b", "deepseek-v3"]
 
 
-def base_design(hw="b200", fabric="nvlink-b200x8", model="llama-3-70b", batch=64, inp=1024, out=1024, **mapping):
+def base_design(hw="b200", fabric="nvlink-b200x8", model="llama-3-70b", batch=64, inp=1024, out=1024,
+                calibrated=True, **mapping):
     return io.design_from_dict({"hardware": hw, "fabric": fabric, "model": model,
                                 "request": {"batch": batch, "input_len": inp, "output_len": out},
-                                "mapping": mapping})
+                                "mapping": mapping}, calibrated=calibrated)
 
 
 def stack(designs):

@@ -23,7 +23,9 @@ def _stacked(r_base=None, tdp=None):
 
 @pytest.fixture(scope="module")
 def results():
-    cases = {f"prefill {hw}": base_design(hw, fab, "llama-3-8b", batch=64, inp=4096, out=1, dp=8)
+    # the datasheet presets (raw): the power model's TDP consistency is a property of the preset
+    # values; the calibration model's fitted GEMM fractions absorb engine effects, not power
+    cases = {f"prefill {hw}": base_design(hw, fab, "llama-3-8b", batch=64, inp=4096, out=1, dp=8, calibrated=False)
              for hw, fab in GPUS}
     cases |= {"cool": _stacked(), "warm": _stacked(r_base=2.3), "hotter": _stacked(r_base=2.6),
               "too hot": _stacked(r_base=6.0), "walled": _stacked(tdp=5.0)}

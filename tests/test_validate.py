@@ -57,14 +57,19 @@ def test_calibration_model_is_global_and_sourced():
     # a handful of constants: 2 per software stack, 3 per GPU with data, never one per point
     assert set(doc["software"]) == {"vllm", "trtllm"} and all(len(v) == 2 for v in doc["software"].values())
     assert set(doc["hardware"]) == {"b200", "h100-sxm", "h200"} and all(len(v) == 3 for v in doc["hardware"].values())
-    # priors: a GPU without data takes its family's (or every fitted GPU's) constants
-    assert calibration.constants("mi300x", None, doc) == {**doc["default"], **doc["software"]["vllm"]}
+    # priors: a GPU without data takes its own preset values times its family's (or every fitted
+    # GPU's) mean ratio of fitted to preset value
+    mi = calibration.constants("mi300x", None, doc)
+    for path, ratio in doc["default"].items():
+        assert mi[path] == pytest.approx(min(calibration._preset_value("mi300x", path) * ratio, 1.0), abs=1e-4)
+    assert {k: mi[k] for k in doc["software"]["vllm"]} == doc["software"]["vllm"]
     assert calibration.constants("h200", "trtllm-throughput", doc) == {**doc["hardware"]["h200"],
                                                                        **doc["software"]["trtllm"]}
     assert calibration.constants("stacked-3d", None, doc) == {}     # no family: raw research-chip values
     hop = doc["families"]["nvidia-hopper"]["dram.efficiency"]
-    lo, hi = sorted(doc["hardware"][g]["dram.efficiency"] for g in ("h100-sxm", "h200"))
-    assert lo <= hop <= hi
+    lo, hi = sorted(doc["hardware"][g]["dram.efficiency"] / calibration._preset_value(g, "dram.efficiency")
+                    for g in ("h100-sxm", "h200"))
+    assert lo - 1e-4 <= hop <= hi + 1e-4
 
 
 def test_fit_recovers_known_constants_from_synthetic_measurements(monkeypatch):
