@@ -7,6 +7,7 @@ The flat public API (loaded on first use, so ``import jaxstack`` stays cheap)::
                                    "request": {"batch": 64, "input_len": 1024, "output_len": 1024},
                                    "mapping": {"tp": 8}})
     m = jax.jit(jaxstack.evaluate)(d)              # Metrics of one design point
+    f = jaxstack.point_evaluator(d)                # one design per call, ~0.17 ms: f(d).tpot_s
     r = jaxstack.sweep(jaxstack.load_space("spaces/quickstart.yaml"), top_k=10)
 """
 
@@ -18,7 +19,7 @@ _API = {
     "evaluate": "evaluate", "breakdown": "evaluate", "Metrics": "metrics", "Reason": "metrics",
     "Design": "design", "design_from_dict": "io", "load_design": "io", "load_space": "space", "Space": "space",
     "sweep": "sweep", "SweepResult": "sweep", "search": "search", "optimize": "optimize",
-    "relaxed": "relax", "enable_compile_cache": "cache",
+    "relaxed": "relax", "enable_compile_cache": "cache", "point_evaluator": "single",
 }
 __all__ = ["__version__", *_API]
 

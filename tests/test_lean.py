@@ -83,3 +83,32 @@ def test_flat_public_api():
     assert isinstance(d, jaxstack.Design)
     for name in jaxstack.__all__:
         assert getattr(jaxstack, name) is not None
+
+
+def test_point_evaluator_equals_jit_evaluate_and_never_recompiles():
+    import jaxstack
+
+    d = random_designs(6, seed=5)
+    one = [jax.tree_util.tree_map(lambda x, i=i: float(x[i]), d) for i in range(6)]
+    f = jaxstack.point_evaluator(one[0])
+    ref = jax.jit(evaluate)
+    for p in one:
+        got, want = f(p), ref(p)
+        for fld in dataclasses.fields(Metrics):
+            np.testing.assert_allclose(np.float64(getattr(got, fld.name)), np.float64(getattr(want, fld.name)),
+                                       rtol=1e-6, err_msg=fld.name)
+        assert isinstance(got.feasible, bool)
+    with jax.log_compiles(True):
+        import logging
+
+        seen = []
+        handler = logging.Handler()
+        handler.emit = lambda rec: seen.append(rec.getMessage())
+        logging.getLogger("jax").addHandler(handler)
+        try:
+            f(one[3])
+        finally:
+            logging.getLogger("jax").removeHandler(handler)
+    assert not [m for m in seen if "Compiling" in m]
+    with pytest.raises(ValueError, match="leaves"):
+        f(d.chip)
