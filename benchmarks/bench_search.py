@@ -114,9 +114,9 @@ def run_check(target: int, k: int) -> dict:
 def run_search(batch: int, zip_rows, k: int) -> dict:
     import numpy as np
 
-    from jaxstack.ablation import restrict
     from jaxstack.search import search
     from jaxstack.space import load_space
+    from jaxstack.space_axes import restrict
 
     space = load_space(SPACE)
     allowed = restrict(space, {"request.batch": [batch]})

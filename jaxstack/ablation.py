@@ -1,6 +1,6 @@
-"""L4: axis restrictions for ``search`` and the DeepStack Table-4 style ablation.
+"""L4: the DeepStack Table-4 style ablation: nested restricted searches.
 
-``restrict(space, fix)`` turns ``{column: values}`` (user units, as the space YAML writes
+``space_axes.restrict(space, fix)`` turns ``{column: values}`` (user units, as the space YAML writes
 them: ``request.batch``, ``dram.total_layers``, ``mapping.tp``, ``hardware``) into the
 allowed rows of every axis; ``search(.., fix=...)`` then searches that sub-space (its
 global indices stay those of the full space).
@@ -32,6 +32,7 @@ import numpy as np
 
 from . import io
 from .space import Space
+from .space_axes import restrict
 
 __all__ = ["restrict", "baseline", "STAGES", "stage_allowed", "ablation"]
 
@@ -45,30 +46,6 @@ STAGES = (
     ("+ 3D stacking (DRAM)", "all", ("chip", "dram")),
     ("+ fabric", "all", ("chip", "dram", "fabric")),
 )
-
-
-def restrict(space: Space, fix: dict | None = None) -> list[np.ndarray]:
-    """Allowed digits per axis: ``fix`` maps a column label (``request.batch``,
-    ``dram.total_layers``, ``mapping.tp``, ``hardware``) to allowed user-unit values."""
-    allowed = [np.arange(a.size) for a in space.axes]
-    for col, vals in (fix or {}).items():
-        vals = list(vals) if isinstance(vals, (list, tuple)) else [vals]
-        hit = [(i, a.columns.index(col)) for i, a in enumerate(space.axes) if col in a.columns]
-        if not hit:
-            raise io.ConfigError(f"search: key 'fix.{col}': not an axis column; allowed: {', '.join(space.columns)}")
-        i, j = hit[0]
-        keep = [r for r in allowed[i] if any(_same(space.axes[i].display[r][j], v) for v in vals)]
-        if not keep:
-            shown = ", ".join(str(r[j]) for r in space.axes[i].display[:12])
-            raise io.ConfigError(f"search: key 'fix.{col}': {vals!r} not on the axis; allowed: {shown}")
-        allowed[i] = np.array(keep)
-    return allowed
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, str) or isinstance(b, str):
-        return str(a) == str(b)
-    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _kind(axis) -> str:

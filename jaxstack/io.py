@@ -5,11 +5,8 @@ a missing key, a wrong unit suffix or an impossible value raises ``ConfigError``
 the file, the key path and the allowed values. Only ``yaml.safe_load`` is used.
 """
 
-import contextlib
 import dataclasses
-import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,15 @@ import yaml
 from . import units
 from ._tree import domain_of, fields
 from .design import SECTIONS, Design
+from .files import (  # noqa: F401  (re-exported: io is where callers find them)
+    ConfigError,
+    atomic_writer,
+    check_out_dir,
+    dumps_json,
+    finite_json,
+    in_source_checkout,
+    write_text_atomic,
+)
 from .hardware import Chip, Dram, Fabric, FabricLevel, Thermal, TopologyKind
 from .mapping import Mapping
 from .workload import REGIMES, Model, Request, Serving
@@ -45,10 +51,6 @@ MAPPING_DEFAULTS = {"tp": 1, "ep": 1, "sp": 1, "cp": 1, "dp": 1, "pp": 1, "fsdp"
                     "moe_tp_to_ep": 0, "overlap": 0, "micro_batches": 0}
 # HF models rarely state these; jaxstack's defaults (BF16 serving, balanced experts).
 MODEL_DEFAULTS = {"weight_bytes": 2.0, "kv_bytes": 2.0, "act_bytes": 2.0, "moe_imbalance": 1.0}
-
-
-class ConfigError(ValueError):
-    """Bad user input: names the file, the key path and what is allowed."""
 
 
 def _err(where: str, path: str, msg: str) -> ConfigError:
@@ -239,69 +241,6 @@ def to_dict(obj) -> dict:
         v = getattr(obj, f.name)
         out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) else float(v)
     return out
-
-
-def check_out_dir(path, flag: str = "--out") -> Path | None:
-    """Make sure ``path`` can hold a run's files before any work starts: created if missing,
-    refused (ConfigError) if it is a file or cannot be written. None passes through."""
-    if path is None:
-        return None
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ConfigError(f"{flag} {p}: is a file, not a directory; allowed: a new or existing directory")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"{flag} {p}: cannot create the directory ({e.strerror})") from None
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {p}: not writable; allowed: a directory you can write to")
-    return p
-
-
-@contextlib.contextmanager
-def atomic_writer(path, mode: str = "w", **kw):
-    """Open ``path.tmp`` for writing and move it onto ``path`` only when the block succeeds:
-    a reader never sees half a file, and a failed write leaves the old one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, mode, **kw) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text_atomic(path, text: str) -> None:
-    with atomic_writer(path) as fh:
-        fh.write(text)
-
-
-def in_source_checkout() -> bool:
-    """True when the package runs from a git checkout (``pip install -e``), where the shipped
-    calibration and regression baseline may be rewritten; never inside site-packages."""
-    return (Path(__file__).resolve().parent.parent / ".git").exists()
-
-
-def finite_json(obj):
-    """``obj`` with every non-finite float replaced by None (JSON has no NaN / Infinity)."""
-    if type(obj).__module__ == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    return obj
-
-
-def dumps_json(obj, indent: int | None = 2, **kw) -> str:
-    """Strict JSON (``null`` for a non-finite number, never ``NaN`` / ``Infinity`` literals)."""
-    return json.dumps(finite_json(obj), indent=indent, allow_nan=False, **kw)
 
 
 # ---------------------------------------------------------------- presets

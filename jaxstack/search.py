@@ -49,10 +49,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import __version__, bounds, cache, io, reducers
-from .ablation import restrict
 from .bounds import Roles, roles
 from .metrics import HIGHER_IS_BETTER, Reason
 from .space import Space, check_metric, leaf_paths, load_space, metric_fields
+from .space_axes import restrict
 from .sweep import (
     DEFAULT_OBJECTIVE,
     _progress_bar,

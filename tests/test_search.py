@@ -18,12 +18,13 @@ import pytest
 
 import jaxstack.search as search_mod
 from jaxstack import bounds, cli, io
-from jaxstack.ablation import STAGES, ablation, restrict, stage_allowed
+from jaxstack.ablation import STAGES, ablation, stage_allowed
 from jaxstack.evaluate import evaluate
 from jaxstack.metrics import HIGHER_IS_BETTER
 from jaxstack.search import search
 from jaxstack.search_cli import add_constraints
 from jaxstack.space import load_space, metric_fields, space_from_dict
+from jaxstack.space_axes import restrict
 from jaxstack.sweep import sweep
 
 HERE = Path(__file__).resolve().parent
