@@ -157,7 +157,8 @@ def evaluate(d: Design) -> Metrics:
     lin_of = np.array([0] + [1] * KV_POINTS + [2])
     st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of)
     pre = _Step(*(getattr(st, k)[0] for k in _Step._fields))
-    ttft = (s.mb + s.pp - 1.0) * pre.total
+    o = d.serving.step_overhead                                  # engine host time per iteration
+    ttft = (s.mb + s.pp - 1.0) * (pre.total + o)
     prefill_tps = r.batch * r.input_len / ttft
     mean = _Step(*(jnp.mean(getattr(st, k)[1:KV_POINTS + 1]) for k in _Step._fields))
     t_cool = mean.total
@@ -171,14 +172,14 @@ def evaluate(d: Design) -> Metrics:
                                                     step_energy(d, _Step(*x, *[0.0] * 6)), tc, th))(
         two, jnp.stack([t_cool, pre.total]), jnp.stack([t_hot, pre.total]))
     st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
-    tpot = factor * st.step_time * serving.spec_time_factor(d)    # per generated token (1 without speculation)
+    tpot = factor * (st.step_time + o) * serving.spec_time_factor(d)  # per generated token (1 without speculation)
     f_clk = power.frequency_scale(d.chip, st.power)
     tpot_scaled = power.scaled_time(tpot, f_clk)
     p_chip = power.throttled_power(st.power, f_clk)
     # offline and online (serving.py): steps carry prefill chunks; online adds Poisson queueing
     b_rep = r.batch / s.dp_attn
     tau_w = jnp.minimum(factor * weights / memory.dram_bandwidth(d.dram), tpot)   # weight-streaming floor
-    t_p = s.mb * pre.total / b_rep                                                  # one prompt's prefill
+    t_p = s.mb * (pre.total + o) / b_rep                                            # one prompt's prefill
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre.total)
     n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable = serving.online(
         d, s, d.serving.arrival_rate, b_rep, tpot, tau_w, t_p)

@@ -81,6 +81,10 @@ class Serving:
                                   default=0.7, domain="[0,1]")
     draft_cost: float = leaf("1", "time of one draft step relative to the target's decode step (MTP heads ~ "
                              "1 / layers; a draft model ~ its size ratio)", default=0.05, domain=">=0")
+    step_overhead: float = leaf("s", "host time per engine iteration not hidden behind the GPU (scheduling, "
+                                "sampling, input preparation): added to every decode step and prefill pass "
+                                "(not fitted: the shipped measurements do not identify it)",
+                                default=0.0, domain=">=0")
 
 
 def gemm_operand_bytes(m: Model):

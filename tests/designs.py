@@ -67,8 +67,11 @@ def random_designs(n: int, seed: int = 0) -> Design:
     wb = np.where(rng.random(n) < 0.6, d.model.weight_bytes, rng.choice([1.0, 0.5, 0.5625], n)).astype(np.float32)
     ga = rng.choice([0.0, 0.0, 1.0, 2.0, 0.5], n).astype(np.float32)
     model = type(d.model)(**{**vars(d.model), "weight_bytes": wb, "gemm_act_bytes": ga})
+    # engine host time per step on a share of the points (the calibration model's software constant)
+    serving = type(d.serving)(**{**vars(d.serving), "step_overhead": np.where(
+        rng.random(n) < 0.3, rng.uniform(0.0, 2e-3, n), 0.0).astype(np.float32)})
     return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=model, request=req, mapping=mp,
-                   serving=d.serving)
+                   serving=serving)
 
 
 def as_dict(d, dtype=np.float64):

@@ -215,7 +215,8 @@ def reference(d):
     n_dev = tp * ep * sp * cp * dp * pp            # chips in use: a sub-group of the fabric is allowed
     pre = model_point(d, S, 0.5 * (S + 1), decode=False)
     mb = micro_batches(mp)
-    ttft = (mb + pp - 1) * pre["total"]
+    o = d["serving"]["step_overhead"] if "step_overhead" in d.get("serving", {}) else 0.0  # engine host time per step
+    ttft = (mb + pp - 1) * (pre["total"] + o)
     steps = [model_point(d, 1.0, S + O * i / (KV_POINTS - 1), decode=True) for i in range(KV_POINTS)]
     mean = {key: sum(s[key] for s in steps) / KV_POINTS for key in steps[0]}
     ref = KV_POINTS // 2  # the hot step's relative slowdown at this KV sample scales the mean step
@@ -225,7 +226,7 @@ def reference(d):
     factor = np.maximum(pp, mb)
     dec = _thermal(d, mean, t_cool, t_hot)
     pre_th = _thermal(d, pre, pre["total"], pre["total"])
-    tpot = factor * dec["step_time"]
+    tpot = factor * (dec["step_time"] + o)
     f = np.minimum(1.0, (chip["tdp"] / dec["power"]) ** (1 / ALPHA_POWER))
     power = dec["power"] * f ** ALPHA_POWER
     tpot_scaled = tpot / f

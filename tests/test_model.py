@@ -175,7 +175,8 @@ def test_doubling_every_rate_halves_every_time(cool_batch):
     d = dataclasses.replace(d, chip=dataclasses.replace(d.chip, op_overhead=d.chip.op_overhead * 0.0),
                             fabric=dataclasses.replace(d.fabric, l1=zero(d.fabric.l1), l2=zero(d.fabric.l2),
                                                        l3=zero(d.fabric.l3),
-                                                       collective_overhead=d.fabric.collective_overhead * 0.0))
+                                                       collective_overhead=d.fabric.collective_overhead * 0.0),
+                            serving=dataclasses.replace(d.serving, step_overhead=d.serving.step_overhead * 0.0))
     base = BATCHED(d)
     fast = BATCHED(_scaled(d, **{"dram.transfer_rate": 2.0, "chip.clock": 2.0, "fabric.l1.link_bandwidth": 2.0,
                                  "fabric.l2.link_bandwidth": 2.0, "fabric.l3.link_bandwidth": 2.0}))

@@ -236,3 +236,14 @@ def test_engine_presets(capsys):
         io.design_from_dict({**base, "engine": "sglang-9"})
     assert main(["presets", "--show", "vllm-offline"]) == 0
     assert "arg_utils.py" in capsys.readouterr().out
+
+
+def test_engine_step_overhead_adds_to_every_step(ev):
+    """serving.step_overhead: host time per engine iteration, once per decode step and prefill pass."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=16, inp=1024, out=256, tp=8)
+    o = 1.5e-3
+    with_o = dataclasses.replace(d, serving=dataclasses.replace(d.serving, step_overhead=np.float32(o)))
+    m = ev(_stack([d, with_o]))
+    assert float(m.tpot_s[1] - m.tpot_s[0]) == pytest.approx(o, rel=1e-3)       # tp8, pp1: one step per token
+    assert float(m.ttft_s[1] - m.ttft_s[0]) == pytest.approx(o, rel=1e-3)       # one prefill pass
+    assert float(m.weight_bytes[1]) == float(m.weight_bytes[0])
