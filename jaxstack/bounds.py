@@ -6,14 +6,15 @@ from the model's own equations (``evaluate``, ``schedule.stage_time``) and is on
 because of the properties listed with it; ``tests/test_search.py`` checks bound >= exact
 on random designs of several presets.
 
-**B1 TPOT lower bound.** ``evaluate`` sets TPOT = f * step_time, f = max(pp, mb), with
+**B1 TPOT lower bound.** ``evaluate`` sets TPOT = f * (step_time + o), f = max(pp, mb), o the
+engine's host time per step (``serving.step_overhead``), with
 step_time = 1 / ((1 - h) / t_cool + h / t_hot) from ``thermal.solve``, h in [0, 1] and
 t_hot >= t_cool, so step_time >= t_cool: the mean over the KV_POINTS decode lengths of
 ``stage_time(.., temperature = refresh threshold - HOT_OFFSET_K).total``. Nothing of the
 power, leakage or thermal state enters t_cool; hence
 
-    TPOT >= f * t_cool,   decode tok/s = batch / TPOT <= batch / (f t_cool),
-    user tok/s <= 1 / (f t_cool),   scaled decode tok/s = f_clk batch / TPOT <= that (f_clk <= 1).
+    TPOT >= f (t_cool + o),   decode tok/s = batch / TPOT <= batch / (f (t_cool + o)),
+    user tok/s <= 1 / (f (t_cool + o)),   scaled decode tok/s = f_clk batch / TPOT <= that (f_clk <= 1).
 
 **B2 communication.** stage_time = C + E: C (= total - exposed) is the compute of the stage
 and does not read the fabric; E >= 0 is the exposed communication. With overlap off every
@@ -134,7 +135,8 @@ def decode_time_bound(d: Design, point: bool = False):
     box = jnp.where(on, jnp.minimum(t_on, st.total), st.total)
     own = jnp.where(on, steps(d, pl).total, st.total) if point else jnp.zeros_like(box)
     f = jnp.maximum(s.pp, s.mb)
-    return f * jnp.mean(box), f * jnp.mean(own)
+    o = d.serving.step_overhead
+    return f * (jnp.mean(box) + o), f * (jnp.mean(own) + o)
 
 
 def structural(d: Design):
