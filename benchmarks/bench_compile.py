@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     jax.config.update("jax_enable_compilation_cache", False)     # cold compiles in this process
     from designs import base_design, random_designs
 
-    from jaxstack import relax
-    from jaxstack.evaluate import evaluate
+    from jaxstack.physics import relax
+    from jaxstack.recipe.evaluate import evaluate
 
     d = base_design()
     batch = random_designs(args.chunk, seed=0)

@@ -32,7 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jaxstack import area, io, memory  # noqa: E402
+from jaxstack.edges import io  # noqa: E402
+from jaxstack.physics import area, memory  # noqa: E402
 
 DEPTHS = np.arange(1, 17)
 SMEM_KIB = (128, 256, 512)

@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jaxstack import io  # noqa: E402
-from jaxstack.evaluate import evaluate  # noqa: E402
-from jaxstack.mapping import AXES  # noqa: E402
-from jaxstack.space import factorizations  # noqa: E402
+from jaxstack.edges import io  # noqa: E402
+from jaxstack.engines.space import factorizations  # noqa: E402
+from jaxstack.recipe.evaluate import evaluate  # noqa: E402
+from jaxstack.types.mapping import AXES  # noqa: E402
 
 CHUNK = 1 << 16
 

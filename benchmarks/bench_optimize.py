@@ -81,11 +81,11 @@ def main(argv=None) -> int:
 
     import jax
 
-    from jaxstack import grad
-    from jaxstack.metrics import HIGHER_IS_BETTER
-    from jaxstack.optimize import optimize, parse_constraint
-    from jaxstack.space import space_from_dict
-    from jaxstack.sweep import sweep
+    from jaxstack.engines import grad
+    from jaxstack.engines.optimize import optimize, parse_constraint
+    from jaxstack.engines.space import space_from_dict
+    from jaxstack.engines.sweep import sweep
+    from jaxstack.types.metrics import HIGHER_IS_BETTER
 
     if args.cache:
         grad.enable_compile_cache()

@@ -236,8 +236,8 @@ def run_jaxstack(cases, n_batch: int, single_repeat: int, repeat: int) -> dict:
     import jax
     import numpy as np
 
-    from jaxstack import io
-    from jaxstack.evaluate import evaluate
+    from jaxstack.edges import io
+    from jaxstack.recipe.evaluate import evaluate
 
     sys.path.insert(0, str(ROOT / "tests"))
     from designs import random_designs
@@ -252,7 +252,7 @@ def run_jaxstack(cases, n_batch: int, single_repeat: int, repeat: int) -> dict:
     t0 = time.perf_counter()
     jax.block_until_ready(single(designs[0]))
     compile_single = time.perf_counter() - t0
-    from jaxstack.single import point_evaluator
+    from jaxstack.recipe.single import point_evaluator
 
     point = point_evaluator(designs[0])
     host = [jax.tree_util.tree_map(float, d) for d in designs]       # what a user's script holds
@@ -294,8 +294,9 @@ def run_jaxstack(cases, n_batch: int, single_repeat: int, repeat: int) -> dict:
 NOTES = [
     "Efficiency: both peers are ideal rooflines out of the box (GenZ system_eff = 1, llm-analysis "
     "flops_efficiency = hbm_memory_efficiency = 1, no kernel-launch or collective start-up overheads beyond "
-    "the fixed latencies below). jaxstack derates compute and DRAM by its calibration model (jaxstack/calibration.py, "
-    "presets/calibration/joint.yaml): achieved GEMM / DRAM / attention fractions per GPU and per-kernel "
+    "the fixed latencies below). jaxstack derates compute and DRAM by its calibration model "
+    "(jaxstack/engines/calibration.py, presets/calibration/joint.yaml): achieved GEMM / DRAM / attention "
+    "fractions per GPU and per-kernel "
     "and per-collective overheads per engine, fitted on the calibration rows of vllm-8xb200 and serving-public. "
     "So "
     "at B200 batch 1-64 (weight streaming) the peers predict ~2.1-2.3x the measured tokens/s and still "

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from designs import as_dict, random_designs
     from reference import reference
 
-    from jaxstack.evaluate import evaluate
+    from jaxstack.recipe.evaluate import evaluate
 
     n_scalar = 5 if args.smoke else args.scalar_points
     n_ref = 200 if args.smoke else int(args.ref_batch)

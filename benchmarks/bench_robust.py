@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     import numpy as np
     from designs import jittered_designs
 
-    from jaxstack.evaluate import evaluate
-    from jaxstack.metrics import Metrics, Reason
+    from jaxstack.recipe.evaluate import evaluate
+    from jaxstack.types.metrics import Metrics, Reason
 
     fn = jax.jit(jax.vmap(evaluate))
     names = [f.name for f in dataclasses.fields(Metrics)]

@@ -52,8 +52,8 @@ def _log(*a):
 
 def check_space(target: int):
     """A sub-space of deepstack-decode.yaml (batch 1024) of about ``target`` points."""
-    from jaxstack import io
-    from jaxstack.space import space_from_dict
+    from jaxstack.edges import io
+    from jaxstack.engines.space import space_from_dict
 
     full = io.load_yaml(SPACE)
     data = copy.deepcopy(full)
@@ -88,8 +88,8 @@ def _prod(xs):
 
 
 def run_check(target: int, k: int) -> dict:
-    from jaxstack.search import search
-    from jaxstack.sweep import sweep
+    from jaxstack.engines.search import search
+    from jaxstack.engines.sweep import sweep
 
     space = check_space(target)
     _log(f"check: {space.size:,} points")
@@ -114,9 +114,9 @@ def run_check(target: int, k: int) -> dict:
 def run_search(batch: int, zip_rows, k: int) -> dict:
     import numpy as np
 
-    from jaxstack.search import search
-    from jaxstack.space import load_space
-    from jaxstack.space_axes import restrict
+    from jaxstack.engines.search import search
+    from jaxstack.engines.space import load_space
+    from jaxstack.engines.space_axes import restrict
 
     space = load_space(SPACE)
     allowed = restrict(space, {"request.batch": [batch]})
@@ -148,9 +148,9 @@ def run_search(batch: int, zip_rows, k: int) -> dict:
 def run_ablation(batch: int, zip_rows) -> dict:
     import numpy as np
 
-    from jaxstack import ablation as ab
-    from jaxstack.search_cli import DEEPSTACK_TABLE4, format_ablation
-    from jaxstack.space import load_space
+    from jaxstack.cli.search_cli import DEEPSTACK_TABLE4, format_ablation
+    from jaxstack.engines import ablation as ab
+    from jaxstack.engines.space import load_space
 
     space = load_space(SPACE)
     allowed = ab.restrict(space, {"request.batch": [batch]})

@@ -45,13 +45,13 @@ def main(argv=None) -> int:
 
     import jax
 
-    from jaxstack.sweep_cli import MAX_AUTO_CPU_DEVICES
+    from jaxstack.cli.sweep_cli import MAX_AUTO_CPU_DEVICES
 
     n_cpu = args.cpu_devices or min(os.cpu_count() or 1, MAX_AUTO_CPU_DEVICES)
     if n_cpu > 1:
         jax.config.update("jax_num_cpu_devices", n_cpu)
-    from jaxstack.space import load_space
-    from jaxstack.sweep import auto_chunk, sweep
+    from jaxstack.engines.space import load_space
+    from jaxstack.engines.sweep import auto_chunk, sweep
 
     sizes = [20_000] if args.smoke else [_count(s) for s in args.sizes.split(",")]
     space = load_space(args.space)
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         "run_s": [round(r["run_s"], 4) for r in rows], "points_per_s": [round(p) for p in pps],
         "peak_rss_MiB": [r["peak_rss_MiB"] for r in rows],
         "steady_points_per_s": round(pps[-1]), "flatness": round(min(pps) / max(pps), 3),
-        "model": "jaxstack.evaluate (full model)",
+        "model": "jaxstack.recipe.evaluate (full model)",
     }
     print(json.dumps(out))
     print(f"\n{dev[0].device_kind} x{len(dev)} ({os.cpu_count()} CPUs), JAX {jax.__version__}, chunk {chunk:,}: "

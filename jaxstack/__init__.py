@@ -1,5 +1,10 @@
 """jaxstack: vectorised JAX performance / power / thermal model of distributed LLM inference.
 
+Layers, one folder each: ``types`` (the design pytree, metrics) -> ``physics`` (chip, DRAM,
+network, power, thermal) -> ``recipe`` (op table, schedule, serving, ``evaluate``) ->
+``engines`` (spaces, sweep, search, optimize, validation, calibration) -> ``edges`` (input,
+presets, output files, compile cache) and ``cli``.
+
 The flat public API (loaded on first use, so ``import jaxstack`` stays cheap)::
 
     import jax, jaxstack
@@ -16,10 +21,11 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
-    "evaluate": "evaluate", "breakdown": "evaluate", "Metrics": "metrics", "Reason": "metrics",
-    "Design": "design", "design_from_dict": "io", "load_design": "io", "load_space": "space", "Space": "space",
-    "sweep": "sweep", "SweepResult": "sweep", "search": "search", "optimize": "optimize",
-    "relaxed": "relax", "enable_compile_cache": "cache", "point_evaluator": "single",
+    "evaluate": "recipe.evaluate", "breakdown": "recipe.evaluate", "Metrics": "types.metrics",
+    "Reason": "types.metrics", "Design": "types.design", "design_from_dict": "edges.io", "load_design": "edges.io",
+    "load_space": "engines.space", "Space": "engines.space", "sweep": "engines.sweep", "SweepResult": "engines.sweep",
+    "search": "engines.search", "optimize": "engines.optimize", "relaxed": "physics.relax",
+    "enable_compile_cache": "edges.cache", "point_evaluator": "recipe.single",
 }
 __all__ = ["__version__", *_API]
 

@@ -15,7 +15,7 @@
 # # 01 — Quickstart: evaluate one design
 #
 # One design point = hardware preset + fabric preset + model preset + request + mapping.
-# `jaxstack.evaluate.evaluate(design)` returns every serving metric (SI units) for that
+# `jaxstack.evaluate(design)` returns every serving metric (SI units) for that
 # point. It is a pure JAX function written for ONE point: `jax.jit(jax.vmap(evaluate))`
 # evaluates a whole batch of designs in one compiled call. Compiling the model takes
 # ~20-40 s on a laptop CPU; after that every batch with the same shapes costs milliseconds.
@@ -37,10 +37,11 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402, F401 - in Jupyter: inline display of figures
 import numpy as np  # noqa: E402
 
-from jaxstack import io, ops  # noqa: E402
-from jaxstack.evaluate import evaluate  # noqa: E402
-from jaxstack.metrics import METRIC_UNITS, Reason  # noqa: E402
-from jaxstack.plot import breakdown_figure  # noqa: E402
+from jaxstack.edges import io  # noqa: E402
+from jaxstack.recipe import ops
+from jaxstack.recipe.evaluate import evaluate  # noqa: E402
+from jaxstack.types.metrics import METRIC_UNITS, Reason  # noqa: E402
+from jaxstack.engines.plot import breakdown_figure  # noqa: E402
 
 SMALL = os.environ.get("JAXSTACK_NOTEBOOK_SMALL") == "1"          # CI: smaller sizes
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

@@ -14,8 +14,8 @@
 # %% [markdown]
 # # 02 — A small sweep and its Pareto front
 #
-# A *space* is a base design plus axes (schema in `jaxstack/space.py`, examples in
-# `spaces/*.yaml`). `jaxstack.sweep.sweep` streams every point through ONE compiled
+# A *space* is a base design plus axes (schema in `jaxstack/engines/space.py`, examples in
+# `spaces/*.yaml`). `jaxstack.sweep` streams every point through ONE compiled
 # `jit(vmap(evaluate))` with the reducers fused in: top-k by an objective, a Pareto front
 # over 2-3 metrics, infeasible counts by reason and (small spaces) a dump of every point.
 #
@@ -34,9 +34,9 @@ from pathlib import Path  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402, F401 - in Jupyter: inline display of figures
 import numpy as np  # noqa: E402
 
-from jaxstack import plot  # noqa: E402
-from jaxstack.space import space_from_dict  # noqa: E402
-from jaxstack.sweep import sweep  # noqa: E402
+from jaxstack.engines import plot  # noqa: E402
+from jaxstack.engines.space import space_from_dict  # noqa: E402
+from jaxstack.engines.sweep import sweep  # noqa: E402
 
 SMALL = os.environ.get("JAXSTACK_NOTEBOOK_SMALL") == "1"          # CI: smaller sizes
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

@@ -34,9 +34,9 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxstack.evaluate import evaluate  # noqa: E402
-from jaxstack.metrics import Reason  # noqa: E402
-from jaxstack.space import space_from_dict  # noqa: E402
+from jaxstack.recipe.evaluate import evaluate  # noqa: E402
+from jaxstack.types.metrics import Reason  # noqa: E402
+from jaxstack.engines.space import space_from_dict  # noqa: E402
 
 SMALL = os.environ.get("JAXSTACK_NOTEBOOK_SMALL") == "1"          # CI: smaller sizes
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402, F401 - in Jupyter: inline display of figures
 import numpy as np  # noqa: E402
 
-from jaxstack import plot, validate  # noqa: E402
+from jaxstack.engines import plot, validate  # noqa: E402
 from jaxstack.validation import SET_MODULES  # noqa: E402
 
 SMALL = os.environ.get("JAXSTACK_NOTEBOOK_SMALL") == "1"          # CI: smaller sizes

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 05 — Gradient co-design: sensitivities and `optimize`
 #
-# The model is differentiable in *relaxed* mode (`jaxstack/relax.py`: every ceil, max, min
+# The model is differentiable in *relaxed* mode (`jaxstack/physics/relax.py`: every ceil, max, min
 # and step has a smooth surrogate of temperature tau). That gives two tools:
 #
 # 1. **Sensitivities** (`jaxstack.grad.sensitivities`, CLI `jaxstack eval --grad`):
@@ -38,10 +38,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxstack import grad, io
-from jaxstack.metrics import HIGHER_IS_BETTER
-from jaxstack.optimize import optimize, parameters
-from jaxstack.space import space_from_dict
+from jaxstack.engines import grad
+from jaxstack.edges import io
+from jaxstack.types.metrics import HIGHER_IS_BETTER
+from jaxstack.engines.optimize import optimize, parameters
+from jaxstack.engines.space import space_from_dict
 
 SMALL = os.environ.get("JAXSTACK_NOTEBOOK_SMALL") == "1"          # CI: smaller sizes
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

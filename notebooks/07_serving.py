@@ -37,9 +37,9 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxstack import io  # noqa: E402
-from jaxstack.disagg import disaggregated  # noqa: E402
-from jaxstack.evaluate import evaluate  # noqa: E402
+from jaxstack.edges import io  # noqa: E402
+from jaxstack.recipe.disagg import disaggregated  # noqa: E402
+from jaxstack.recipe.evaluate import evaluate  # noqa: E402
 
 SMALL = os.environ.get("JAXSTACK_NOTEBOOK_SMALL") == "1"          # CI: fewer points
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

@@ -11,8 +11,8 @@ import sys
 
 import jax.numpy as jnp
 
-from jaxstack.metrics import Metrics, Reason
-from jaxstack.space import metric_fields
+from jaxstack.engines.space import metric_fields
+from jaxstack.types.metrics import Metrics, Reason
 
 TRACES = [0]
 
@@ -64,7 +64,7 @@ def main(argv):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
                                    process_id=int(pid))
-    from jaxstack.sweep import sweep
+    from jaxstack.engines.sweep import sweep
 
     kw = dict(SWEEP_KW, evaluate_fn=toy_evaluate)
     if mode == "slow":  # checkpoint every chunk and go slowly, to be killed mid-run

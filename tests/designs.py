@@ -5,8 +5,8 @@ import itertools
 import jax
 import numpy as np
 
-from jaxstack import io
-from jaxstack.design import Design
+from jaxstack.edges import io
+from jaxstack.types.design import Design
 
 HARDWARE = ["a100-80gb", "h100-sxm", "h200", "b200", "mi300x", "mi325x", "stacked-3d"]
 FABRICS = ["nvlink-a100x8", "nvlink-h100x8", "nvlink-b200x8", "if-mi325x4", "if-mi300x8", "stacked-256",
@@ -87,7 +87,7 @@ def jittered_designs(n: int, seed: int = 0, lo: float = 0.25, hi: float = 4.0) -
     (fractions capped at 1, integers rounded): legal values, far from the presets."""
     import dataclasses
 
-    from jaxstack._tree import domain_of
+    from jaxstack.types._tree import domain_of
 
     rng = np.random.default_rng(seed + 1)
     d = random_designs(n, seed)

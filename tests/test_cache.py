@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstack import cache
+from jaxstack.edges import cache
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def test_presets_show_every_value_with_unit_domain_and_source(capsys):
 
 
 def test_unit_formatting_helpers():
-    from jaxstack import units
+    from jaxstack.types import units
 
     assert units.format_quantity(2**18, "B") == "256 KiB"
     assert units.format_quantity(80 * 2**30, "B") == "80 GiB"
@@ -99,8 +99,8 @@ def test_sweep_describe_names_mapping_degrees():
     import re
     from pathlib import Path
 
-    from jaxstack.space import load_space
-    from jaxstack.sweep_cli import describe
+    from jaxstack.cli.sweep_cli import describe
+    from jaxstack.engines.space import load_space
 
     text = describe(load_space(Path(__file__).resolve().parent.parent / "spaces" / "quickstart.yaml"))
     line = next(ln for ln in text.splitlines() if ln.strip().startswith("mapping"))

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstack import compute, io, memory, overlap, relax
+from jaxstack.edges import io
+from jaxstack.physics import compute, memory, overlap, relax
 from jaxstack.validation import kernels
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from designs import base_design
 
-from jaxstack import compute, io
-from jaxstack.evaluate import evaluate
-from jaxstack.workload import gemm_operand_bytes
+from jaxstack.edges import io
+from jaxstack.physics import compute
+from jaxstack.recipe.evaluate import evaluate
+from jaxstack.types.workload import gemm_operand_bytes
 
 EVAL = jax.jit(evaluate)
 MEMORY = ("weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes")

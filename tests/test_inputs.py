@@ -14,10 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxstack import domains, io, units
-from jaxstack._tree import fields
 from jaxstack.cli import main
-from jaxstack.design import Design
+from jaxstack.edges import io
+from jaxstack.types import domains, units
+from jaxstack.types._tree import fields
+from jaxstack.types.design import Design
 
 EVAL = ["eval", "--hardware", "b200", "--fabric", "nvlink-b200x8", "--model", "llama-3-70b", "--tp", "8",
         "--batch", "64", "--input-len", "1024", "--output-len", "1024"]
@@ -293,8 +294,8 @@ def test_corrupt_checkpoint_is_an_input_error(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "state.npz").write_bytes(b"garbage")
-    from jaxstack import sweep as sweep_mod
-    from jaxstack.space import load_space
+    from jaxstack.engines import sweep as sweep_mod
+    from jaxstack.engines.space import load_space
 
     sp = load_space(space)
     (run / "manifest.json").write_text(json.dumps({"space_hash": sp.hash}))
@@ -303,7 +304,7 @@ def test_corrupt_checkpoint_is_an_input_error(tmp_path, capsys):
 
 
 def test_internal_error_is_one_line_and_debug_shows_traceback(monkeypatch, capsys):
-    from jaxstack import eval_cli
+    from jaxstack.cli import eval_cli
 
     def boom(args):
         raise RuntimeError("kaput")
@@ -333,7 +334,7 @@ def test_domains_parse_and_describe():
 
 
 def test_every_shipped_preset_satisfies_its_domains():
-    from jaxstack import checks
+    from jaxstack.recipe import checks
 
     for hw in io.preset_names("hardware"):
         for fab in io.preset_names("fabric"):

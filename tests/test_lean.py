@@ -17,9 +17,9 @@ import pytest
 from designs import HARDWARE, base_design, random_designs
 from legacy.evaluate import evaluate as legacy_evaluate
 
-from jaxstack import bounds
-from jaxstack.evaluate import evaluate
-from jaxstack.metrics import Metrics
+from jaxstack.engines import bounds
+from jaxstack.recipe.evaluate import evaluate
+from jaxstack.types.metrics import Metrics
 
 N = 70_000            # ~10^4 designs per hardware preset (7 presets)
 # the goal; 4,958 today (lean core, NaN/inf guard, serving regimes, GEMM activation operand),

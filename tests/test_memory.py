@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from bank_reference import schedule
 
-from jaxstack import area, io, memory, relax
+from jaxstack.edges import io
+from jaxstack.physics import area, memory, relax
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,10 @@ import pytest
 from designs import as_dict, base_design, random_designs
 from reference import reference
 
-from jaxstack import network, ops, schedule
-from jaxstack.evaluate import evaluate
-from jaxstack.metrics import Metrics, Reason
+from jaxstack.physics import network
+from jaxstack.recipe import ops, schedule
+from jaxstack.recipe.evaluate import evaluate
+from jaxstack.types.metrics import Metrics, Reason
 
 N_ORACLE = 40_000
 BATCHED = jax.jit(jax.vmap(evaluate))

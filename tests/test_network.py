@@ -9,8 +9,8 @@ import pytest
 import ref_network as R
 from designs import as_dict, random_designs
 
-from jaxstack import network
-from jaxstack.hardware import Fabric, FabricLevel, TopologyKind
+from jaxstack.physics import network
+from jaxstack.types.hardware import Fabric, FabricLevel, TopologyKind
 from jaxstack.validation import collectives
 
 K = TopologyKind

@@ -12,10 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstack import cli, grad, io, relax
-from jaxstack.metrics import HIGHER_IS_BETTER
-from jaxstack.optimize import grid_rows, optimize, parameters, parse_constraint
-from jaxstack.space import metric_fields, space_from_dict
+from jaxstack import cli
+from jaxstack.edges import io
+from jaxstack.engines import grad
+from jaxstack.engines.optimize import grid_rows, optimize, parameters, parse_constraint
+from jaxstack.engines.space import metric_fields, space_from_dict
+from jaxstack.physics import relax
+from jaxstack.types.metrics import HIGHER_IS_BETTER
 
 GPU = {"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-70b",
        "request": {"batch": 64, "input_len": 1024, "output_len": 1024}, "mapping": {"tp": 8}}

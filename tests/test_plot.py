@@ -17,9 +17,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from jaxstack import io, plot  # noqa: E402
 from jaxstack.cli import main  # noqa: E402
-from jaxstack.sweep import sweep  # noqa: E402
+from jaxstack.edges import io  # noqa: E402
+from jaxstack.engines import plot
+from jaxstack.engines.sweep import sweep  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

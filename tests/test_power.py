@@ -12,8 +12,9 @@ import pytest
 import ref_power as ref
 from designs import as_dict
 
-from jaxstack import io, power, relax, thermal
-from jaxstack.hardware import Chip, Dram, Fabric, FabricLevel, Thermal
+from jaxstack.edges import io
+from jaxstack.physics import power, relax, thermal
+from jaxstack.types.hardware import Chip, Dram, Fabric, FabricLevel, Thermal
 
 N = 1000
 RTOL = 1e-4  # float32 model vs float64 reference

@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from jaxstack.hardware import TopologyKind
-from jaxstack.io import load_hf_config, load_preset, preset_names
+from jaxstack.edges.io import load_hf_config, load_preset, preset_names
+from jaxstack.types.hardware import TopologyKind
 
 KINDS = ("hardware", "fabric", "model")
 EXPECTED = {
@@ -295,7 +295,7 @@ HF_BASE = {"hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 
 
 
 def _hf(tmp_path, cfg):
-    from jaxstack import hf
+    from jaxstack.edges import hf
 
     f = tmp_path / "config.json"
     f.write_text(json.dumps(cfg))

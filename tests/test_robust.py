@@ -13,8 +13,8 @@ import jax
 import numpy as np
 from designs import base_design, jittered_designs
 
-from jaxstack.evaluate import evaluate
-from jaxstack.metrics import Metrics, Reason
+from jaxstack.recipe.evaluate import evaluate
+from jaxstack.types.metrics import Metrics, Reason
 
 N = 10_000
 

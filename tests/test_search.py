@@ -16,16 +16,18 @@ import jax
 import numpy as np
 import pytest
 
-import jaxstack.search as search_mod
-from jaxstack import bounds, cli, io
-from jaxstack.ablation import STAGES, ablation, stage_allowed
-from jaxstack.evaluate import evaluate
-from jaxstack.metrics import HIGHER_IS_BETTER
-from jaxstack.search import search
-from jaxstack.search_cli import add_constraints
-from jaxstack.space import load_space, metric_fields, space_from_dict
-from jaxstack.space_axes import restrict
-from jaxstack.sweep import sweep
+import jaxstack.engines.search as search_mod
+from jaxstack import cli
+from jaxstack.cli.search_cli import add_constraints
+from jaxstack.edges import io
+from jaxstack.engines import bounds
+from jaxstack.engines.ablation import STAGES, ablation, stage_allowed
+from jaxstack.engines.search import search
+from jaxstack.engines.space import load_space, metric_fields, space_from_dict
+from jaxstack.engines.space_axes import restrict
+from jaxstack.engines.sweep import sweep
+from jaxstack.recipe.evaluate import evaluate
+from jaxstack.types.metrics import HIGHER_IS_BETTER
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

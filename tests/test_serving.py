@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from designs import base_design
 
-from jaxstack.evaluate import evaluate
-from jaxstack.memory import usable_capacity
+from jaxstack.physics.memory import usable_capacity
+from jaxstack.recipe.evaluate import evaluate
 
 
 def _offline(d, **kw):
@@ -109,9 +109,9 @@ def test_serving_public_set_is_expressed_and_scored():
 
 
 def test_search_refuses_offline_spaces_and_sweep_takes_them():
-    from jaxstack import io
-    from jaxstack.search import search
-    from jaxstack.space import space_from_dict
+    from jaxstack.edges import io
+    from jaxstack.engines.search import search
+    from jaxstack.engines.space import space_from_dict
 
     base = {"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-8b",
             "request": {"batch": 1, "input_len": 128, "output_len": 128}, "mapping": {"tp": 8}}
@@ -127,7 +127,7 @@ def _online(d, lam, **kw):
 
 
 def test_md1_wait_hand_worked():
-    from jaxstack.serving import md1_wait
+    from jaxstack.recipe.serving import md1_wait
 
     # Poisson arrivals 0.5/s, 1 s deterministic service: rho = 0.5, W_q = rho t / (2 (1 - rho)) = 0.5 s
     assert float(md1_wait(0.5, 1.0)) == pytest.approx(0.5)
@@ -179,7 +179,7 @@ def _spec(d, k, a, c):
 
 
 def test_speculative_decoding(ev):
-    from jaxstack.serving import spec_tokens_per_step
+    from jaxstack.recipe.serving import spec_tokens_per_step
 
     d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=4, inp=1024, out=256, tp=8)
     cases = [d, _spec(d, 0, 0.3, 0.5), _spec(d, 2, 0.0, 0.0), _spec(d, 3, 1.0, 0.0)] + \
@@ -198,7 +198,7 @@ def test_speculative_decoding(ev):
 
 def test_disaggregated_with_free_transfer_equals_the_pools_separate_rates(ev, tmp_path, capsys):
     from jaxstack.cli import main
-    from jaxstack.disagg import disaggregated, kv_bytes_per_request
+    from jaxstack.recipe.disagg import disaggregated, kv_bytes_per_request
 
     pre = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=8, inp=2048, out=256, tp=8)
     dec = base_design("h200", "nvlink-h200x8", "llama-3-70b", batch=1, inp=2048, out=256, tp=8)
@@ -222,8 +222,8 @@ def test_disaggregated_with_free_transfer_equals_the_pools_separate_rates(ev, tm
 
 
 def test_engine_presets(capsys):
-    from jaxstack import io
     from jaxstack.cli import main
+    from jaxstack.edges import io
 
     base = {"hardware": "h200", "fabric": "nvlink-h200x8", "model": "llama-3-8b", "mapping": {"tp": 8},
             "request": {"batch": 1, "input_len": 100, "output_len": 100}}

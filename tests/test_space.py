@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from jaxstack import io
-from jaxstack.space import decode_offsets, factorizations, host_digits, load_space, space_from_dict
+from jaxstack.edges import io
+from jaxstack.engines.space import decode_offsets, factorizations, host_digits, load_space, space_from_dict
 
 SPACES = Path(__file__).resolve().parent.parent / "spaces"
 BASE = {"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-70b",

@@ -17,11 +17,11 @@ import jax
 import numpy as np
 import pytest
 
-import jaxstack.sweep as sweep_mod
-from jaxstack import io
-from jaxstack.metrics import HIGHER_IS_BETTER, Reason
-from jaxstack.space import load_space, metric_fields
-from jaxstack.sweep import sweep
+import jaxstack.engines.sweep as sweep_mod
+from jaxstack.edges import io
+from jaxstack.engines.space import load_space, metric_fields
+from jaxstack.engines.sweep import sweep
+from jaxstack.types.metrics import HIGHER_IS_BETTER, Reason
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -277,7 +277,7 @@ def test_cli_sweep_smoke(toy_path, tmp_path, capsys, monkeypatch):
 # ---------------------------------------------------------------- the real model
 def test_real_evaluate_on_hbm_whatif():
     """One compile of the full model; the best row is re-evaluated eagerly (no second compile)."""
-    ev = pytest.importorskip("jaxstack.evaluate")
+    ev = pytest.importorskip("jaxstack.recipe.evaluate")
     space = load_space(ROOT / "spaces" / "hbm-whatif.yaml")
     res = sweep(space, top_k=3, chunk=1024, max_points=2048, progress=False,
                 pareto=("decode_tokens_per_s", "user_tokens_per_s"))
@@ -306,7 +306,7 @@ def test_resume_of_a_finished_run_does_not_compile(toy_path, tmp_path):
 
 
 def test_sample_is_a_seeded_permutation():
-    from jaxstack import sample
+    from jaxstack.engines import sample
 
     for size in (1, 2, 7, 12, 360, 1001):
         a, b = sample.weyl(size, seed=3)
@@ -320,7 +320,7 @@ def test_sample_is_a_seeded_permutation():
 
 
 def test_sample_covers_every_axis_value_and_equals_bruteforce(toy_path, brute, tmp_path):
-    from jaxstack import sample
+    from jaxstack.engines import sample
 
     space = load_space(toy_path)
     n = 300                                                  # ~2 % of the 17,280 points

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from designs import base_design, stack
 
-from jaxstack.evaluate import evaluate
-from jaxstack.metrics import Reason
+from jaxstack.recipe.evaluate import evaluate
+from jaxstack.types.metrics import Reason
 
 GPUS = [("a100-80gb", "nvlink-a100x8"), ("h100-sxm", "nvlink-h100x8"), ("h200", "nvlink-h200x8"),
         ("b200", "nvlink-b200x8"), ("mi300x", "if-mi300x8"), ("mi325x", "if-mi325x8")]

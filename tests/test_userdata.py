@@ -10,9 +10,10 @@ import jax
 import pytest
 import yaml
 
-from jaxstack import io, userdata
 from jaxstack.cli import main
-from jaxstack.evaluate import evaluate
+from jaxstack.edges import io
+from jaxstack.engines import userdata
+from jaxstack.recipe.evaluate import evaluate
 
 TRUE = {"chip.op_overhead_us": 4.0, "fabric.collective_overhead_us": 12.0, "chip.attention_bandwidth_efficiency": 0.7}
 

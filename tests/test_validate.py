@@ -6,9 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxstack import calibration, io, validate
 from jaxstack.cli import main
-from jaxstack.evaluate import evaluate
+from jaxstack.edges import io
+from jaxstack.engines import calibration, validate
+from jaxstack.recipe.evaluate import evaluate
 from jaxstack.validation import load_set, vllm
 
 TOLERANCE_POINTS = 1.5

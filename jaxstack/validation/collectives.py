@@ -41,8 +41,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .. import network
-from ..hardware import Fabric, FabricLevel, TopologyKind
+from ..physics import network
+from ..types.hardware import Fabric, FabricLevel, TopologyKind
 
 __all__ = ["NAME", "DESCRIPTION", "CASES", "cases", "fabric_for", "run", "summary"]
 

@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import compute, io, memory, network, overlap
+from ..edges import io
+from ..physics import compute, memory, network, overlap
 
 NAME = "kernels-8xh100"
 DESCRIPTION = "fused compute-communication kernels on 8xH100, FP16 (AG-GEMM, GEMM-RS, MoE GEMM + AR)"

@@ -1,7 +1,7 @@
 """Published offline max-throughput serving: TensorRT-LLM v1.0 perf overview (``serving-public``).
 
 Each TRT10 record (``data/serving-public/records.yaml``, provenance there) becomes one case
-in the ``offline`` serving regime (``jaxstack/serving.py``): hardware ``h100-sxm`` / ``h200``
+in the ``offline`` serving regime (``jaxstack/recipe/serving.py``): hardware ``h100-sxm`` / ``h200``
 / ``b200`` on its NVLink fabric cut to the record's GPU count (``fabric.l1.size = dim_x = n``),
 TP as published, ``input_len`` / ``output_len`` as published, metric = system output
 tokens/s (``decode_tokens_per_s``). Precision: FP8 = FP8 weights, activations in the GEMMs
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from ..userdata import design_batch, evaluate_rows
+from ..engines.userdata import design_batch, evaluate_rows
 
 NAME = "serving-public"
 DESCRIPTION = "TensorRT-LLM v1.0 offline max-throughput output tokens/s (H100 / H200 / B200, FP8 / FP4)"

@@ -13,7 +13,7 @@ concurrency is not 2048: its per-user speed × 2048 = 40,119 ≠ the reported 53
 import csv
 from pathlib import Path
 
-from ..userdata import design_batch, evaluate_rows
+from ..engines.userdata import design_batch, evaluate_rows
 
 NAME = "vllm-8xb200"
 DESCRIPTION = "vLLM system decode tokens/s on 8xB200 (Llama-3-70B TP8, DeepSeek-V3 TP8 + MoE EP8)"

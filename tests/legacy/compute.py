@@ -57,8 +57,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstack import area, memory, relax
-from jaxstack.hardware import Chip, Dram
+from jaxstack.physics import area, memory, relax
+from jaxstack.types.hardware import Chip, Dram
 
 __all__ = ["Cost", "Tiling", "TILES", "TILE_EFFICIENCY", "STAGES", "L2_SHARE", "ELEM_TILE_BYTES", "FETCH_SHARE",
            "flops_per_cycle", "tensor_peak", "vector_peak", "gemm_tiling", "gemm", "gemm_waves", "expert_gemm",

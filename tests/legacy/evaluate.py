@@ -19,9 +19,9 @@ prefill tokens/s = batch * input_len / TTFT.
 import jax
 import jax.numpy as jnp
 
-from jaxstack import memory, power, relax, thermal
-from jaxstack.design import Design
-from jaxstack.metrics import Metrics, Reason
+from jaxstack.physics import memory, power, relax, thermal
+from jaxstack.types.design import Design
+from jaxstack.types.metrics import Metrics, Reason
 
 from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
 from .schedule import stage_time

@@ -54,8 +54,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from jaxstack.hardware import Fabric
-from jaxstack.topology import (
+from jaxstack.physics.topology import (
     Level,
     Steps,
     a2a_level,
@@ -68,6 +67,7 @@ from jaxstack.topology import (
     tree_steps,
     xor_steps,
 )
+from jaxstack.types.hardware import Fabric
 
 __all__ = ["group_levels", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "p2p",
            "ALL_REDUCE_ALGORITHMS", "ALL_GATHER_ALGORITHMS", "ALL_TO_ALL_ALGORITHMS"]

@@ -32,8 +32,8 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from jaxstack import relax
-from jaxstack.design import Design
+from jaxstack.physics import relax
+from jaxstack.types.design import Design
 
 from . import compute
 from .compute import Cost

@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from jaxstack import overlap, power, relax
-from jaxstack.design import Design
+from jaxstack.physics import overlap, power, relax
+from jaxstack.types.design import Design
 
 from . import network
 from .ops import LayerCosts, Shard, kv_bytes_per_token, layer_costs, weight_elems

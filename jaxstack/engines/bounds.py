@@ -1,0 +1,291 @@
+"""L4: provably optimistic bounds of the model's objective, for the hierarchical search.
+
+``search.py`` prunes a whole sub-grid of a space when an upper bound of its best objective
+(maximise-form) cannot beat the current k-th best exact value. Every bound here is derived
+from the model's own equations (``evaluate``, ``schedule.stage_time``) and is only valid
+because of the properties listed with it; ``tests/test_search.py`` checks bound >= exact
+on random designs of several presets.
+
+**B1 TPOT lower bound.** ``evaluate`` sets TPOT = f * (step_time + o), f = max(pp, mb), o the
+engine's host time per step (``serving.step_overhead``), with
+step_time = 1 / ((1 - h) / t_cool + h / t_hot) from ``thermal.solve``, h in [0, 1] and
+t_hot >= t_cool, so step_time >= t_cool: the mean over the KV_POINTS decode lengths of
+``stage_time(.., temperature = refresh threshold - HOT_OFFSET_K).total``. Nothing of the
+power, leakage or thermal state enters t_cool; hence
+
+    TPOT >= f (t_cool + o),   decode tok/s = batch / TPOT <= batch / (f (t_cool + o)),
+    user tok/s <= 1 / (f (t_cool + o)),   scaled decode tok/s = f_clk batch / TPOT <= that (f_clk <= 1).
+
+**B2 communication.** stage_time = C + E: C (= total - exposed) is the compute of the stage
+and does not read the fabric; E >= 0 is the exposed communication. With overlap off every
+collective is exposed in full: x = H + B of the cheapest algorithm (``network._pick``),
+FSDP adds max(layer, gather) - layer, the PP send is exposed. Each algorithm's H is linear
+in hop latencies and the collective overhead with non-negative coefficients, and its B
+falls with every level's bandwidth (B_l = efficiency x link bandwidth x links, capped by
+the crossbar), so the minimum over algorithms, and t_cool, are monotone: non-increasing in
+``link_bandwidth`` and ``bandwidth_efficiency``, non-decreasing in ``hop_latency`` and
+``collective_overhead`` (``MONOTONE``; bandwidths only on unpacketised fabrics, where the
+first hop's header credit cannot enter). So for a box of these values the optimistic
+corner gives t_cool <= that of every point in it, and the bound is exact at the corner.
+With overlap on, the wave-pipelined exposure of a collective with sequential cost
+S = H + B next to an op of compute C_op in W waves (``overlap.overlapped``) is
+x = min(C_op / W + max(C_op (W-1)/W, H + B (W-1)/W) + H + B/W, C_op + S) - C_op, so
+x >= max(H + B/W, S - C_op) >= max(H_min (1 - 1/W) + S/W, S - C_op), H_min = the latency
+of the least-latency algorithm (the selected one has H >= H_min; H + B/W grows with H at
+fixed S). The selection of the algorithm by H + B (not by x) makes x itself non-monotone in
+the fabric (seen in practice), so with overlap on the bound uses, per block b (attention,
+dense FFN, MoE; their overlapped ops lie inside the block's compute T_b), the overlap-off
+exposure E_b, its latency floor L_b = E_b of the same design with every link bandwidth
+INFINITE_BANDWIDTH and no crossbar cap (the cheapest algorithm is then the least-latency
+one; only on unpacketised fabrics, where no latency term falls with bandwidth; else 0),
+W = the largest wave count of any overlapped op (every ``LayerCosts.waves_*`` field) and
+    t_on >= C + pp_send + sum_b max(L_b (1 - 1/W) + E_b / W, E_b - T_b) + E_fsdp / W
+(summing per-collective bounds; smaller W only raises each term; per layer FSDP's
+max(layer, gather) keeps the inequality). E_b and L_b are monotone in the fabric (L_b does
+not read bandwidths), so this bound is too. Both forms are a function of the design's own values, so any design
+and any box corner may be bounded.
+
+**B3 feasibility.** Device count, divisibility, batch >= dp pp and memory (weights + KV +
+activations > usable DRAM) do not depend on the fabric's bandwidths and latencies or on
+power: ``evaluate``'s own checks (``_reason`` at a temperature of -inf, memory shrunk by
+MEM_MARGIN against float32 rounding) prune exactly. Thermal feasibility is never pruned on.
+
+**B4 limits.** A limit prunes only through a bound that is optimistic for it:
+``user_tokens_per_s`` / ``decode_tokens_per_s`` / ``scaled_decode_tokens_per_s`` minima
+and a ``tpot_s`` maximum through B1, ``memory_bytes`` (exact, B3) both ways; any other
+limit is checked on the exact evaluation only.
+
+Objectives: the maximise-form bound is batch / (f t_cool) for decode (and scaled) tok/s,
+1 / (f t_cool) for user tok/s, -f t_cool for tpot_s, -memory for memory_bytes (exact),
++inf (no pruning) for the rest. Comparisons use a relative MARGIN (1e-4, float32 rounding
+of two compiled programs); ``free_leaves`` finds, from the traced bound itself (jaxpr
+dead-code elimination), the leaves no bound reads (TDP, energies, thermal constants).
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..physics import compute, relax
+from ..recipe.evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_use
+from ..recipe.ops import linear_costs, shard
+from ..recipe.schedule import plans, stage_times
+from ..types.design import Design
+from ..types.workload import gemm_operand_bytes
+from .space import Space, leaf_paths
+
+__all__ = ["MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound", "structural",
+           "bound_point", "bound_node", "free_leaves", "objective_bound", "limit_dead", "below", "Roles", "roles"]
+
+# leaf -> +1 if larger values give a smaller (optimistic) t_cool, -1 if smaller ones do (B2)
+MONOTONE = {**{("fabric", lv, "link_bandwidth"): 1 for lv in ("l1", "l2", "l3")},
+            **{("fabric", lv, "hop_latency"): -1 for lv in ("l1", "l2", "l3")},
+            ("fabric", "bandwidth_efficiency"): 1, ("fabric", "collective_overhead"): -1}
+BANDWIDTH_LEAVES = {p for p, s in MONOTONE.items() if s > 0}
+MARGIN = 1e-4
+INFINITE_BANDWIDTH = 1e30     # B/s: the latency floor's fabric (every bandwidth term ~1e-24 s)
+MEM_MARGIN = 1e-5
+SCHEDULE_LEAVES = {("request", "batch")}   # with mapping.*: the schedule (inner loop) of search
+FEAS_MAX = 2**23                          # largest product of structural axes checked up front
+BOUNDED_OBJECTIVES = ("decode_tokens_per_s", "scaled_decode_tokens_per_s", "user_tokens_per_s", "tpot_s",
+                      "memory_bytes")
+
+
+def decode_time_bound(d: Design, point: bool = False):
+    """B1 + B2: lower bounds (s) of TPOT for ONE design point (vmap outside): over the box of
+    fabrics no faster than ``d``'s and, with ``point``, of ``d`` itself (f t_cool: tight).
+    The KV_POINTS cool decode steps share one linear variant (``schedule.stage_times``)."""
+    s = shard(d)
+    r = d.request
+    thr = d.dram.refresh_double_temp
+    hot = jnp.stack([relax.step((thr - HOT_OFFSET_K) - thr)])
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
+    q, dec = jnp.ones_like(ctx.bw), jnp.array([True])
+    kv = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
+    lin_of = np.zeros(KV_POINTS, int)
+    pl = plans(d, s)
+
+    def steps(design, net):
+        return stage_times(design, s, net, ctx, q, dec, kv, lin_of)
+
+    on = d.mapping.overlap > 0.5
+    d0 = dataclasses.replace(d, mapping=dataclasses.replace(d.mapping, overlap=jnp.zeros_like(d.mapping.overlap)))
+    st = steps(d0, pl)
+    # latency floor: with unlimited link bandwidth every collective takes its least-latency algorithm
+    f = d.fabric
+    fast = dataclasses.replace(f, **{lv: dataclasses.replace(getattr(f, lv), link_bandwidth=jnp.full_like(
+        getattr(f, lv).link_bandwidth, INFINITE_BANDWIDTH), switch_bandwidth=jnp.zeros_like(
+        getattr(f, lv).switch_bandwidth)) for lv in ("l1", "l2", "l3")})
+    d_fast = dataclasses.replace(d0, fabric=fast)
+    lat = steps(d_fast, plans(d_fast, s))
+    packets = (f.l1.packet_payload > 0) | (f.l2.packet_payload > 0) | (f.l3.packet_payload > 0)
+    lin = linear_costs(d, s, ctx._replace(bw=ctx.bw[0]), 1.0, True)
+    waves = [getattr(lin, n) for n in lin._fields if n.startswith("waves")]
+    W = jnp.maximum(jnp.ceil(jnp.max(jnp.stack(waves), axis=0)), 1.0)
+    compute_t = st.total - st.exposed
+    hidden = 0.0
+    for e, h, t in ((st.exposed_attn, lat.exposed_attn, st.attention), (st.exposed_ffn, lat.exposed_ffn, st.ffn),
+                    (st.exposed_moe, lat.exposed_moe, st.moe)):
+        h = jnp.where(packets, 0.0, jnp.minimum(h, e))
+        hidden = hidden + jnp.maximum(h * (1.0 - 1.0 / W) + e / W, e - t)
+    t_on = compute_t + st.comm_pp + hidden + st.exposed_fsdp / W
+    box = jnp.where(on, jnp.minimum(t_on, st.total), st.total)
+    own = jnp.where(on, steps(d, pl).total, st.total) if point else jnp.zeros_like(box)
+    f = jnp.maximum(s.pp, s.mb)
+    o = d.serving.step_overhead
+    return f * (jnp.mean(box) + o), f * (jnp.mean(own) + o)
+
+
+def structural(d: Design):
+    """B3: (feasible apart from temperature, memory bytes per chip) for ONE design point."""
+    s = shard(d)
+    w, kv, act = memory_use(d, s)
+    mem = w + kv + act
+    reason = _reason(d, s, mem * (1.0 - MEM_MARGIN), jnp.float32(-1e30))
+    return reason == 0, mem
+
+
+def bound_point(d: Design):
+    """(TPOT lower bound s of the box at ``d``, memory bytes, structurally feasible, batch)."""
+    ok, mem = structural(d)
+    return decode_time_bound(d)[0], mem, ok, d.request.batch
+
+
+def bound_node(d: Design):
+    """``bound_point`` and the TPOT lower bound of ``d`` itself (level 2 of ``search``)."""
+    ok, mem = structural(d)
+    box, own = decode_time_bound(d, point=True)
+    return box, mem, ok, d.request.batch, own
+
+
+def free_leaves(fn, base: Design) -> set[tuple[str, ...]] | None:
+    """Leaf paths ``fn(design)`` provably does not read (jaxpr dead-code elimination), or
+    None when JAX's internals are not available (then nothing counts as free)."""
+    try:
+        from jax._src.interpreters import partial_eval as pe
+    except ImportError:           # pragma: no cover - depends on the JAX version
+        return None
+    flat, treedef = jax.tree_util.tree_flatten_with_path(base)
+    paths = [tuple(k.name for k in p) for p, _ in flat]
+
+    def g(*leaves):
+        return jax.tree_util.tree_leaves(fn(jax.tree_util.tree_unflatten(treedef, list(leaves))))
+
+    try:
+        closed = jax.make_jaxpr(g)(*[jnp.float32(v) for _, v in flat])
+        _, used = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
+    except Exception:             # pragma: no cover - internal API changed
+        return None
+    return {p for p, u in zip(paths, used, strict=True) if not u}
+
+
+# ---------------------------------------------------------------- host side (numpy)
+def objective_bound(objective: str, t_lb, batch, mem) -> np.ndarray:
+    """Maximise-form upper bound of ``objective`` (float64 array; +inf = no bound)."""
+    t = np.maximum(np.asarray(t_lb, np.float64), 1e-300)
+    if objective in ("decode_tokens_per_s", "scaled_decode_tokens_per_s"):
+        return np.asarray(batch, np.float64) / t
+    if objective == "user_tokens_per_s":
+        return 1.0 / t
+    if objective == "tpot_s":
+        return -t
+    if objective == "memory_bytes":
+        return -np.asarray(mem, np.float64)
+    return np.full(np.shape(t), np.inf)
+
+
+def below(bound, threshold) -> np.ndarray:
+    """bound < threshold by more than the relative MARGIN (a bound there cannot reach it)."""
+    b = np.asarray(bound, np.float64)
+    with np.errstate(invalid="ignore"):
+        return b + MARGIN * np.abs(b) < threshold
+
+
+def limit_dead(limits, t_lb, batch, mem) -> np.ndarray:
+    """True where some limit is violated by every point the bound covers (B4)."""
+    t = np.maximum(np.asarray(t_lb, np.float64), 1e-300)
+    batch, mem = np.asarray(batch, np.float64), np.asarray(mem, np.float64)
+    dead = np.zeros(np.shape(t), bool)
+    for lim in limits:
+        if lim.metric in ("decode_tokens_per_s", "scaled_decode_tokens_per_s", "user_tokens_per_s"):
+            up = batch / t if lim.metric != "user_tokens_per_s" else 1.0 / t
+            if lim.lo is not None:
+                dead |= below(up, lim.lo)
+        elif lim.metric == "tpot_s" and lim.hi is not None:
+            dead |= below(-t, -lim.hi)
+        elif lim.metric == "memory_bytes":
+            if lim.hi is not None:
+                dead |= mem * (1.0 - MEM_MARGIN) > lim.hi
+            if lim.lo is not None:
+                dead |= mem * (1.0 + MEM_MARGIN) < lim.lo
+    return dead
+
+
+# ---------------------------------------------------------------- axis roles (search.py)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Roles:
+    """Axis positions by role; ``order[j]`` = allowed digits of monotone axis j, optimistic first."""
+
+    schedule: tuple[int, ...]
+    hardware: tuple[int, ...]
+    monotone: tuple[int, ...]
+    order: tuple[np.ndarray, ...]
+    free: tuple[int, ...]
+    feasibility: tuple[int, ...]       # group axes read by the structural check (level 0)
+
+
+_USED: dict = {}
+
+
+def _structural_ok(d: Design):
+    return structural(d)[0]
+
+
+def _used(fn, base) -> set | None:
+    key = (fn, jax.tree_util.tree_structure(base))
+    if key not in _USED:
+        free = free_leaves(fn, base)
+        _USED[key] = None if free is None else set(leaf_paths(base)) - free
+    return _USED[key]
+
+
+def roles(space: Space, allowed) -> Roles:
+    """Classify the axes (module docstring); ``allowed`` from ``restrict``."""
+    used = _used(bound_point, space.base)
+    feas = _used(_structural_ok, space.base)
+    packet = any(float(v) > 0 for p, v in _flat(space) if p[-1] == "packet_payload")
+    sched, hw, mono, order, free, fz = [], [], [], [], [], []
+    for i, a in enumerate(space.axes):
+        t = set(a.targets)
+        rows = allowed[i]
+        if a.name == "mapping" or (t and all(p in SCHEDULE_LEAVES or p[0] == "mapping" for p in t)):
+            sched.append(i)
+        elif used is not None and not (t & used):
+            free.append(i)
+        elif t and feas is not None and not (t & feas) and all(
+                p in MONOTONE and not (packet and p in BANDWIDTH_LEAVES) for p in t):
+            key = np.stack([-MONOTONE[p] * a.table[rows, a.targets.index(p)] for p in a.targets], -1)
+            perm = np.lexsort(key.T[::-1])
+            if all(np.all(np.diff(key[perm, j]) >= 0) for j in range(key.shape[1])):
+                mono.append(i)
+                order.append(rows[perm])
+                continue
+            hw.append(i)
+        else:
+            hw.append(i)
+        if i in sched + hw and (feas is None or (t & feas) or a.name == "mapping"):
+            fz.append(i)
+    if math.prod(len(allowed[i]) for i in fz) > FEAS_MAX:
+        fz = []
+    return Roles(tuple(sched), tuple(hw), tuple(mono), tuple(order), tuple(free), tuple(fz))
+
+
+def _flat(space: Space):
+    flat = jax.tree_util.tree_flatten_with_path(space.base)[0]
+    out = [(tuple(k.name for k in p), v) for p, v in flat]
+    for a in space.axes:
+        out += [(t, v) for j, t in enumerate(a.targets) for v in a.table[:, j]]
+    return out

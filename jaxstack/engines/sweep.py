@@ -1,0 +1,425 @@
+"""L4: the sweep engine: stream a design space through one compiled ``jit(vmap(evaluate))``.
+
+Contract (DESIGN.md "Sweep engine contract")::
+
+    space = load_space("spaces/quickstart.yaml")
+    res = sweep(space, objective="decode_tokens_per_s", top_k=10, out="runs/q")
+    res.best                      # {'index': ..., <axis columns in user units>, <metrics>}
+
+- Points are visited by global index in fixed-shape chunks (the last one padded and
+  masked), so the whole sweep compiles once. Per chunk only the chunk base crosses to the
+  device (as mixed-radix digits; see ``space.decode_offsets``), and only small reducer
+  state comes back (``reducers``): top-k, Pareto candidates, counts by reason, an
+  objective histogram; the optional ``dump`` returns every point (small spaces only).
+- Decode, ``vmap(evaluate_fn)`` (constant leaves are not batched), limits and reducers are
+  fused in the same jit. The next chunk is dispatched before the host merges the previous
+  one, so host work overlaps device work.
+- ``out``: a run directory with ``manifest.json`` and ``state.npz`` written atomically
+  (tmp + ``os.replace``) every ``checkpoint_every_s``; ``resume=True`` continues after a
+  kill with exactly the answer of an uninterrupted run, and refuses a changed space.
+  At the end: ``top.csv``, ``pareto.csv`` (+ ``.parquet`` with pyarrow), ``summary.json``.
+- Devices: each chunk is sharded over ``devices`` (default ``jax.local_devices()``) on a
+  1-D mesh; reducers run per shard. Processes: after ``jax.distributed.initialize``,
+  process p takes chunks p, p+P, ...; states are merged with ``process_allgather``.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from .. import __version__
+from ..edges import cache, io
+from ..types.metrics import HIGHER_IS_BETTER, Reason
+from . import reducers
+from . import sample as sampling
+from .rundir import (  # noqa: F401 - re-exported: the run-directory API lived here before
+    SweepResult,
+    _atomic_write,
+    _collect_dumps,
+    _has_pyarrow,
+    _open_rundir,
+    _rows,
+    _save_npz,
+    _write_json,
+    _write_table,
+    build_result,
+    dump_columns,
+    resume_state,
+    write_outputs,
+)
+from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
+
+__all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns", "resume_state",
+           "map_chunks"]
+
+DEFAULT_OBJECTIVE = "decode_tokens_per_s"
+DUMP_MAX_POINTS = 2**21
+CPU_CHUNK_PER_DEVICE = 2**12       # measured best on a 2-core CPU (bench_sweep.py: 2^12 170k, 2^13 114k points/s)
+ACCEL_CHUNK_PER_DEVICE = 2**23     # H200, old core: 2^23 points per step 4x faster than 2^18
+ACCEL_MIN_CHUNK = 2**18
+ACCEL_BYTES_PER_POINT = 8192       # device memory budgeted per point of a step (a power of two)
+NR = len(Reason)
+
+
+def _default_evaluate():
+    from ..recipe.evaluate import evaluate
+
+    return evaluate
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """Everything static about the compiled chunk step (hashable cache key)."""
+
+    treedef: Any
+    n_leaves: int
+    targets: tuple[tuple[int, ...], ...]      # per axis: leaf positions it sets
+    radices: tuple[int, ...]
+    fields: tuple[str, ...]                   # Metrics float fields, in output order
+    objective: str
+    sign: float                               # +1 maximise, -1 minimise
+    pareto: tuple[str, ...]
+    pareto_signs: tuple[float, ...]
+    limits: tuple[str, ...]                   # metric per limit row of ``bounds``
+    k: int                                    # per shard
+    cap: int                                  # Pareto candidates per shard
+    shards: int
+    chunk: int
+    dump: bool
+    barrier: bool                             # reducers behind a conditional (CPU; see step)
+    sampled: bool = False                     # digits come from the host (sample.py), not decoded
+
+
+def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform, sampled=False) -> _Plan:
+    paths = leaf_paths(space.base)
+    pos = {p: i for i, p in enumerate(paths)}
+    per = chunk // shards
+    return _Plan(
+        treedef=jax.tree_util.tree_structure(space.base), n_leaves=len(paths),
+        targets=tuple(tuple(pos[t] for t in a.targets) for a in space.axes),
+        radices=space.radices, fields=tuple(metric_fields()), objective=objective,
+        sign=1.0 if HIGHER_IS_BETTER[objective] else -1.0, pareto=pareto,
+        pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
+        limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
+        shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu", sampled=sampled)
+
+
+def _step_fn(plan: _Plan, evaluate_fn, mesh):
+    """The chunk step: decode -> vmap(evaluate) -> limits -> reducers (one jit)."""
+
+    def reduce_shard(f, good):
+        """Top-k and Pareto candidates of one shard; outputs get a leading shard axis."""
+        obj = plan.sign * f[plan.objective]
+        vals, pos = reducers.top_k(jnp.where(good & ~jnp.isnan(obj), obj, -jnp.inf), plan.k)
+        out = {"top_values": vals, "top_pos": pos,
+               "top_fields": jnp.stack([f[n][pos] for n in plan.fields], -1)}
+        if plan.pareto:
+            x = jnp.stack([s * f[n] for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
+            pos, sel, ncand = reducers.pareto_candidates(x, good, plan.cap)
+            out.update(par_pos=pos, par_sel=sel, par_n=ncand,
+                       par_fields=jnp.stack([f[n][pos] for n in plan.fields], -1))
+        return jax.tree_util.tree_map(lambda a: a[None], out)
+
+    def reduce_all(f, feasible, reason, valid):
+        good = valid & feasible
+        code = jnp.where(valid, jnp.where(feasible, 0, jnp.clip(reason, 1, NR - 1)), NR)
+        out = {"counts": reducers.counts(code, NR),
+               "hist": reducers.log2_histogram(f[plan.objective], good)}
+        if mesh is None:
+            out.update(reduce_shard(f, good))
+        else:                             # each device reduces its own shard: no all-gather
+            out.update(jax.shard_map(reduce_shard, mesh=mesh, in_specs=(P("d"), P("d")),
+                                     out_specs=P("d"))(f, good))
+        if plan.dump:
+            out["dump_fields"] = jnp.stack([f[n] for n in plan.fields], -1)
+            out["dump_feasible"], out["dump_reason"] = feasible, reason
+        return out
+
+    def _zeros_like_out(*args):
+        return jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(reduce_all, *args))
+
+    def step(base_leaves, tables, base_digits, n_valid, bounds, offsets):
+        # ``offsets`` = arange(chunk), a device-resident argument: as a traced constant, XLA
+        # would constant-fold the whole decode at compile time (seconds per 1e4 points)
+        if plan.sampled:          # base_digits: int32[chunk, A], every point's digits (sample.py)
+            digits = [base_digits[:, a] for a in range(len(plan.radices))]
+        else:
+            digits = decode_offsets(plan.radices, base_digits, offsets)
+        leaves: list[Any] = [base_leaves[i] for i in range(plan.n_leaves)]
+        axes: list[Any] = [None] * plan.n_leaves
+        for a, targets in enumerate(plan.targets):
+            if not targets:
+                continue
+            rows = tables[a][digits[a]]
+            for j, i in enumerate(targets):
+                leaves[i], axes[i] = rows[:, j], 0
+        design = jax.tree_util.tree_unflatten(plan.treedef, leaves)
+        in_axes = jax.tree_util.tree_unflatten(plan.treedef, axes)
+        m = jax.vmap(evaluate_fn, in_axes=(in_axes,), axis_size=plan.chunk)(design)
+        f = {name: jnp.broadcast_to(jnp.asarray(getattr(m, name), jnp.float32), (plan.chunk,))
+             for name in plan.fields}
+        feasible = jnp.broadcast_to(jnp.asarray(m.feasible, bool), (plan.chunk,))
+        reason = jnp.broadcast_to(jnp.asarray(m.reason, jnp.int32), (plan.chunk,))
+        viol = jnp.zeros((plan.chunk,), bool)
+        for r, name in enumerate(plan.limits):
+            viol = viol | (f[name] < bounds[r, 0]) | (f[name] > bounds[r, 1])
+        reason = jnp.where(feasible & viol, int(Reason.slo), reason)
+        feasible = feasible & ~viol
+        valid = offsets < n_valid
+        if not plan.barrier:
+            return reduce_all(f, feasible, reason, valid)
+        # On CPU the reducers run inside a conditional (always taken): XLA fuses nothing
+        # across it, so the model is materialised once instead of being fused (duplicated)
+        # into every reducer gather (+20% HLO and compile time; optimization_barrier is
+        # dropped by XLA). Not on GPU, where a conditional would make the host wait for the
+        # predicate and so stop the next chunk's dispatch from overlapping this one.
+        return jax.lax.cond(n_valid > 0, reduce_all, _zeros_like_out, f, feasible, reason, valid)
+
+    return step
+
+
+_CACHE: dict = {}
+
+
+def _compiled(plan: _Plan, evaluate_fn, devices, args):
+    """AOT-compile the step once per (plan, evaluate_fn, devices); returns (fn, compile_s)."""
+    key = (plan, evaluate_fn, tuple(devices))
+    if key in _CACHE:
+        return _CACHE[key], 0.0
+    mesh = Mesh(np.array(devices), ("d",)) if len(devices) > 1 else None
+    t0 = time.perf_counter()
+    if mesh is None:
+        jitted = jax.jit(_step_fn(plan, evaluate_fn, None))
+    else:
+        rep, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("d"))
+        jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh),
+                         in_shardings=(rep, rep, rows if plan.sampled else rep, rep, rep, rows))
+    with cache.compile_note("the sweep step"):
+        fn = jitted.lower(*args).compile()
+    _CACHE[key] = fn
+    return fn, time.perf_counter() - t0
+
+
+def _progress_bar(total: int, progress, unit: str = "pt", desc: str = "sweep"):
+    """tqdm on a terminal (rate, ETA); off when stderr is not a TTY or $CI is set."""
+    enabled = bool(progress) if progress is not None else sys.stderr.isatty() and not os.environ.get("CI")
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit=unit, unit_scale=unit == "pt", dynamic_ncols=True, smoothing=0.1,
+                desc=desc, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- the engine
+def map_chunks(fn, rows: np.ndarray, chunk: int, *args) -> list[np.ndarray]:
+    """``fn(rows_chunk, *args)`` (compiled for ``chunk`` rows) over ``rows`` in fixed-size
+    chunks, the last one padded by repeating its last row; every chunk is dispatched before
+    any result is fetched. Returns each output concatenated and trimmed to ``len(rows)``; an
+    output that is a tuple of arrays (e.g. gradient leaves) is stacked on a last axis."""
+    n = len(rows)
+    if n == 0:
+        raise ValueError("map_chunks: no rows")
+    outs = []
+    for s in range(0, n, chunk):
+        part = rows[s:s + chunk]
+        if len(part) < chunk:
+            part = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), 0)])
+        outs.append(fn(part, *args))
+    outs = [[np.stack(o, -1) if isinstance(o, tuple) else np.asarray(o) for o in jax.device_get(out)]
+            for out in outs]
+    return [np.concatenate([o[k] for o in outs])[:n] for k in range(len(outs[0]))]
+
+
+def auto_chunk(devices) -> int:
+    """Default points per step: small on CPU (cache-resident working set); on an accelerator
+    ACCEL_CHUNK_PER_DEVICE (the measured best, benchmarks/README.md), fewer when the device's
+    memory holds less than ACCEL_BYTES_PER_POINT per point (a power of two, >= 2^18)."""
+    if devices[0].platform == "cpu":
+        return CPU_CHUNK_PER_DEVICE * len(devices)
+    per = ACCEL_CHUNK_PER_DEVICE
+    try:
+        limit = int((devices[0].memory_stats() or {}).get("bytes_limit", 0))
+    except Exception:     # pragma: no cover - backends without memory statistics
+        limit = 0
+    if limit > 0:
+        fit = 1 << max(int(limit // ACCEL_BYTES_PER_POINT).bit_length() - 1, 0)
+        per = max(min(per, fit), ACCEL_MIN_CHUNK)
+    return per * len(devices)
+
+
+def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, chunk: int | None = None,
+          out=None, resume: bool = False, max_points: int | None = None, evaluate_fn=None,
+          dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
+          pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None,
+          dump_format: str = "auto", sample: int | None = None, seed: int = 0) -> "SweepResult":
+    """Evaluate every point of ``space`` (or the first ``max_points``) and reduce on device.
+
+    Args:
+      space: a ``Space`` or a path to a space YAML.
+      objective: metric to rank by (default: the space's, else decode_tokens_per_s);
+        direction from ``metrics.HIGHER_IS_BETTER``.
+      top_k: designs kept by objective. pareto: 2-3 metrics (default: the space's).
+      chunk: points per compiled step (default ``auto_chunk``; rounded up to a multiple of
+        the device count, and down to the space size for tiny spaces).
+      out / resume: run directory; continue a killed run with the same final answer.
+      evaluate_fn: ``Design -> Metrics`` for one point (default ``jaxstack.evaluate``).
+      dump: also return every point's metrics (spaces up to ``DUMP_MAX_POINTS``).
+      devices: devices to shard each chunk over (default: this process's local devices).
+      on_chunk: optional callback(chunk_id, points_done) after each merged chunk.
+      sample / seed: visit ``sample`` distinct points spread over the whole space instead of
+        a prefix (``sample.py``: a seeded golden-ratio permutation of the index); resumable.
+    Returns:
+      ``SweepResult`` (top rows with global index, axis values in user units, all metrics).
+    """
+    if isinstance(space, (str, Path)):
+        space = load_space(space)
+    objective = check_metric(objective or space.objective or DEFAULT_OBJECTIVE, "sweep", "objective")
+    pareto = check_pareto(pareto, "sweep", "pareto") if pareto is not None else space.pareto
+    if isinstance(top_k, bool) or int(top_k) < 1:
+        raise io.ConfigError(f"sweep: key 'top_k': {top_k!r}; allowed: an integer >= 1")
+    evaluate_fn = evaluate_fn or _default_evaluate()
+    if dump_format not in ("auto", "parquet", "csv"):
+        raise io.ConfigError(f"sweep: key 'dump_format': {dump_format!r}; allowed: auto, parquet, csv")
+    if sample is not None and max_points is not None:
+        raise io.ConfigError("sweep: keys 'sample' and 'max_points': give one of them")
+    if sample is not None and (isinstance(sample, bool) or int(sample) < 1 or space.size > sampling.MAX_SIZE):
+        raise io.ConfigError(f"sweep: key 'sample': {sample!r}; allowed: an integer >= 1 (spaces up to 2^62 points)")
+    weyl = sampling.weyl(space.size, seed) if sample is not None else None
+    total = space.size if max_points is None and sample is None else min(space.size, int(max_points or sample))
+    if total < 1:
+        raise io.ConfigError(f"sweep: key 'max_points': {max_points!r}; allowed: >= 1")
+    if dump and total > DUMP_MAX_POINTS:
+        raise io.ConfigError(f"sweep: key 'dump': {total:,} points; allowed: at most "
+                             f"{DUMP_MAX_POINTS:,} (use --max-points)")
+    devices = list(devices or jax.local_devices())
+    shards = len(devices)
+    chunk = max(1, min(int(chunk or auto_chunk(devices)), total))
+    chunk = -(-chunk // shards) * shards
+    n_chunks = -(-total // chunk)
+    nproc, proc = jax.process_count(), jax.process_index()
+    if dump and nproc > 1:
+        raise io.ConfigError("sweep: key 'dump': not supported with several processes")
+    mine = range(proc, n_chunks, nproc)          # lazy: a 2.5e14-point space has 1e10 chunks
+    plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump,
+                 devices[0].platform, sampled=weyl is not None)
+    st = reducers.RunState(int(top_k), plan.fields, pareto, plan.pareto_signs, plan.cap, int(front_capacity), NR)
+    dumps: dict[int, dict] = {}
+    run_id = {"space_hash": space.hash, "objective": objective, "top_k": int(top_k),
+              "pareto": list(pareto), "chunk": chunk, "points": total, "dump": dump,
+              "processes": nproc, "pareto_cap": int(pareto_cap), "front_capacity": int(front_capacity),
+              **({"sample": int(sample), "seed": int(seed)} if weyl is not None else {})}
+    rundir = Path(out) if out is not None else None
+    sfx = f".p{proc}" if nproc > 1 else ""
+    if rundir is not None:
+        _open_rundir(rundir, sfx, run_id, resume, space, st)
+
+    mesh = Mesh(np.array(devices), ("d",)) if shards > 1 else None
+    rep = NamedSharding(mesh, P()) if mesh is not None else devices[0]
+    put = lambda x: jax.device_put(x, rep)  # noqa: E731
+    bounds = np.array([[-np.inf if lim.lo is None else lim.lo, np.inf if lim.hi is None else lim.hi]
+                       for lim in space.limits], np.float32).reshape(-1, 2)
+    offsets = np.arange(chunk, dtype=np.int32)
+    put_rows = (lambda x: jax.device_put(x, NamedSharding(mesh, P("d")))) if mesh is not None else put
+    args = [put(np.array(jax.tree_util.tree_leaves(space.base), np.float32)),
+            tuple(put(a.table.astype(np.float32)) for a in space.axes),
+            (put_rows(np.zeros((chunk, len(space.axes)), np.int32)) if weyl
+             else put(np.zeros(len(space.axes), np.int32))),
+            put(np.int32(chunk)), put(bounds), put_rows(offsets)]
+    finished = rundir is not None and st.pos >= len(mine)     # resuming a complete run: nothing to compile
+    step, compile_s = (None, 0.0) if finished else _compiled(plan, evaluate_fn, devices, tuple(args))
+
+    sampled: dict[int, np.ndarray] = {}
+
+    def sampled_index(c):
+        if c not in sampled:
+            n_valid = min(chunk, total - c * chunk)
+            idx = sampling.indices(*weyl, space.size, c * chunk, n_valid)
+            sampled[c] = np.concatenate([idx, np.full(chunk - n_valid, idx[0], np.int64)])  # pad: masked
+        return sampled[c]
+
+    def dispatch(c):
+        if weyl is not None:
+            args[2] = put_rows(sampling.digits(sampled_index(c), space.radices))
+        else:
+            args[2] = put(np.array(space.digits(c * chunk), np.int32).reshape(-1))
+        args[3] = put(np.int32(min(chunk, total - c * chunk)))
+        return c, step(*args)
+
+    def merge(c, outs):
+        o = jax.device_get(outs)
+        n_valid = min(chunk, total - c * chunk)
+        index_map = sampled.pop(c) if weyl is not None else None
+        st.merge_chunk(o, c * chunk, chunk // shards, n_valid, index_map)
+        if dump:
+            dumps[c] = {"fields": o["dump_fields"][:n_valid], "feasible": o["dump_feasible"][:n_valid],
+                        "reason": o["dump_reason"][:n_valid],
+                        "index": (index_map[:n_valid] if index_map is not None
+                                  else np.arange(c * chunk, c * chunk + n_valid, dtype=np.int64))}
+            if rundir is not None:
+                _save_npz(rundir / "dump" / f"chunk_{c:09d}.npz", dumps[c])
+        if bar is not None:
+            bar.update(n_valid)
+        if on_chunk is not None:
+            on_chunk(c, st.points)
+
+    def checkpoint(done: bool):
+        if rundir is not None:
+            _save_npz(rundir / f"state{sfx}.npz", st.arrays())
+            _write_json(rundir / f"manifest{sfx}.json", {
+                **run_id, "space": space.path, "jaxstack_version": __version__, "n_chunks": n_chunks,
+                "chunks_done": st.pos, "chunks_mine": len(mine), "points_done": st.points,
+                "complete": done, "process": proc, "updated": time.time()})
+
+    if dump and rundir is not None:
+        (rundir / "dump").mkdir(exist_ok=True)
+    last = n_chunks - 1                            # the only chunk that may be partial
+    bar = _progress_bar(len(mine) * chunk - ((last + 1) * chunk - total if last in mine else 0), progress)
+    if bar is not None:
+        bar.update(st.points)
+    t_start = last_ckpt = time.perf_counter()
+    run0, pts0 = st.run_s, st.points
+    pending = None
+    for c in mine[st.pos:]:
+        nxt = dispatch(c)                 # the device works on chunk c while the host merges c - 1
+        if pending is not None:
+            merge(*pending)
+        pending = nxt
+        if time.perf_counter() - last_ckpt >= checkpoint_every_s and st.pos > 0:
+            st.run_s = run0 + time.perf_counter() - t_start
+            checkpoint(False)
+            last_ckpt = time.perf_counter()
+    if pending is not None:
+        merge(*pending)
+    wall = time.perf_counter() - t_start
+    st.run_s = run0 + wall
+    checkpoint(True)
+    if bar is not None:
+        bar.close()
+
+    if nproc > 1:
+        st.allgather()
+    timings = {"compile_s": compile_s, "run_s": wall, "run_s_total": st.run_s,
+               "points_this_session": st.points - pts0,
+               "points_per_s": (st.points - pts0) / wall if wall > 0 else 0.0,
+               "chunk": chunk, "chunks": n_chunks, "devices": shards, "processes": nproc,
+               "device_kind": devices[0].device_kind, "jax_version": jax.__version__}
+    dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields) if dump else None
+    res = build_result(space, objective, pareto, plan.fields, st, total, timings, dump_arrays,
+                       str(rundir) if rundir else None)
+    res = dataclasses.replace(res, dump_format=dump_format)
+    if rundir is not None and proc == 0:
+        write_outputs(res, rundir)
+    return res
+

@@ -1,0 +1,260 @@
+"""L3: ``evaluate(design) -> Metrics`` for ONE design point (the recipe).
+
+Reads like a pipeline: shard the model, check feasibility, cost a prefill stage and a
+decode stage at KV_POINTS cache lengths from input_len to input_len + output_len, then
+derive serving metrics, energy, power and temperature. No jit, no vmap over designs, no
+exceptions: infeasible points carry ``feasible = False`` and a ``Reason`` code, and every
+float field stays finite. ``jit(vmap(evaluate))`` is applied by the engines (L4).
+
+Serving regime ``static`` (the default; ``serving.py`` has ``offline``, which runs this
+recipe at its steady-state running batch; matches vLLM with CUDA graphs at fixed
+concurrency): ``request.batch``
+requests decode together, split per replica into mb pipeline micro-batches (mb =
+mapping.micro_batches, or pp); a micro-batch's next token needs all pp stages and waits
+for the other micro-batches, so TPOT = max(pp, mb) * mean_i t_stage(kv_i); the stages
+idle a fraction max(0, 1 - mb / pp) of the time (``bubble_fraction``); system decode
+tokens/s = batch / TPOT; per-user tokens/s = 1 / TPOT. Prefill of the whole batch fills
+and drains the pipeline: TTFT = (mb + pp - 1) * t_stage(prefill of one micro-batch),
+prefill tokens/s = batch * input_len / TTFT.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..physics import compute, memory, power, relax, thermal
+from ..types.design import Design
+from ..types.metrics import Metrics, Reason
+from ..types.workload import gemm_operand_bytes
+from . import serving
+from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
+from .schedule import plans, stage_time, stage_times
+
+__all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "world_size",
+           "memory_use", "memory_parts"]
+
+KV_POINTS = 4  # decode KV lengths sampled evenly from input to input+output (DeepStack §2.5)
+HOT_OFFSET_K = 50.0  # the cool / hot decode steps are costed 50 K below / above the refresh threshold
+REF_POINT = KV_POINTS // 2  # KV sample (2/3 of the generation) at which the hot step is also costed
+# SRAM traffic per tensor FLOP of the large CTA tile (128 x 256 x 64, 16-bit operands): each k-step
+# writes (128 + 256) x 64 x 2 B into SRAM and reads them back for 2 x 128 x 256 x 64 FLOP
+SRAM_BYTES_PER_TENSOR_FLOP = 2.0 * (128 + 256) * 64 * 2 / (2.0 * 128 * 256 * 64)
+
+
+# the StageTime fields evaluate reads: step energy (first), then the decode breakdown
+_ENERGY = ("total", "flops", "vector_flops", "attn_flops", "dram_bytes", "link_l1", "link_l2", "link_l3")
+_Step = NamedTuple("_Step", [(k, jnp.ndarray) for k in _ENERGY + ("attention", "ffn", "moe", "other", "comm",
+                                                                  "exposed")])
+
+
+def devices(d: Design):
+    """Chips in the fabric."""
+    f = d.fabric
+    return f.l1.size * f.l2.size * f.l3.size
+
+
+def world_size(d: Design):
+    """Chips the mapping uses: tp ep sp cp dp pp, at most ``devices``; the rest of the fabric
+    idles (a TP4 group inside an 8-GPU box), placed from the innermost level outwards."""
+    m = d.mapping
+    return m.tp * m.ep * m.sp * m.cp * m.dp * m.pp
+
+
+def memory_parts(d: Design, s):
+    """(weights, KV bytes of one token of one request, activations) on the heaviest chip.
+    Offline: the activation working set of the largest prefill chunk a step may carry."""
+    w, m = d.model, d.mapping
+    L = w.num_hidden_layers
+    L_s = relax.cdiv(L, s.pp)
+    attn, dense, moe, embed = weight_elems(d, s)
+    moe_span = jnp.minimum(L_s, L - jnp.minimum(w.first_k_dense_replace, L))      # layers past the dense lead
+    n_moe = jnp.where(s.is_moe, relax.cdiv(moe_span, w.moe_layer_step), 0.0)         # every step-th one is MoE
+    elems = L_s * attn + n_moe * moe + (L_s - n_moe) * dense + embed
+    fsdp = (m.fsdp > 0.5) & (s.dp > 1)
+    layer_max = attn + jnp.where(s.is_moe, moe, dense)
+    elems = jnp.where(fsdp, elems / s.dp + layer_max, elems)
+    weights = elems * w.weight_bytes
+    kv_token = L_s * kv_bytes_per_token(d, s) / s.cp
+    reqs = relax.cdiv(d.request.batch, s.dp_attn)
+    static_chunk = relax.cdiv(relax.cdiv(reqs, s.mb) * d.request.input_len, s.sp * s.cp)
+    offline_chunk = jnp.minimum(d.serving.max_num_batched_tokens, PREFILL_CHUNK_TOKENS) / (s.sp * s.cp)
+    chunk = jnp.minimum(jnp.where(serving.is_offline(d), offline_chunk, static_chunk), PREFILL_CHUNK_TOKENS)
+    widest = jnp.maximum(w.intermediate_size / s.tp, w.num_experts_per_tok * w.moe_intermediate_size / s.tp_moe)
+    act = chunk * (4.0 * w.hidden_size + 2.0 * widest) * w.act_bytes
+    return weights, kv_token, act
+
+
+def memory_use(d: Design, s):
+    """(weights, KV, activations) bytes on the heaviest chip (KV of ``request.batch`` requests
+    at their longest, or at their mean length offline: ``serving.kv_tokens_per_request``)."""
+    weights, kv_token, act = memory_parts(d, s)
+    reqs = relax.cdiv(d.request.batch, s.dp_attn)
+    return weights, reqs * serving.kv_tokens_per_request(d) * kv_token, act
+
+
+def _reason(d: Design, s, mem_total, temp):
+    w, m, r = d.model, d.mapping, d.request
+    bad_devices = world_size(d) > devices(d) + 0.5       # a sub-group of the fabric is fine (part of a box)
+    nh = w.num_attention_heads
+    E = w.n_routed_experts
+    heads_ok = jnp.mod(nh, m.tp * m.sp) == 0
+    experts_ok = jnp.where(E > 0, (jnp.mod(E, s.ep_moe) == 0) & (m.ep <= E), m.ep == 1)
+    layers_ok = m.pp <= w.num_hidden_layers
+    bad_div = ~(heads_ok & experts_ok & layers_ok)
+    bad_batch = r.batch < m.dp * m.pp
+    bad_mem = mem_total > memory.usable_capacity(d.dram)
+    bad_temp = temp > d.thermal.dram_limit
+    reason = jnp.int32(Reason.ok)
+    for bad, code in reversed([(bad_devices, Reason.device_count), (bad_div, Reason.divisibility),
+                               (bad_batch, Reason.batch), (bad_mem, Reason.memory),
+                               (bad_temp, Reason.thermal)]):
+        reason = jnp.where(bad, jnp.int32(code), reason)
+    return reason
+
+
+def step_energy(d: Design, st) -> power.Energy:
+    """Dynamic energy (J) of one stage step ``st`` (a ``StageTime``) on one chip: GEMM FLOPs at
+    the weight width, attention FLOPs at 16 bit, vector FLOPs, SRAM (two passes of every DRAM
+    byte plus the GEMM operand panels), DRAM, links per fabric level."""
+    tensor = st.flops - st.vector_flops - st.attn_flops
+    work = power.Work(tensor_flops=tensor, vector_flops=st.vector_flops,
+                      sram_bytes=2.0 * st.dram_bytes + SRAM_BYTES_PER_TENSOR_FLOP * (tensor + st.attn_flops),
+                      dram_bytes=st.dram_bytes, link_bytes_l1=st.link_l1, link_bytes_l2=st.link_l2,
+                      link_bytes_l3=st.link_l3, time=st.total)
+    main = power.step_energy(d.chip, d.dram, d.fabric, work, gemm_operand_bytes(d.model))
+    attn = power.step_energy(d.chip, d.dram, d.fabric, power.Work(tensor_flops=st.attn_flops), 2.0)
+    return jax.tree_util.tree_map(jnp.add, main, attn)
+
+
+def evaluate(d: Design) -> Metrics:
+    """All metrics of one design point (see module docstring)."""
+    s = shard(d)
+    weights, kv_token, act = memory_parts(d, s)
+    offline = serving.is_offline(d)
+    batch = serving.running_batch(d, s, weights, act, kv_token)      # = request.batch unless offline
+    d = dataclasses.replace(d, request=dataclasses.replace(d.request, batch=batch))
+    r = d.request
+    n_dev = world_size(d)                     # chips in use (energy per token counts only these)
+
+    # six stage variants share three linear variants (prefill; decode with cool and with hot
+    # DRAM): prefill of one micro-batch of prompts (causal attention sees (S + 1) / 2 keys on
+    # average); decode of one token per request at KV_POINTS cache lengths over the generation
+    # (cool DRAM), plus one step with doubled refresh (the thermal feedback) at the KV point
+    # REF_POINT, whose relative slowdown is applied to the mean step (exactly 1 when refresh
+    # costs nothing). Every GEMM, vector op and collective is costed once per linear variant.
+    thr = d.dram.refresh_double_temp
+    hot = jnp.stack([jnp.zeros_like(thr), relax.step((thr - HOT_OFFSET_K) - thr),
+                     relax.step((thr + HOT_OFFSET_K) - thr)])
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
+    one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
+    q_len = jnp.stack([r.input_len, one, one])
+    decode = jnp.array([False, True, True])
+    frac = jnp.linspace(0.0, 1.0, KV_POINTS)
+    kv = jnp.concatenate([jnp.stack([0.5 * (r.input_len + 1.0)]), r.input_len + r.output_len * frac,
+                          jnp.stack([r.input_len + r.output_len * frac[REF_POINT]])])
+    lin_of = np.array([0] + [1] * KV_POINTS + [2])
+    st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of)
+    pre = _Step(*(getattr(st, k)[0] for k in _Step._fields))
+    o = d.serving.step_overhead                                  # engine host time per iteration
+    ttft = (s.mb + s.pp - 1.0) * (pre.total + o)
+    prefill_tps = r.batch * r.input_len / ttft
+    mean = _Step(*(jnp.mean(getattr(st, k)[1:KV_POINTS + 1]) for k in _Step._fields))
+    t_cool = mean.total
+    t_hot = t_cool * jnp.maximum(st.total[KV_POINTS + 1] / st.total[1 + REF_POINT], 1.0)
+    factor = jnp.maximum(s.pp, s.mb)
+
+    # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)
+    # decode (mean step) and prefill: energy and thermal fixed point as one vectorised pair
+    two = tuple(jnp.stack([a, b]) for a, b in zip(mean[:len(_ENERGY)], pre[:len(_ENERGY)], strict=True))
+    both = jax.vmap(lambda x, tc, th: thermal.solve(d.chip, d.dram, d.thermal,
+                                                    step_energy(d, _Step(*x, *[0.0] * 6)), tc, th))(
+        two, jnp.stack([t_cool, pre.total]), jnp.stack([t_hot, pre.total]))
+    st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
+    tpot = factor * (st.step_time + o) * serving.spec_time_factor(d)  # per generated token (1 without speculation)
+    f_clk = power.frequency_scale(d.chip, st.power)
+    tpot_scaled = power.scaled_time(tpot, f_clk)
+    p_chip = power.throttled_power(st.power, f_clk)
+    # offline and online (serving.py): steps carry prefill chunks; online adds Poisson queueing
+    b_rep = r.batch / s.dp_attn
+    tau_w = jnp.minimum(factor * weights / memory.dram_bandwidth(d.dram), tpot)   # weight-streaming floor
+    t_p = s.mb * (pre.total + o) / b_rep                                            # one prompt's prefill
+    tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre.total)
+    n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable = serving.online(
+        d, s, d.serving.arrival_rate, b_rep, tpot, tau_w, t_p)
+    good = serving.goodput(d, s, b_rep, tpot, tau_w, t_p)
+    online = serving.is_online(d)
+    new_tpot = jnp.where(online, tpot_on, jnp.where(offline, tpot_off, tpot))
+    tpot_scaled = tpot_scaled * new_tpot / tpot
+    ttft = jnp.where(online, ttft_on, jnp.where(offline, ttft_off, ttft))
+    running = jnp.where(online, n_on * s.dp_attn, r.batch)
+    tpot = new_tpot
+    decode_tps = jnp.where(online, d.serving.arrival_rate * r.output_len, running / tpot)
+    prefill_tps = jnp.where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
+    e_token = n_dev * p_chip * tpot_scaled / running
+
+    kv = relax.cdiv(r.batch, s.dp_attn) * serving.kv_tokens_per_request(d) * kv_token
+    mem_total = weights + kv + act
+    reason = _reason(d, s, mem_total, st.t_dram)
+    reason = jnp.where(online & ~stable & (reason == Reason.ok), jnp.int32(Reason.unstable), reason)
+    return _finite(
+        reason, ttft_s=ttft, tpot_s=tpot,
+        prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
+        scaled_decode_tokens_per_s=running / tpot_scaled,
+        energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=st.t_junction,
+        dram_temperature_C=st.t_dram, refresh_hot_fraction=st.hot, prefill_power_W=pre_st.power,
+        frequency_scale=f_clk, weight_bytes=weights, kv_bytes=kv,
+        activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
+        t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=jnp.maximum(mean.exposed, 0.0),
+        bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=running,
+        requests_per_s=decode_tps / r.output_len, ttft_p99_s=jnp.where(online, ttft99_on, ttft),
+        tpot_p99_s=jnp.where(online, tpot99_on, tpot), goodput_requests_per_s=good,
+    )
+
+
+def _finite(reason, **values) -> Metrics:
+    """Metrics with every value finite. Every metric is a sum, product or ratio of the roots
+    below (times, energy, powers, temperatures, bytes); a non-finite or non-positive root is
+    the only way a NaN/inf appears, and such a point gets 0 everywhere and, if it passed every
+    other check, ``Reason.numerical``: it can never leave as a feasible answer."""
+    roots = ("ttft_s", "tpot_s", "energy_per_token_J", "power_W", "prefill_power_W", "temperature_C",
+             "dram_temperature_C", "memory_bytes", "frequency_scale")
+    probe = sum(values[k] * 0.0 for k in roots)           # NaN iff a root is NaN or infinite
+    ok = jnp.isfinite(probe) & (jnp.minimum(jnp.minimum(values["tpot_s"], values["ttft_s"]),
+                                            values["energy_per_token_J"]) > 0)
+    reason = jnp.where(ok | (reason != Reason.ok), reason, jnp.int32(Reason.numerical))
+    values = {k: jax.lax.select(ok, v, jnp.zeros_like(v)) for k, v in values.items()}
+    return Metrics(feasible=reason == Reason.ok, reason=reason, **values)
+
+
+BREAKDOWN_ORDER = ("attention projections", "attention core (KV reads)", "dense FFN", "MoE", "norms + LM head",
+                   "attention (TP all-reduce, SP a2a, CP)", "dense FFN (TP all-reduce)",
+                   "MoE (dispatch + combine + all-reduce)", "pipeline send", "FSDP weight gathers")
+
+
+def breakdown(d: Design, decode: bool = True) -> dict:
+    """Per-op times of ONE pipeline stage (s) for the report of ``jaxstack eval``: decode at
+    the mid-generation KV length (or the prefill micro-batch), compute per op and, per
+    collective block, all communication and the part left exposed after overlap."""
+    s = shard(d)
+    r = d.request
+    if decode:
+        q, kv = 1.0, r.input_len + 0.5 * r.output_len
+    else:
+        q, kv = r.input_len, 0.5 * (r.input_len + 1.0)
+    st = stage_time(d, s, q, kv, decode=decode)
+    lc = layer_costs(d, s, q, kv, decode=decode)
+    L_s = st.attention / jnp.maximum(lc.attention.time, 1e-30)
+    return {
+        "compute": {"attention projections": st.attention - L_s * lc.attn_core.time,
+                    "attention core (KV reads)": st.attn_core, "dense FFN": st.ffn, "MoE": st.moe,
+                    "norms + LM head": st.other},
+        "communication": {"attention (TP all-reduce, SP a2a, CP)": (st.comm_attn, st.exposed_attn),
+                          "dense FFN (TP all-reduce)": (st.comm_ffn, st.exposed_ffn),
+                          "MoE (dispatch + combine + all-reduce)": (st.comm_moe, st.exposed_moe),
+                          "pipeline send": (st.comm_pp, st.comm_pp),
+                          "FSDP weight gathers": (st.comm_fsdp, st.exposed_fsdp)},
+        "stage_total": st.total,
+    }

@@ -1,0 +1,296 @@
+"""L3: the transformer layer as an op table, costed on one chip.
+
+For one design point and one phase (prefill or decode) this module says how much work
+each op of one layer does on one chip after sharding, and returns its roofline cost.
+Token accounting (per pipeline stage, per chip):
+    dp_attn = dp * ep                        (EP ranks act as DP for attention/dense ops)
+    mb      = micro_batches, or pp when 0    pipeline micro-batches
+    reqs    = ceil(ceil(batch / dp_attn) / mb)   requests in one micro-batch
+    T       = ceil(reqs * q_len / (sp * cp))     tokens through the linear layers
+Attention runs all ``reqs`` requests on num_attention_heads / (tp * sp) heads over
+kv_len / cp keys. MoE layers run on ep_moe ranks with tp_moe-way sharded experts, where
+(module-flexible, DeepStack §2.4) moe_tp_to_ep turns ep_moe = min(tp * ep, E),
+tp_moe = tp * ep / ep_moe. A rank receives T * ep * k / ep_moe * imbalance expert
+assignments; of its E / ep_moe experts it reads the expected number touched,
+E_loc * (1 - (1 - k / E)^(T * ep)), which is what makes small-batch MoE decode cheap.
+GQA: KV per token per layer per chip = 2 * head_dim * max(kv_heads / (tp * sp), 1) * kv_bytes.
+MLA (kv_lora_rank > 0): the latent (kv_lora_rank + qk_rope_head_dim) * kv_bytes is
+replicated over TP; decode uses the absorbed form (2*kv_lora_rank + rope FLOP per
+query-key pair per head, x2), prefill the expanded one.
+GEMM cost: ``compute.gemm`` (weights streamed once per step). The ops that a tile-level
+overlap pipelines with a collective (attention output projection, dense down projection,
+expert GEMMs, attention core) are also returned alone with their wave counts; attention
+work items = reqs * heads * ceil(q_len / ATTN_Q_BLOCK). Kernel count per layer
+follows vLLM's launch sequence (model_executor/models/llama.py, deepseek_v2.py): GQA
+attention 6 (norm, qkv, rope, cache write, attention, o), SwiGLU FFN 4 (norm, gate_up,
+act, down); MLA adds the latent norms and the second absorbed BMM (+3); MoE adds router,
+top-k, align, grouped GEMMs (3) and combine; every FP8/FP4 GEMM adds an activation-
+quantisation kernel. Each kernel pays ``chip.op_overhead``.
+
+Traced size (compile cost is a feature): the layer is split into its KV-independent part
+(``linear_costs``: every GEMM and vector kernel, each set costed by ONE vectorised call of
+``compute.tiling`` / ``compute.elementwise_ctx`` on the resolved chip ``compute.Ctx``) and
+its attention core (``core_cost``), so the decode KV points share the linear part and only
+the core is costed per KV length (``schedule.stage_times``).
+"""
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from ..physics import compute, relax
+from ..physics.compute import Cost
+from ..types.design import Design
+from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
+
+__all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost", "assemble",
+           "kv_bytes_per_token", "weight_elems", "PREFILL_CHUNK_TOKENS"]
+
+# vLLM's default max_num_batched_tokens for chunked prefill: bounds the activation working set.
+PREFILL_CHUNK_TOKENS = 8192.0
+# query rows per attention tile (FlashAttention-2/3 BLOCK_M 128); decode has one block per request
+ATTN_Q_BLOCK = 128.0
+
+
+class Shard(NamedTuple):
+    tp: jnp.ndarray
+    ep: jnp.ndarray
+    sp: jnp.ndarray
+    cp: jnp.ndarray
+    dp: jnp.ndarray
+    pp: jnp.ndarray
+    dp_attn: jnp.ndarray
+    ep_moe: jnp.ndarray
+    tp_moe: jnp.ndarray
+    is_moe: jnp.ndarray
+    is_mla: jnp.ndarray
+    mb: jnp.ndarray
+
+
+def shard(d: Design) -> Shard:
+    m, w = d.mapping, d.model
+    E = w.n_routed_experts
+    is_moe = E > 0
+    tpep = m.tp * m.ep
+    ep_moe_t = jnp.minimum(tpep, jnp.maximum(E, 1.0))
+    ep_moe = jnp.where(m.moe_tp_to_ep > 0.5, ep_moe_t, m.ep)
+    tp_moe = tpep / ep_moe
+    mb = jnp.where(m.micro_batches > 0.5, m.micro_batches, m.pp)
+    return Shard(m.tp, m.ep, m.sp, m.cp, m.dp, m.pp, m.dp * m.ep, ep_moe, tp_moe, is_moe,
+                 w.kv_lora_rank > 0, mb)
+
+
+def kv_bytes_per_token(d: Design, s: Shard):
+    """KV-cache bytes per token per layer held on one chip."""
+    w = d.model
+    gqa = 2.0 * w.head_dim * jnp.maximum(w.num_key_value_heads / (s.tp * s.sp), 1.0) * w.kv_bytes
+    mla = (w.kv_lora_rank + w.qk_rope_head_dim) * w.kv_bytes
+    return jnp.where(s.is_mla, mla, gqa)
+
+
+def _add(*cs: Cost) -> Cost:
+    return Cost(sum(c.time for c in cs), sum(c.flops for c in cs), sum(c.nbytes for c in cs))
+
+
+def weight_elems(d: Design, s: Shard):
+    """Per-chip weight elements: (attention per layer, dense FFN per dense layer,
+    MoE per MoE layer, embedding + LM head on the heaviest stage)."""
+    w = d.model
+    h, nh = w.hidden_size, w.num_attention_heads
+    gqa = h * (nh + 2 * w.num_key_value_heads) * w.head_dim / s.tp + nh * w.head_dim * h / s.tp
+    qk = w.qk_nope_head_dim + w.qk_rope_head_dim
+    q_in = jnp.where(w.q_lora_rank > 0, w.q_lora_rank, h)
+    mla = (h * w.q_lora_rank + q_in * nh * qk / s.tp + h * (w.kv_lora_rank + w.qk_rope_head_dim)
+           + w.kv_lora_rank * nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp + nh * w.v_head_dim * h / s.tp)
+    attn = jnp.where(s.is_mla, mla, gqa)
+    dense = 3.0 * h * w.intermediate_size / s.tp
+    experts = w.n_routed_experts / s.ep_moe * 3.0 * h * w.moe_intermediate_size / s.tp_moe
+    moe = experts + 3.0 * h * w.moe_intermediate_size * w.n_shared_experts / s.tp + h * w.n_routed_experts
+    embed = w.vocab_size * h / s.tp * jnp.where(s.pp > 1, 1.0, 2.0 - w.tie_word_embeddings)
+    return attn, dense, moe, embed
+
+
+class LayerCosts(NamedTuple):
+    attention: Cost      # projections + attention core of one layer
+    attn_core: Cost      # the KV-dependent part alone (for the breakdown)
+    dense_ffn: Cost      # one dense FFN layer
+    moe: Cost            # one MoE layer (router, routed and shared experts)
+    norms: Cost          # norms + residual adds of one layer
+    lm_head: Cost        # final norm + LM head (once per step, last stage)
+    tokens: jnp.ndarray  # T, tokens through the linear layers per chip
+    reqs: jnp.ndarray    # requests per micro-batch on one attention rank
+    o_proj: Cost         # attention output projection (part of ``attention``), overlaps the TP all-reduce
+    ffn_down: Cost       # dense down projection (part of ``dense_ffn``), overlaps the TP all-reduce
+    experts: Cost        # routed-expert GEMMs (part of ``moe``), overlap dispatch/combine + all-reduce
+    waves_o: jnp.ndarray
+    waves_down: jnp.ndarray
+    waves_experts: jnp.ndarray
+    waves_core: jnp.ndarray  # attention core, overlaps the SP all-to-alls and CP gathers
+    vflops_attn: jnp.ndarray  # vector-unit FLOPs inside ``attention`` (rope, MLA latent norms)
+    vflops_ffn: jnp.ndarray   # ... inside ``dense_ffn`` (SwiGLU activation)
+    vflops_moe: jnp.ndarray   # ... inside ``moe`` (routing, top-k, combine)
+
+
+class Linear(NamedTuple):
+    """The KV-independent costs of one layer (one variant: phase x DRAM temperature);
+    ``attn_pre`` / ``attn_post`` are the attention block's costs before / after its core."""
+
+    attn_pre: Cost
+    attn_post: Cost
+    dense_ffn: Cost
+    moe: Cost
+    norms: Cost
+    lm_head: Cost
+    tokens: jnp.ndarray
+    reqs: jnp.ndarray
+    o_proj: Cost
+    ffn_down: Cost
+    experts: Cost
+    waves_o: jnp.ndarray
+    waves_down: jnp.ndarray
+    waves_experts: jnp.ndarray
+    waves_core: jnp.ndarray
+    vflops_attn: jnp.ndarray
+    vflops_ffn: jnp.ndarray
+    vflops_moe: jnp.ndarray
+
+
+def _stack(xs):
+    xs = [jnp.asarray(x) for x in xs]
+    shape = jnp.broadcast_shapes(*(x.shape for x in xs))
+    return jnp.stack([jnp.broadcast_to(x, shape) for x in xs])
+
+
+def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear:
+    """Per-chip cost of the KV-independent ops of one layer for ``q_len`` query tokens per
+    request; ``decode`` (bool, may be traced) selects the decode forms. Every GEMM of the
+    layer is costed by ONE ``compute.tiling`` call on a vector of shapes, every vector op by
+    one ``compute.elementwise_ctx`` call."""
+    w = d.model
+    wb, ab = w.weight_bytes, gemm_act_operand_bytes(w)
+    # activation quantisation kernel: dynamic per-token quant of every W8A8/W4A4 GEMM's input
+    # (with gemm_act_bytes unset: whenever the weights are quantised, the historical rule)
+    quantised = jnp.where(w.gemm_act_bytes > 0, ab < w.act_bytes, wb < 2.0).astype(wb.dtype)
+    q_bytes = jnp.where(w.gemm_act_bytes > 0, ab, 1.0)
+    h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
+    reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.mb)
+    T = relax.cdiv(reqs * q_len, s.sp * s.cp)
+    mla, gqa = s.is_mla.astype(h.dtype), 1.0 - s.is_mla.astype(h.dtype)
+    qk = w.qk_nope_head_dim + w.qk_rope_head_dim
+    has_qa = (w.q_lora_rank > 0).astype(h.dtype) * mla
+    q_in = jnp.where(w.q_lora_rank > 0, w.q_lora_rank, h)
+    inter = w.intermediate_size / s.tp
+    E, k, mi = w.n_routed_experts, w.num_experts_per_tok, w.moe_intermediate_size
+    on = s.is_moe.astype(h.dtype)
+    si = w.n_shared_experts * mi / s.tp
+    has_sh = on * (w.n_shared_experts > 0).astype(h.dtype)
+    lm_T = jnp.where(decode, T, relax.cdiv(reqs, s.sp * s.cp))
+    # the layer's dense GEMMs (M, K, N, on), in a fixed order
+    gemms = [(T, h, (nh + 2 * w.num_key_value_heads) * hd / s.tp, gqa),      # 0 qkv (GQA)
+             (T, nh * hd / s.tp, h, gqa),                                    # 1 o (GQA)
+             (T, h, w.q_lora_rank, has_qa),                                  # 2 MLA q_a
+             (T, q_in, nh * qk / s.tp, mla),                                 # 3 MLA q_b
+             (T, h, w.kv_lora_rank + w.qk_rope_head_dim, mla),               # 4 MLA kv_a
+             (T, w.kv_lora_rank, nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp, mla),  # 5 MLA kv_b
+             (T, nh * w.v_head_dim / s.tp, h, mla),                          # 6 o (MLA)
+             (T, h, 2 * inter, 1.0),                                         # 7 gate/up
+             (T, inter, h, 1.0),                                             # 8 down
+             (T, h, 2 * si, has_sh),                                         # 9 shared gate/up
+             (T, si, h, has_sh),                                             # 10 shared down
+             (T, h, E, on),                                                  # 11 router
+             (lm_T, h, w.vocab_size / s.tp, 1.0)]                            # 12 LM head
+    # routed experts: two grouped GEMMs over the touched experts
+    e_safe = jnp.maximum(E, 1.0)
+    assign = T * s.ep * k / s.ep_moe * w.moe_imbalance
+    touched = E / s.ep_moe * (1.0 - jnp.power(jnp.clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep))
+    g = jnp.maximum(touched, 1e-6)
+    rows = assign / g
+    third = 3.0 * mi / s.tp_moe / 3.0  # exact for N = 3 x intermediate (N * 2/3 is not)
+    n_g = len(gemms)
+    M = _stack([x[0] for x in gemms] + [rows, rows])
+    K = _stack([x[1] for x in gemms] + [h, third])
+    N = _stack([x[2] for x in gemms] + [2.0 * third, h])
+    groups = _stack([1.0] * n_g + [g, g])
+    tl = compute.tiling(ctx, M, K, N, wb, ab, groups, w.act_bytes)
+    gon = _stack([x[3] for x in gemms])
+    Mg, Kg, Ng = M[:n_g], K[:n_g], N[:n_g]
+
+    # vector kernels: activation quantisation of every FP8/FP4 GEMM (vLLM dynamic per-token
+    # quant), rotary embedding + KV-cache write, MLA latent norms + second absorbed BMM,
+    # SwiGLU activation, routing (top-k, sort/align, combine), 2 fused add + RMSNorm
+    kv_tok = kv_bytes_per_token(d, s)
+    qkv_width = jnp.where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
+                          (nh + 2 * w.num_key_value_heads) * hd / s.tp)
+    lat = w.q_lora_rank + w.kv_lora_rank
+    vec = [(6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0),           # rope
+           (10.0 * T * lat * mla, 3.0 * T * lat * w.act_bytes * mla, 3.0 * mla),                  # MLA extra
+           (4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0),                                 # act
+           (10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on),          # route
+           (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)]                                 # norms
+    qon = gon * quantised       # 16-bit GEMM inputs need no quantisation pass
+    q_moved = Mg * Kg * (w.act_bytes + q_bytes) * qon
+    el = compute.elementwise_ctx(ctx, jnp.concatenate([2.0 * Mg * Kg * qon, _stack([v[0] for v in vec])]),
+                                 jnp.concatenate([q_moved, _stack([v[1] for v in vec])]),
+                                 jnp.concatenate([qon, _stack([v[2] for v in vec])]))
+
+    # each GEMM with its quantisation kernel, as vectors over the GEMMs (sliced once, below)
+    g_time = compute.keep((tl.time[:n_g] * gon + gon * ctx.overhead) + el.time[:n_g])
+    g_flops = compute.keep(2.0 * Mg * Kg * Ng * gon + el.flops[:n_g])
+    g_bytes = compute.keep(tl.nbytes[:n_g] * gon + el.nbytes[:n_g])
+
+    def gemm(i):
+        return Cost(g_time[i], g_flops[i], g_bytes[i])
+
+    def vector(j):
+        return Cost(el.time[n_g + j], el.flops[n_g + j], el.nbytes[n_g + j])
+
+    qkv_gqa, o_gqa, o_mla = gemm(0), gemm(1), gemm(6)
+    mla_proj = _add(gemm(2), gemm(3), gemm(4), gemm(5), o_mla)
+    rope, mla_extra, act, route, norms = (vector(j) for j in range(5))
+    down = gemm(8)
+    dense = _add(gemm(7), act, down)
+    up, dn = n_g, n_g + 1
+    experts = Cost((tl.time[up] + tl.time[dn]) * on + 3.0 * on * ctx.overhead,
+                   2.0 * assign * h * (3.0 * mi / s.tp_moe) * on, (tl.nbytes[up] + tl.nbytes[dn]) * on)
+    shared = _add(gemm(9), gemm(10))
+    moe = _add(gemm(11), route, experts, shared)
+    o_proj = _add(o_gqa, o_mla)
+    waves_o = jnp.where(s.is_mla, tl.waves[6], tl.waves[1])
+    heads = nh / (s.tp * s.sp)
+    waves_core = compute.attention_waves_ctx(ctx.U, reqs * heads * relax.ceil(q_len / ATTN_Q_BLOCK))
+    return Linear(_add(qkv_gqa, o_gqa, mla_proj, rope), mla_extra, dense, moe, norms, gemm(12), T, reqs, o_proj,
+                  down, experts, waves_o, tl.waves[8], tl.waves[up] + tl.waves[dn], waves_core,
+                  rope.flops + mla_extra.flops, act.flops, route.flops)
+
+
+def core_cost(d: Design, s: Shard, ctx: compute.Ctx, reqs, q_len, kv_len, decode) -> Cost:
+    """The attention core of one layer: ``reqs`` requests of ``q_len`` queries over ``kv_len``
+    keys (causal halving folded in), heads split over tp*sp, keys over cp."""
+    w = d.model
+    nh, hd = w.num_attention_heads, w.head_dim
+    qk = w.qk_nope_head_dim + w.qk_rope_head_dim
+    heads = nh / (s.tp * s.sp)
+    kv_eff = kv_len / s.cp
+    pairs = reqs * q_len * heads * kv_eff  # query-key pairs
+    # absorbed MLA in decode: scores over the latent + rope part, values over the latent
+    mla_pair = jnp.where(decode, 2.0 * (2.0 * w.kv_lora_rank + w.qk_rope_head_dim), 2.0 * (qk + w.v_head_dim))
+    flops_core = pairs * jnp.where(s.is_mla, mla_pair, 4.0 * hd)
+    kv_tok = kv_bytes_per_token(d, s)
+    q_out = reqs * q_len * heads * jnp.where(s.is_mla, qk + w.v_head_dim, 2.0 * hd) * w.act_bytes
+    return compute.attention_ctx(ctx, flops_core, reqs * kv_eff * kv_tok, q_out)
+
+
+def assemble(lin: Linear, core: Cost) -> LayerCosts:
+    """``LayerCosts`` of one variant from its KV-independent part and its attention core."""
+    attention = _add(lin.attn_pre, core, lin.attn_post)
+    return LayerCosts(attention, core, lin.dense_ffn, lin.moe, lin.norms, lin.lm_head, lin.tokens, lin.reqs,
+                      lin.o_proj, lin.ffn_down, lin.experts, lin.waves_o, lin.waves_down, lin.waves_experts,
+                      lin.waves_core, lin.vflops_attn, lin.vflops_ffn, lin.vflops_moe)
+
+
+def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:
+    """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form;
+    ``temperature`` (degC, None = not hot) sets the DRAM refresh rate (``memory``)."""
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature)
+    lin = linear_costs(d, s, ctx, q_len, decode)
+    return assemble(lin, core_cost(d, s, ctx, lin.reqs, q_len, kv_len, decode))

@@ -1,0 +1,183 @@
+"""L3: serving regimes: how an engine turns the step-time model into served tokens.
+
+``static`` (``serving.regime = 0``, the default): ``request.batch`` requests decode together
+from ``input_len`` to ``input_len + output_len`` (vLLM with CUDA graphs at fixed concurrency,
+how the vLLM validation runs were made). ``evaluate``'s module docstring has its metrics.
+
+``offline`` (``serving.regime = 1``): max-throughput serving of a long queue of requests
+of ``input_len`` / ``output_len`` tokens (TensorRT-LLM ``trtllm-bench throughput``, vLLM
+``benchmark_throughput``, MLPerf Offline). The engine keeps as many requests running per
+replica (``dp * ep`` attention replicas) as its KV budget and limits allow; requests join
+as others finish, so in steady state the running requests are spread evenly over their
+generation and hold ``input_len + output_len / 2`` tokens of KV cache on average (paged KV,
+blocks allocated as tokens arrive):
+
+    B_rep = min(floor((usable DRAM - weights - activations) / (KV per token x (I + O/2))),
+                max_num_seqs, floor(max_num_batched_tokens x O / (I + O)))   per replica
+    batch = B_rep x dp x ep
+
+The last cap keeps a step's decode tokens plus its share of prefill tokens within the
+per-step token budget. Every step decodes one token of each running request and, with
+chunked prefill, also prefills ``B_rep x I / O`` prompt tokens per replica (requests finish
+at ``B_rep / O`` per step and each new one brings ``I`` tokens), so with the static model's
+decode step ``tpot(batch)`` (mean over the generation) and its prefill of the same batch
+``t_pre = mb x t_stage(prefill)`` (the pipeline's prefill throughput):
+
+    TPOT = tpot(batch) + t_pre / O,   output tokens/s = batch / TPOT,   requests/s = that / O,
+    TTFT = max(1, O / B_rep) x TPOT   (from admission into the running batch; time queued
+                                       before admission depends on the queue, not the design)
+
+The mixed step is costed as the sum of a decode step and its prefill share (no credit for
+the prefill tokens sharing the decode step's weight reads: slightly pessimistic for small
+batches, exact when prefill is compute-bound). With ``max_num_seqs`` equal to a static
+batch per replica and ``pp = 1``, offline throughput equals the static run's end-to-end
+rate ``batch x O / (TTFT + O x TPOT)`` (``tests/test_serving.py``).
+
+``online`` (``serving.regime = 2``): Poisson arrivals at ``arrival_rate`` lambda requests/s
+(MLPerf Server, vLLM ``--request-rate``), served by the same engine. A closed-form
+queueing approximation, chosen over a simulated scheduler (``lax.scan`` over thousands of
+engine steps) because it is exact in its limits, differentiable and costs a few scalar
+operations per design inside ``jit(vmap(...))``:
+
+* the decode step is affine in the running batch n per replica: tau(n) = tau_w + k n,
+  anchored at the model's step at the engine's full batch B (``offline``'s running batch):
+  tau(B) = the static decode step, tau_w = the weight-streaming floor (weights per chip /
+  DRAM bandwidth per step, x the pipeline factor), k = (tau(B) - tau_w) / B;
+* prefill is a single server with deterministic service t_p (one prompt, pipeline
+  throughput) and Poisson arrivals at lambda_r = lambda / (dp ep) per replica: M/D/1, load
+  rho = lambda_r t_p, mean wait W_q = rho t_p / (2 (1 - rho)); decode steps run in the
+  remaining 1 - rho of the time: TPOT = tau(n) / (1 - rho);
+* TTFT = t_p + W_q + tau(n) (the first token leaves with the next decode step);
+* the running batch follows from Little's law, n = lambda_r (TTFT + O TPOT), linear in n
+  for an affine tau: n = lambda_r (t_p + W_q + c tau_w) / (1 - lambda_r c k), c = 1 + O / (1 - rho);
+* stable iff rho < 1, lambda_r c k < 1 and n <= max_num_seqs; otherwise ``Reason.unstable``;
+* p99: the number in the system is Poisson (requests are served in parallel, M/G/inf up to
+  the cap), n_99 = n + 2.326 sqrt(n): TPOT_99 = tau(n_99) / (1 - rho); the waiting time's
+  tail as in M/M/1 with the M/D/1 mean: W_99 = max(0, ln(100 rho)) W_q / rho, TTFT_99 =
+  t_p + W_99 + tau(n_99).
+
+Speculative decoding (every regime; ``serving.spec_tokens`` k > 0): each decode step
+verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: GEMMs on
+(1 + k) x more rows, attention over the same KV cache), preceded by k draft steps of
+``draft_cost`` x the step time each; with i.i.d. acceptance a a request gains
+E = (1 - a^(k+1)) / (1 - a) tokens per step, so TPOT = step x (1 + k draft_cost) / E.
+The draft model's weights and KV cache are not counted (MTP heads: ~one layer).
+
+``goodput_requests_per_s`` (every regime): the largest lambda whose p99 TTFT and TPOT meet
+``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of the formulas above).
+Not modelled: bursts beyond Poisson, prompt/output length spread, preemption, prefix
+caching.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ..physics import memory
+from ..types.design import Design
+
+__all__ = ["spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
+           "running_batch", "offline_times", "md1_wait", "online", "goodput", "Z99"]
+
+Z99 = 2.326                 # standard normal 99th percentile
+_TINY = 1e-30
+_SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
+GOODPUT_HALVINGS = 40
+
+
+def spec_tokens_per_step(d: Design):
+    """Expected tokens a request gains per verify step: (1 - a^(k+1)) / (1 - a) (k + 1 at a = 1)."""
+    k, a = d.serving.spec_tokens, d.serving.spec_acceptance
+    geo = (1.0 - a ** (k + 1.0)) / jnp.where(a < 1.0, 1.0 - a, 1.0)
+    return jnp.where(a < 1.0, geo, k + 1.0)
+
+
+def spec_time_factor(d: Design):
+    """TPOT / verify-step time: (1 + k draft_cost) / tokens per step (1 when k = 0)."""
+    sv = d.serving
+    return (1.0 + sv.spec_tokens * sv.draft_cost) / spec_tokens_per_step(d)
+
+
+def is_offline(d: Design):
+    """Offline or online: the engine's running batch comes from its KV budget and limits."""
+    return d.serving.regime > 0.5
+
+
+def is_online(d: Design):
+    return d.serving.regime > 1.5
+
+
+def kv_tokens_per_request(d: Design):
+    """KV tokens a request holds: at its longest (static) or on average over its life (offline)."""
+    r = d.request
+    return r.input_len + jnp.where(is_offline(d), 0.5, 1.0) * r.output_len
+
+
+def running_batch(d: Design, s, weights, act, kv_per_token):
+    """Offline: the steady-state running batch of the whole system (module docstring); static:
+    ``request.batch``. ``weights`` / ``act`` are bytes per chip, ``kv_per_token`` the KV bytes
+    per token of one request on one chip (all its layers on that chip)."""
+    r, sv = d.request, d.serving
+    budget = memory.usable_capacity(d.dram) - weights - act
+    per_req = kv_per_token * (r.input_len + 0.5 * r.output_len)
+    fit = jnp.floor(jnp.maximum(budget, 0.0) / per_req)
+    tokens = jnp.floor(sv.max_num_batched_tokens * r.output_len / (r.input_len + r.output_len))
+    b_rep = jnp.maximum(jnp.minimum(jnp.minimum(fit, sv.max_num_seqs), tokens), 1.0)
+    return jnp.where(is_offline(d), b_rep * s.dp_attn, r.batch)
+
+
+def offline_times(d: Design, s, batch, tpot, t_pre):
+    """(TPOT, TTFT) of the offline steady state from the static decode step ``tpot`` at
+    ``batch`` and the pipeline prefill time ``t_pre`` of that batch's prompts."""
+    o = d.request.output_len
+    step = tpot + t_pre / o
+    b_rep = batch / s.dp_attn
+    return step, jnp.maximum(1.0, o / b_rep) * step
+
+
+def md1_wait(lam, t):
+    """Mean wait in queue of M/D/1 (Poisson arrivals lam, deterministic service t): rho t / (2 (1 - rho))."""
+    rho = lam * t
+    return rho * t / (2.0 * jnp.maximum(1.0 - rho, _TINY))
+
+
+def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
+    """Online steady state at arrival rate ``lam`` (module docstring): (n per replica, TTFT,
+    TPOT, TTFT_99, TPOT_99, stable)."""
+    o, cap = d.request.output_len, d.serving.max_num_seqs
+    lam_r = lam / s.dp_attn
+    rho = lam_r * t_p
+    free = jnp.maximum(1.0 - rho, _SATURATED)        # values stay finite past saturation; ``stable`` says so
+    k = jnp.maximum(tau_b - tau_w, 0.0) / b_rep
+    wq = rho * t_p / (2.0 * free)                    # md1_wait
+    c = 1.0 + o / free
+    den = 1.0 - lam_r * c * k
+    n_free = lam_r * (t_p + wq + c * tau_w) / jnp.where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
+    stable = (rho < 1.0) & (den > 0.0) & (n_free <= cap)
+    n = jnp.where(den > 0.0, jnp.minimum(n_free, cap), cap)   # an unstable engine runs at its cap
+    tau_n = tau_w + k * n
+    n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
+    tau99 = tau_w + k * n99
+    w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho, _TINY)), 0.0) * wq / jnp.maximum(rho, _TINY)
+    ttft, tpot = t_p + wq + tau_n, tau_n / free
+    # the tail sum (p99 wait + p99 step) is below the mean when almost no request waits (rho <
+    # 1 %): the p99 is then the near-deterministic mean
+    return n, ttft, tpot, jnp.maximum(t_p + w99 + tau99, ttft), jnp.maximum(tau99 / free, tpot), stable
+
+
+def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p):
+    """Largest arrival rate (requests/s) whose p99 TTFT / TPOT meet the design's SLOs (0 if none)."""
+    sv = d.serving
+
+    def ok(lam):
+        _, _, _, ttft99, tpot99, stable = online(d, s, lam, b_rep, tau_b, tau_w, t_p)
+        return stable & (ttft99 <= sv.ttft_slo) & (tpot99 <= sv.tpot_slo)
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        good = ok(mid)
+        return jnp.where(good, mid, lo), jnp.where(good, hi, mid)
+
+    hi = s.dp_attn / jnp.maximum(t_p, _TINY)            # prefill saturates here (rho = 1)
+    lo, _ = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, (jnp.zeros_like(hi), hi))
+    return lo                                           # lo only ever moves to a rate that met both limits

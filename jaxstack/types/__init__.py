@@ -1,0 +1,1 @@
+"""L1 types: the design pytree (hardware, workload, mapping, design), metrics, units, domains."""
