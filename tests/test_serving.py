@@ -4,6 +4,7 @@ published TensorRT-LLM offline set."""
 
 import dataclasses
 import json
+import re
 
 import jax
 import numpy as np
@@ -235,7 +236,9 @@ def test_engine_presets(capsys):
     with pytest.raises(io.ConfigError, match="unknown engine preset"):
         io.design_from_dict({**base, "engine": "sglang-9"})
     assert main(["presets", "--show", "vllm-offline"]) == 0
-    assert "arg_utils.py" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "arg_utils.py" in out
+    assert re.search(r"serving\.regime\s+offline\s", out)          # the regime's own name, not a topology kind
 
 
 def test_engine_step_overhead_adds_to_every_step(ev):

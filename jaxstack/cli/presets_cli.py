@@ -7,7 +7,6 @@ import re
 from ..edges import io
 from ..types import units
 from ..types._tree import fields
-from ..types.hardware import TopologyKind
 
 __all__ = ["add_parser", "run", "preset_rows"]
 
@@ -73,8 +72,9 @@ def preset_rows(kind: str, name: str) -> list[dict]:
             unit, dom = f.metadata.get("unit", "1"), f.metadata.get("domain")
             written = next((k for k in (section_raw or {}) if k == f.name or str(k).startswith(f.name + "_")
                             and str(k)[len(f.name) + 1:] in units.SUFFIXES.get(unit, {})), None)
-            if unit == "enum":
-                shown = TopologyKind(int(round(float(v)))).name
+            if unit == "enum":      # the enum's own names (io.ENUMS: fabric kind, serving regime)
+                names = {c: n for n, c in io.ENUMS.get((prefix[0], f.name), {}).items()}
+                shown = names.get(int(round(float(v))), f"{float(v):g}")
             elif written is not None and written != f.name:
                 suf = str(written)[len(f.name) + 1:]
                 shown = f"{units.from_si(float(v), unit, suf):.6g} {suf}"
