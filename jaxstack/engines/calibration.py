@@ -24,7 +24,6 @@ to expect on hardware nobody measured. The fitted model is ``presets/calibration
 import datetime
 import functools
 
-import jax
 import numpy as np
 import yaml
 
@@ -132,56 +131,31 @@ def _owner(r, kind):
     return software_of(r["design"].get("engine")) if kind == "software" else r["design"]["hardware"]
 
 
-@functools.cache
-def _evaluator():
-    from ..recipe.evaluate import evaluate
-
-    return jax.jit(jax.vmap(jax.vmap(evaluate)))
-
-
 class _Batch:
-    """Rows as one design batch (raw presets) and a vmapped evaluator of a [G, C] grid."""
+    """The calibration rows of the sets as one ``userdata.MeasuredBatch`` (raw presets), each
+    set weighing the same in the objective."""
 
     def __init__(self, rows):
-        from .userdata import design_batch
+        from .userdata import MeasuredBatch, design_batch
 
         self.rows = rows
-        self.base = design_batch(rows, calibrated=False)
-        self.meas = np.array([r["measured"] for r in rows], np.float64)
-        self.names = sorted({r["metric"] for r in rows})
-        self.pick = np.array([self.names.index(r["metric"]) for r in rows])
         sets = [r["set"] for r in rows]
-        self.weight = np.array([1.0 / (sets.count(s) * len(set(sets))) for s in sets])
-        self.f = _evaluator()
-
-    def errors(self, values: list[tuple]) -> np.ndarray:
-        """|pred/meas - 1| [G, C] for per-row leaf values [(path, array [G, C] in user units)]."""
-        G = values[0][1].shape[0] if values else 1
-        C = len(self.rows)
-        d = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (G, C)).copy(), self.base)
-        for path, arr in values:
-            names, _, factor = io.resolve_path(path)
-            d = io.set_path(d, names, np.broadcast_to(arr * factor, (G, C)).astype(np.float32))
-        m = self.f(d)
-        pred = np.stack([np.asarray(getattr(m, n), np.float64) for n in self.names], -1)
-        pred = np.take_along_axis(pred, np.broadcast_to(self.pick[None, :, None], (G, C, 1)), -1)[..., 0]
-        return np.where(np.asarray(m.feasible) & np.isfinite(pred) & (pred > 0), np.abs(pred / self.meas - 1.0), 1.0)
-
-
-def _raw(batch: _Batch, path: str, mask) -> float:
-    names, _, factor = io.resolve_path(path)
-    leaf = batch.base
-    for n in names:
-        leaf = getattr(leaf, n)
-    return float(np.asarray(leaf)[np.flatnonzero(mask)[0]]) / factor
+        self.m = MeasuredBatch(design_batch(rows, calibrated=False), [r["measured"] for r in rows],
+                               [r["metric"] for r in rows],
+                               [1.0 / (sets.count(s) * len(set(sets))) for s in sets])
+        self.meas, self.weight, self.raw, self.errors = self.m.meas, self.m.weight, self.m.raw, self.m.errors
+        self.base = self.m.base
 
 
 def _doc_values(doc: dict, batch: _Batch, G: int = 1) -> list[tuple]:
+    """Per-row leaf values [(path, [G, C])] the calibration model ``doc`` sets on the rows
+    (rows it does not touch keep their raw value)."""
     out = {}
     for j, r in enumerate(batch.rows):
         for path, v in constants(r["design"]["hardware"], r["design"].get("engine"), doc).items():
-            out.setdefault(path, np.array([_raw(batch, path, np.arange(len(batch.rows)) == i)
-                                           for i in range(len(batch.rows))]))[j] = float(v)
+            if path not in out:
+                out[path] = batch.raw(path).copy()
+            out[path][j] = float(v)
     return [(p, np.broadcast_to(a, (G, len(a)))) for p, a in out.items()]
 
 
@@ -217,12 +191,12 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
     for kind, name, path, lo, hi in params:
         mask = np.array([_owner(r, kind) == name for r in rows])
         masks[(kind, name, path)] = mask
-        theta[(kind, name, path)] = float(np.clip(_raw(batch, path, mask), lo, hi))
+        theta[(kind, name, path)] = float(np.clip(batch.raw(path)[mask][0], lo, hi))
     keys = list(theta)
     lo = np.log([p[3] for p in params])
     hi = np.log([p[4] for p in params])
     paths = sorted({k[2] for k in keys})
-    raw = {p: np.array([_raw(batch, p, np.arange(C) == i) for i in range(C)]) for p in paths}
+    raw = {p: batch.raw(p) for p in paths}
     cols = {p: [(j, masks[k]) for j, k in enumerate(keys) if k[2] == p] for p in paths}
 
     def values(T):

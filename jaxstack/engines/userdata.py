@@ -31,6 +31,7 @@ the design's own overrides. Nothing is written inside the installed package.
 
 import csv
 import datetime
+import functools
 from pathlib import Path
 
 import jax
@@ -40,7 +41,7 @@ import yaml
 from ..edges import io
 from ..types.metrics import Metrics
 
-__all__ = ["load", "evaluate_rows", "grid_fit", "calibrate", "DEFAULT_PARAMS", "REQUIRED"]
+__all__ = ["load", "evaluate_rows", "MeasuredBatch", "grid_fit", "calibrate", "DEFAULT_PARAMS", "REQUIRED"]
 
 REQUIRED = ("hardware", "fabric", "model", "batch", "input_len", "output_len", "metric", "measured")
 _MAPPING = ("tp", "ep", "sp", "cp", "dp", "pp", "fsdp", "moe_tp_to_ep", "overlap", "micro_batches")
@@ -147,35 +148,62 @@ def evaluate_rows(rows, calibrated: bool = True, extra=()) -> list[dict]:
     return out
 
 
+@functools.cache
+def _grid_evaluator():
+    from ..recipe.evaluate import evaluate
+
+    return jax.jit(jax.vmap(jax.vmap(evaluate)))
+
+
+class MeasuredBatch:
+    """Measured rows as one design batch (``base``, leaves [C]) and their relative errors under
+    a [G, C] grid of leaf values: what every fit here (``grid_fit``, the calibration model)
+    evaluates. ``weight`` [C] weighs a row in a fit's objective (default: the plain mean)."""
+
+    def __init__(self, base, meas, metrics, weight=None):
+        self.base = base
+        self.meas = np.asarray(meas, np.float64)
+        self.names = sorted(set(metrics))
+        self.pick = np.array([self.names.index(m) for m in metrics])
+        n = len(self.meas)
+        self.weight = np.full(n, 1.0 / n) if weight is None else np.asarray(weight, np.float64)
+
+    def raw(self, path: str) -> np.ndarray:
+        """The batch's own values [C] of a dotted leaf path, in that path's unit."""
+        names, _, factor = io.resolve_path(path)
+        return np.asarray(io.get_path(self.base, names), np.float64) / factor
+
+    def errors(self, values: list[tuple]) -> np.ndarray:
+        """|pred/meas - 1| [G, C] (1 where infeasible) with leaves set from [(path, [G, C] in the
+        path's unit)]."""
+        G = values[0][1].shape[0] if values else 1
+        C = len(self.meas)
+        d = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (G, C)).copy(), self.base)
+        for path, arr in values:
+            names, _, factor = io.resolve_path(path)
+            d = io.set_path(d, names, np.broadcast_to(arr * factor, (G, C)).astype(np.float32))
+        m = _grid_evaluator()(d)
+        pred = np.stack([np.asarray(getattr(m, n), np.float64) for n in self.names], -1)
+        pred = np.take_along_axis(pred, np.broadcast_to(self.pick[None, :, None], (G, C, 1)), -1)[..., 0]
+        return np.where(np.asarray(m.feasible) & np.isfinite(pred) & (pred > 0), np.abs(pred / self.meas - 1.0), 1.0)
+
+
 def grid_fit(base, meas, metrics, params, points: int = 16, rounds: int = 3):
     """Global constants minimising the MAPE of ``metrics[i]`` vs ``meas[i]`` over the design
     batch ``base``: a log-space grid over ``params`` ((dotted path, lo, hi) in user units),
     refined ``rounds`` times around the best point. Returns (values in user units, MAPE)."""
-    from ..recipe.evaluate import evaluate
-
-    resolved = [io.resolve_path(p) for p, *_ in params]
-    paths, factors = [r[0] for r in resolved], np.array([r[2] for r in resolved])
+    batch = MeasuredBatch(base, meas, metrics)
     lo, hi = np.log([p[1] for p in params]), np.log([p[2] for p in params])
     lo0, hi0 = lo.copy(), hi.copy()
-    f = jax.jit(jax.vmap(jax.vmap(evaluate)))
-    names = sorted(set(metrics))
-    pick = np.array([names.index(m) for m in metrics])
+    C = len(batch.meas)
     best = None
     for _ in range(rounds):
         axes = [np.linspace(a, b, points) for a, b in zip(lo, hi, strict=True)]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
-        G, C = len(grid), len(meas)
-        d = jax.tree_util.tree_map(lambda x, shape=(G, C): np.broadcast_to(x, shape).copy(), base)
-        for j, p in enumerate(paths):
-            d = io.set_path(d, p, np.broadcast_to((np.exp(grid[:, j]) * factors[j])[:, None], (G, C))
-                            .astype(np.float32))
-        m = f(d)
-        pred = np.stack([np.asarray(getattr(m, n), np.float64) for n in names], -1)
-        pred = np.take_along_axis(pred, np.broadcast_to(pick[None, :, None], (G, C, 1)), -1)[..., 0]
-        err = np.where(np.asarray(m.feasible) & np.isfinite(pred), np.abs(pred / meas - 1.0), 1.0)
-        mape = err.mean(axis=1)
+        grid = np.exp(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes)))
+        values = [(p[0], np.broadcast_to(grid[:, j:j + 1], (len(grid), C))) for j, p in enumerate(params)]
+        mape = batch.errors(values).mean(axis=1)
         i = int(np.argmin(mape))
-        best = (np.exp(grid[i]), float(mape[i]))
+        best = (grid[i], float(mape[i]))
         step = (hi - lo) / (points - 1)
         lo = np.maximum(np.log(best[0]) - 2 * step, lo0)         # refine, never outside the given range
         hi = np.minimum(np.log(best[0]) + 2 * step, hi0)
