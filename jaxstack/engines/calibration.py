@@ -10,13 +10,15 @@ A handful of GLOBAL constants, never one per point, in two kinds:
       fraction of tensor peak (``chip.compute_efficiency``) and the streaming fraction of DRAM
       bandwidth (``dram.efficiency``).
 ``fit`` minimises the mean over measurement sets of each set's MAPE on its declared
-calibration rows (every row of ``FIT_SETS`` carries its split), by coordinate descent: one
+calibration rows (every row of ``FIT_SETS`` carries its split), by coordinate descent (one
 log-space grid per constant with the others held, ``rounds`` times, the grid narrowing
-around the best value. A GPU preset without data inherits its vendor family's correction
-(``family:`` in the hardware preset): its own preset values times the log-mean ratio of
-fitted to preset value over the family's fitted GPUs (over every fitted GPU for a family
-without data), so a datasheet-sourced difference between GPUs survives. Presets without a family (the
-stacked research chip) keep their raw values: nothing measured speaks for them.
+around the best value) and then a joint elitist evolution strategy in log space (constants
+that trade off move together). A GPU preset without data inherits its vendor family's
+correction (``family:`` in the hardware preset): its own preset values times the log-mean
+ratio of fitted to preset value over the family's fitted GPUs (over every fitted GPU for a
+family without data), so a datasheet-sourced difference between GPUs survives. An engine
+without data keeps its raw values, and so do presets without a family (the stacked research
+chip): nothing measured speaks for them.
 ``leave_one_gpu_out`` fits without any row of one GPU and scores that GPU's rows: the error
 to expect on hardware nobody measured. The fitted model is ``presets/calibration/joint.yaml``.
 """
