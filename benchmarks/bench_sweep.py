@@ -1,6 +1,8 @@
 """Sweep throughput: compile time and steady-state full-model points/s vs N.
 
     python benchmarks/bench_sweep.py                       # hbm-whatif (the former quickstart): 1e5, 1e6
+                                                           # (1e6 > its 693,000 points: the whole space, hoisted,
+                                                           # then again without hoisting for comparison)
     python benchmarks/bench_sweep.py --space spaces/deepstack-decode.yaml --sizes 1e5,1e6,1e7,1e8
     python benchmarks/bench_sweep.py --cpu-devices 2       # shard over 2 CPU "devices"
     python benchmarks/bench_sweep.py --smoke               # tiny, for CI
@@ -40,6 +42,8 @@ def main(argv=None) -> int:
                     help="split the CPU into N JAX devices (default: as `jaxstack sweep`, one per core)")
     ap.add_argument("--repeat", type=int, default=2, help="timed runs per size (best kept)")
     ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--no-compare-flat", dest="compare_flat", action="store_false",
+                    help="skip the whole-space sweep without hoisting (the comparison row)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     args = ap.parse_args(argv)
 
@@ -64,19 +68,27 @@ def main(argv=None) -> int:
     compile_s = sweep(space, top_k=args.top_k, chunk=chunk, max_points=chunk, progress=False).timings["compile_s"]
     print(f"[{Path(space.path).name}] {space.size:.3g} points; first sweep {time.perf_counter() - t0:.1f} s "
           f"(compile {compile_s:.1f} s)", file=sys.stderr)
-    rows = []
-    for n in sizes:
-        best = None
+    def measure(n, hoist=True):
+        best, comp = None, 0.0
         for _ in range(max(1, args.repeat)):
-            r = sweep(space, top_k=args.top_k, chunk=chunk, max_points=n, progress=False)
+            r = sweep(space, top_k=args.top_k, chunk=chunk, max_points=n, progress=False, hoist=hoist)
+            comp = max(comp, r.timings["compile_s"])
             if best is None or r.timings["run_s"] < best.timings["run_s"]:
                 best = r
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        rows.append({"n": best.points, "run_s": best.timings["run_s"],
-                     "points_per_s": best.timings["points_per_s"], "feasible": best.feasible,
-                     "peak_rss_MiB": round(rss, 1)})
-        print(f"  N={best.points:>12,}  {best.timings['run_s']:8.2f} s  {best.timings['points_per_s']:>12,.0f} pts/s"
-              f"  feasible {best.feasible:,}  peak RSS {rss:,.0f} MiB", file=sys.stderr)
+        t = best.timings
+        row = {"n": best.points, "run_s": t["run_s"], "points_per_s": t["points_per_s"], "feasible": best.feasible,
+               "peak_rss_MiB": round(rss, 1), "hoisted": t["hoisted"], "chunk": t["chunk"],
+               "compile_s": round(comp, 2)}
+        print(f"  N={best.points:>12,}  {t['run_s']:8.2f} s  {t['points_per_s']:>12,.0f} pts/s"
+              f"  feasible {best.feasible:,}  peak RSS {rss:,.0f} MiB"
+              + (f"  hoisted: {', '.join(t['hoisted'])} (chunk {t['chunk']:,})" if t["hoisted"] else "  flat"),
+              file=sys.stderr)
+        return row
+
+    rows = [measure(n) for n in sizes]
+    # the same whole-space sweep without hoisting, in the same run (the previous engine's layout)
+    flat = measure(space.size, hoist=False) if rows[-1]["hoisted"] and args.compare_flat else None
 
     pps = [r["points_per_s"] for r in rows]
     dev = jax.local_devices()
@@ -89,12 +101,17 @@ def main(argv=None) -> int:
         "peak_rss_MiB": [r["peak_rss_MiB"] for r in rows],
         "steady_points_per_s": round(pps[-1]), "flatness": round(min(pps) / max(pps), 3),
         "model": "jaxstack.recipe.evaluate (full model)",
+        "hoisted": rows[-1]["hoisted"], "hoisted_compile_s": rows[-1]["compile_s"],
+        **({"flat_points_per_s": round(flat["points_per_s"]),
+            "hoist_speedup": round(rows[-1]["points_per_s"] / flat["points_per_s"], 2)} if flat else {}),
     }
     print(json.dumps(out))
     print(f"\n{dev[0].device_kind} x{len(dev)} ({os.cpu_count()} CPUs), JAX {jax.__version__}, chunk {chunk:,}: "
           f"steady {pps[-1]:,.0f} full-model points/s at N={rows[-1]['n']:,}; flatness {out['flatness']}; "
           f"compile {compile_s:.1f} s; "
-          f"peak RSS {rows[-1]['peak_rss_MiB']:,.0f} MiB", file=sys.stderr)
+          f"peak RSS {rows[-1]['peak_rss_MiB']:,.0f} MiB"
+          + (f"; without hoisting {flat['points_per_s']:,.0f} points/s ({out['hoist_speedup']}x)" if flat else ""),
+          file=sys.stderr)
     return 0
 
 

@@ -133,8 +133,9 @@ def test_pareto_3d_and_minimised_objective(toy_path, brute):
 def test_dump_equals_bruteforce(toy_path, brute, tmp_path):
     res = sweep(toy_path, evaluate_fn=toy_evaluate, top_k=3, chunk=1000, dump=True, out=tmp_path / "d",
                 progress=False)
-    for n in metric_fields():
-        np.testing.assert_array_equal(res.dump[n], brute["f"][n])
+    assert res.dump["index"].tolist() == list(range(len(brute["index"])))
+    for n in metric_fields():     # 1/x may round differently in another fusion layout (a hoisted sweep)
+        np.testing.assert_array_max_ulp(res.dump[n], brute["f"][n], maxulp=2)
     np.testing.assert_array_equal(res.dump["feasible"], brute["feasible"])
     np.testing.assert_array_equal(res.dump["reason"], brute["reason"])
     stem = tmp_path / "d" / "dump"
@@ -160,9 +161,9 @@ def test_no_recompilation_across_chunks(toy_path):
         return toy_evaluate(d)
 
     before = TRACES[0]
-    res = sweep(toy_path, evaluate_fn=counting, top_k=3, chunk=256, progress=False)
-    assert res.timings["chunks"] > 20 and TRACES[0] - before == 1
-    again = sweep(toy_path, evaluate_fn=counting, top_k=3, chunk=256, progress=False)
+    res = sweep(toy_path, evaluate_fn=counting, top_k=3, chunk=256, progress=False, hoist=False)
+    assert res.timings["chunks"] > 20 and TRACES[0] - before == 1   # hoisted: test_hoist.py
+    again = sweep(toy_path, evaluate_fn=counting, top_k=3, chunk=256, progress=False, hoist=False)
     assert TRACES[0] - before == 1 and again.timings["compile_s"] == 0.0
     assert [r["index"] for r in again.top] == [r["index"] for r in res.top]
 

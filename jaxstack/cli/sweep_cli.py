@@ -64,6 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "permutation of the index, sample.py) instead of a prefix; resumable")
     p.add_argument("--seed", type=int, default=0, help="with --sample: which sample (default 0)")
     p.add_argument("--chunk", type=_count, help="points per compiled step (default: auto)")
+    p.add_argument("--no-hoist", dest="hoist", action="store_false",
+                   help="visit points in index order with one flat vmap (default: axes that touch only cheap "
+                        "parts of the model vary inside a nested vmap; same answer, faster)")
     p.add_argument("--dump", action="store_true", help="also write every point (small spaces)")
     p.add_argument("--dump-format", choices=("auto", "parquet", "csv"), default="auto",
                    help="with --dump: auto = Parquet when pyarrow is installed (pip install jaxstack[parquet]), "
@@ -128,7 +131,7 @@ def run(args) -> int:
     res = sweep(space, objective=args.objective, top_k=args.top_k, pareto=args.pareto,
                 chunk=args.chunk, out=args.out, resume=args.resume, max_points=args.max_points,
                 dump=args.dump, progress=False if args.no_progress else None, dump_format=args.dump_format,
-                sample=args.sample, seed=args.seed)
+                sample=args.sample, seed=args.seed, hoist=args.hoist)
     import jax
 
     if jax.process_index() != 0:
@@ -151,7 +154,9 @@ def run(args) -> int:
               "compiled or evaluated")
     else:
         print(f"{t['points_this_session']:,} points in {t['run_s']:.2f} s = {t['points_per_s']:,.0f} points/s "
-              f"(compile {t['compile_s']:.1f} s, {t['devices']} {t['device_kind']} device(s), chunk {t['chunk']:,})")
+              f"(compile {t['compile_s']:.1f} s, {t['devices']} {t['device_kind']} device(s), chunk {t['chunk']:,}"
+              + (f"; hoisted: {', '.join(h.removeprefix('axes.') for h in t['hoisted'])})" if t.get("hoisted")
+                 else ")"))
     if res.out:
         print(f"results in {res.out}/ (top.csv, summary.json{', pareto.csv' if res.pareto_metrics else ''})")
     return 0

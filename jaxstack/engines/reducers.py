@@ -234,13 +234,16 @@ class RunState:
         self.points = 0
         self.run_s = 0.0
 
-    def merge_chunk(self, o: dict, base: int, per: int, n_valid: int, index_map=None):
+    def merge_chunk(self, o: dict, base: int, per: int, n_valid: int, index_map=None, global_pos: bool = False):
         """Fold one chunk's device output (numpy) into the state; ``base`` = its first index,
-        or ``index_map`` = the global index of each chunk position (a sampled run)."""
+        or ``index_map`` = the global index of each chunk position (a sampled run), or
+        ``global_pos``: the positions already are global indices (a hoisted sweep)."""
         nf = len(self.fields)
         offs = (np.arange(o["top_pos"].shape[0], dtype=np.int64) * per)[:, None]
 
         def glob(pos):
+            if global_pos:
+                return np.asarray(pos, np.int64).ravel()
             local = (offs + pos).ravel()
             return base + local if index_map is None else index_map[np.minimum(local, len(index_map) - 1)]
 
@@ -250,8 +253,8 @@ class RunState:
             fl = o["par_fields"].reshape(-1, nf)[sel]
             self.front.merge(glob(o["par_pos"])[sel], fl[:, self.cols] * self.signs, fl,
                              dropped=int(np.maximum(o["par_n"] - self.cap, 0).sum()))
-        self.counts += o["counts"][: self.n_reasons]
-        self.hist += o["hist"]
+        self.counts += np.asarray(o["counts"]).reshape(-1, o["counts"].shape[-1]).sum(0)[: self.n_reasons]
+        self.hist += np.asarray(o["hist"]).reshape(-1, o["hist"].shape[-1]).sum(0)   # summed over shards
         self.points += n_valid
         self.pos += 1
 

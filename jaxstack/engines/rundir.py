@@ -86,7 +86,9 @@ def resume_state(rundir: Path, sfx: str, run_id: dict, resume: bool, kind: str, 
                              "remove the directory to start over or choose another --out") from None
 
 
-def _collect_dumps(dumps, rundir, n_chunks, fields):
+def _collect_dumps(dumps, rundir, n_chunks, fields, sort: bool = False):
+    """Every dumped point, in chunk order (``sort``: by global index, for a hoisted sweep
+    whose chunks are blocks of the space rather than index ranges)."""
     parts = []
     for c in range(n_chunks):
         if c in dumps:
@@ -100,6 +102,9 @@ def _collect_dumps(dumps, rundir, n_chunks, fields):
     out["reason"] = np.concatenate([p["reason"] for p in parts]) if parts else np.zeros(0, np.int32)
     out["index"] = (np.concatenate([p["index"] for p in parts]) if parts and "index" in parts[0]
                     else np.arange(len(out["reason"]), dtype=np.int64))
+    if sort:
+        order = np.argsort(out["index"], kind="stable")
+        out = {k: v[order] for k, v in out.items()}
     return out
 
 

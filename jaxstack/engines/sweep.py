@@ -23,7 +23,9 @@ Contract (DESIGN.md "Sweep engine contract")::
   process p takes chunks p, p+P, ...; states are merged with ``process_allgather``.
 """
 
+import contextlib
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -33,12 +35,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .. import __version__
 from ..edges import cache, io
+from ..physics import compute
 from ..types.metrics import HIGHER_IS_BETTER, Reason
+from . import hoist as hoisting
 from . import reducers
 from . import sample as sampling
 from .rundir import (  # noqa: F401 - re-exported: the run-directory API lived here before
@@ -56,7 +61,16 @@ from .rundir import (  # noqa: F401 - re-exported: the run-directory API lived h
     resume_state,
     write_outputs,
 )
-from .space import Space, check_metric, check_pareto, decode_offsets, leaf_paths, load_space, metric_fields
+from .space import (
+    Space,
+    check_metric,
+    check_pareto,
+    decode_offsets,
+    host_digits,
+    leaf_paths,
+    load_space,
+    metric_fields,
+)
 
 __all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns", "resume_state",
            "map_chunks"]
@@ -97,48 +111,83 @@ class _Plan:
     dump: bool
     barrier: bool                             # reducers behind a conditional (CPU; see step)
     sampled: bool = False                     # digits come from the host (sample.py), not decoded
+    inner: tuple[int, ...] = ()               # hoisted axes (hoist.py): vmap(vmap(., inner), outer)
+    n_outer: int = 0                          # outer rows per chunk when ``inner`` (chunk = n_outer x n_inner)
 
 
-def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform, sampled=False) -> _Plan:
-    paths = leaf_paths(space.base)
-    pos = {p: i for i, p in enumerate(paths)}
+def _targets(space: Space) -> tuple[tuple[int, ...], ...]:
+    pos = {p: i for i, p in enumerate(leaf_paths(space.base))}
+    return tuple(tuple(pos[t] for t in a.targets) for a in space.axes)
+
+
+def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform, sampled=False, inner=(),
+          n_outer=0) -> _Plan:
     per = chunk // shards
     return _Plan(
-        treedef=jax.tree_util.tree_structure(space.base), n_leaves=len(paths),
-        targets=tuple(tuple(pos[t] for t in a.targets) for a in space.axes),
+        treedef=jax.tree_util.tree_structure(space.base), n_leaves=len(leaf_paths(space.base)),
+        targets=_targets(space),
         radices=space.radices, fields=tuple(metric_fields()), objective=objective,
         sign=1.0 if HIGHER_IS_BETTER[objective] else -1.0, pareto=pareto,
         pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
         limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
-        shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu", sampled=sampled)
+        shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu", sampled=sampled, inner=tuple(inner),
+        n_outer=n_outer)
+
+
+def _design(plan: _Plan, base_leaves, tables, digits, axes_set, rows_of):
+    """Leaves set by the axes ``axes_set`` from their ``digits`` (batched on axis 0)."""
+    leaves: list[Any] = [base_leaves[i] for i in range(plan.n_leaves)]
+    in_axes: list[Any] = [None] * plan.n_leaves
+    for a in axes_set:
+        targets = plan.targets[a]
+        if not targets:
+            continue
+        rows = tables[a][digits[rows_of[a]]]
+        for j, i in enumerate(targets):
+            leaves[i], in_axes[i] = rows[:, j], 0
+    return leaves, in_axes
 
 
 def _step_fn(plan: _Plan, evaluate_fn, mesh):
     """The chunk step: decode -> vmap(evaluate) -> limits -> reducers (one jit)."""
 
-    def reduce_shard(f, good):
-        """Top-k and Pareto candidates of one shard; outputs get a leading shard axis."""
+    def reduce_shard(f, good, code, dig=None):
+        """Counts by reason, objective histogram, top-k and Pareto candidates of one shard;
+        outputs get a leading shard axis (the host sums the counts: no cross-device all-reduce,
+        which on a multi-device CPU made every device wait for the slowest at each step).
+        Hoisted (``dig``: every point's digits): the shard is first sorted into declared index
+        order, so ties keep the lower index as in a flat sweep, and the chosen points' digits
+        go back for the host to turn into global indices."""
+        if dig is not None:
+            per = good.shape[0]
+            perm = lax.sort((*(dig[:, a] for a in range(dig.shape[1])), jnp.arange(per, dtype=jnp.int32)),
+                            num_keys=dig.shape[1])[-1]
+            f = {n: v[perm] for n, v in f.items()}
+            good, dig = good[perm], dig[perm]
         obj = plan.sign * f[plan.objective]
         vals, pos = reducers.top_k(jnp.where(good & ~jnp.isnan(obj), obj, -jnp.inf), plan.k)
-        out = {"top_values": vals, "top_pos": pos,
+        out = {"counts": reducers.counts(code, NR), "hist": reducers.log2_histogram(f[plan.objective], good),
+               "top_values": vals, "top_pos": pos,
                "top_fields": jnp.stack([f[n][pos] for n in plan.fields], -1)}
+        if dig is not None:
+            out["top_digits"] = dig[pos]
         if plan.pareto:
             x = jnp.stack([s * f[n] for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
             pos, sel, ncand = reducers.pareto_candidates(x, good, plan.cap)
             out.update(par_pos=pos, par_sel=sel, par_n=ncand,
                        par_fields=jnp.stack([f[n][pos] for n in plan.fields], -1))
+            if dig is not None:
+                out["par_digits"] = dig[pos]
         return jax.tree_util.tree_map(lambda a: a[None], out)
 
-    def reduce_all(f, feasible, reason, valid):
+    def reduce_all(f, feasible, reason, valid, *dig):
         good = valid & feasible
         code = jnp.where(valid, jnp.where(feasible, 0, jnp.clip(reason, 1, NR - 1)), NR)
-        out = {"counts": reducers.counts(code, NR),
-               "hist": reducers.log2_histogram(f[plan.objective], good)}
         if mesh is None:
-            out.update(reduce_shard(f, good))
+            out = reduce_shard(f, good, code, *dig)
         else:                             # each device reduces its own shard: no all-gather
-            out.update(jax.shard_map(reduce_shard, mesh=mesh, in_specs=(P("d"), P("d")),
-                                     out_specs=P("d"))(f, good))
+            out = jax.shard_map(reduce_shard, mesh=mesh, in_specs=(P("d"),) * (3 + len(dig)),
+                                out_specs=P("d"))(f, good, code, *dig)
         if plan.dump:
             out["dump_fields"] = jnp.stack([f[n] for n in plan.fields], -1)
             out["dump_feasible"], out["dump_reason"] = feasible, reason
@@ -147,47 +196,94 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
     def _zeros_like_out(*args):
         return jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(reduce_all, *args))
 
-    def step(base_leaves, tables, base_digits, n_valid, bounds, offsets):
-        # ``offsets`` = arange(chunk), a device-resident argument: as a traced constant, XLA
-        # would constant-fold the whole decode at compile time (seconds per 1e4 points)
+    def metrics(base_leaves, tables, base_digits, offsets, inner_digits):
+        """(vmapped Metrics, their batch shape, points valid mask builder) of one chunk."""
+        A = len(plan.radices)
+        if plan.inner:            # hoisted: outer rows x every inner combination (hoist.py)
+            outer = [a for a in range(A) if a not in plan.inner]
+            o_digits = decode_offsets(tuple(plan.radices[a] for a in outer), base_digits, offsets)
+            o_leaves, o_axes = _design(plan, base_leaves, tables, o_digits, outer,
+                                       {a: k for k, a in enumerate(outer)})
+            i_cols = [inner_digits[:, k] for k in range(len(plan.inner))]
+            leaves, i_axes = _design(plan, o_leaves, tables, i_cols, plan.inner,
+                                     {a: k for k, a in enumerate(plan.inner)})
+            n_in = plan.chunk // plan.n_outer
+            unflat = lambda x: jax.tree_util.tree_unflatten(plan.treedef, x)  # noqa: E731
+            inner_fn = jax.vmap(evaluate_fn, in_axes=(unflat(i_axes),), axis_size=n_in)
+            shape = (plan.n_outer, n_in)
+            pos = {a: k for k, a in enumerate(outer)}
+            dig = jnp.stack([jnp.broadcast_to((o_digits[pos[a]][:, None] if a in pos else
+                                               inner_digits[:, plan.inner.index(a)][None, :]), shape).reshape(-1)
+                             for a in range(A)], -1)                     # int32[chunk, A], declared order
+            return jax.vmap(inner_fn, in_axes=(unflat(o_axes),), axis_size=plan.n_outer)(unflat(leaves)), shape, (dig,)
         if plan.sampled:          # base_digits: int32[chunk, A], every point's digits (sample.py)
-            digits = [base_digits[:, a] for a in range(len(plan.radices))]
+            digits = [base_digits[:, a] for a in range(A)]
         else:
             digits = decode_offsets(plan.radices, base_digits, offsets)
-        leaves: list[Any] = [base_leaves[i] for i in range(plan.n_leaves)]
-        axes: list[Any] = [None] * plan.n_leaves
-        for a, targets in enumerate(plan.targets):
-            if not targets:
-                continue
-            rows = tables[a][digits[a]]
-            for j, i in enumerate(targets):
-                leaves[i], axes[i] = rows[:, j], 0
+        leaves, axes = _design(plan, base_leaves, tables, digits, range(A), list(range(A)))
         design = jax.tree_util.tree_unflatten(plan.treedef, leaves)
         in_axes = jax.tree_util.tree_unflatten(plan.treedef, axes)
-        m = jax.vmap(evaluate_fn, in_axes=(in_axes,), axis_size=plan.chunk)(design)
-        f = {name: jnp.broadcast_to(jnp.asarray(getattr(m, name), jnp.float32), (plan.chunk,))
-             for name in plan.fields}
-        feasible = jnp.broadcast_to(jnp.asarray(m.feasible, bool), (plan.chunk,))
-        reason = jnp.broadcast_to(jnp.asarray(m.reason, jnp.int32), (plan.chunk,))
+        return jax.vmap(evaluate_fn, in_axes=(in_axes,), axis_size=plan.chunk)(design), (plan.chunk,), ()
+
+    def step(base_leaves, tables, base_digits, n_valid, bounds, offsets, inner_digits):
+        # ``offsets`` = arange(chunk) (hoisted: arange(n_outer)), a device-resident argument: as a
+        # traced constant, XLA would constant-fold the whole decode at compile time (seconds per 1e4 points)
+        m, shape, dig = metrics(base_leaves, tables, base_digits, offsets, inner_digits)
+
+        def flat(x, dtype):
+            return jnp.broadcast_to(jnp.asarray(x, dtype), shape).reshape(plan.chunk)
+
+        f = {name: flat(getattr(m, name), jnp.float32) for name in plan.fields}
+        feasible = flat(m.feasible, bool)
+        reason = flat(m.reason, jnp.int32)
         viol = jnp.zeros((plan.chunk,), bool)
         for r, name in enumerate(plan.limits):
             viol = viol | (f[name] < bounds[r, 0]) | (f[name] > bounds[r, 1])
         reason = jnp.where(feasible & viol, int(Reason.slo), reason)
         feasible = feasible & ~viol
         valid = offsets < n_valid
+        if plan.inner:
+            valid = jnp.broadcast_to(valid[:, None], shape).reshape(plan.chunk)
         if not plan.barrier:
-            return reduce_all(f, feasible, reason, valid)
+            return reduce_all(f, feasible, reason, valid, *dig)
         # On CPU the reducers run inside a conditional (always taken): XLA fuses nothing
         # across it, so the model is materialised once instead of being fused (duplicated)
         # into every reducer gather (+20% HLO and compile time; optimization_barrier is
         # dropped by XLA). Not on GPU, where a conditional would make the host wait for the
         # predicate and so stop the next chunk's dispatch from overlapping this one.
-        return jax.lax.cond(n_valid > 0, reduce_all, _zeros_like_out, f, feasible, reason, valid)
+        return jax.lax.cond(n_valid > 0, reduce_all, _zeros_like_out, f, feasible, reason, valid, *dig)
 
     return step
 
 
 _CACHE: dict = {}
+_HOIST: dict = {}
+
+
+def _resumed_hoist(out, space: Space, proc: int, nproc: int):
+    """The hoisted axes of the run being resumed (its manifest; a run of an earlier version,
+    without the key, was flat), or None when there is no readable manifest of this space."""
+    import json
+
+    path = Path(out) / f"manifest{f'.p{proc}' if nproc > 1 else ''}.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    names = [a.name for a in space.axes]
+    if old.get("space_hash") != space.hash or any(n not in names for n in old.get("hoisted", [])):
+        return None
+    return tuple(names.index(n) for n in old.get("hoisted", []))
+
+
+def _hoisted(space: Space, evaluate_fn, per_shard: int) -> tuple[int, ...]:
+    """Axes to hoist (``hoist.choose_inner``; cached per space and model); () when a block of
+    the inner combinations would not fit a shard's share of the chunk."""
+    key = (space.hash, evaluate_fn)
+    if key not in _HOIST:
+        _HOIST[key] = hoisting.choose_inner(evaluate_fn, space.base, _targets(space), space.radices)[0]
+    inner = _HOIST[key]
+    return inner if inner and math.prod(space.radices[a] for a in inner) <= per_shard else ()
 
 
 def _compiled(plan: _Plan, evaluate_fn, devices, args):
@@ -202,8 +298,9 @@ def _compiled(plan: _Plan, evaluate_fn, devices, args):
     else:
         rep, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("d"))
         jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh),
-                         in_shardings=(rep, rep, rows if plan.sampled else rep, rep, rep, rows))
-    with cache.compile_note("the sweep step"):
+                         in_shardings=(rep, rep, rows if plan.sampled else rep, rep, rep, rows, rep))
+    layout = compute.hoisted_layout() if plan.inner else contextlib.nullcontext()
+    with cache.compile_note("the sweep step"), layout:
         fn = jitted.lower(*args).compile()
     _CACHE[key] = fn
     return fn, time.perf_counter() - t0
@@ -263,7 +360,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
           out=None, resume: bool = False, max_points: int | None = None, evaluate_fn=None,
           dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
           pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None,
-          dump_format: str = "auto", sample: int | None = None, seed: int = 0) -> "SweepResult":
+          dump_format: str = "auto", sample: int | None = None, seed: int = 0, hoist: bool = True) -> "SweepResult":
     """Evaluate every point of ``space`` (or the first ``max_points``) and reduce on device.
 
     Args:
@@ -280,6 +377,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
       on_chunk: optional callback(chunk_id, points_done) after each merged chunk.
       sample / seed: visit ``sample`` distinct points spread over the whole space instead of
         a prefix (``sample.py``: a seeded golden-ratio permutation of the index); resumable.
+      hoist: on a whole-space sweep, vary the axes that touch only cheap parts of the model
+        inside a nested vmap (``hoist.py``; same answer, visited in block order).
     Returns:
       ``SweepResult`` (top rows with global index, axis values in user units, all metrics).
     """
@@ -307,19 +406,35 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     shards = len(devices)
     chunk = max(1, min(int(chunk or auto_chunk(devices)), total))
     chunk = -(-chunk // shards) * shards
-    n_chunks = -(-total // chunk)
+    inner = ()
+    if hoist and weyl is None and total == space.size:
+        inner = _resumed_hoist(out, space, jax.process_index(), jax.process_count()) if resume and out else None
+        inner = _hoisted(space, evaluate_fn, chunk // shards) if inner is None else inner
+    if inner:                     # blocks of n_outer outer rows x every inner combination
+        n_in = math.prod(space.radices[a] for a in inner)
+        outer_radices = tuple(r for a, r in enumerate(space.radices) if a not in inner)
+        n_outer_total = math.prod(outer_radices)
+        n_outer = max(1, min(chunk // n_in // shards, -(-n_outer_total // shards))) * shards
+        chunk = n_outer * n_in
+        n_chunks = -(-n_outer_total // n_outer)
+        inner_digits = np.stack([host_digits(i, tuple(space.radices[a] for a in inner)) for i in range(n_in)])
+        strides = np.array([math.prod(space.radices[a + 1:]) for a in range(len(space.radices))], np.int64)
+    else:
+        n_outer = 0
+        n_chunks = -(-total // chunk)
     nproc, proc = jax.process_count(), jax.process_index()
     if dump and nproc > 1:
         raise io.ConfigError("sweep: key 'dump': not supported with several processes")
     mine = range(proc, n_chunks, nproc)          # lazy: a 2.5e14-point space has 1e10 chunks
     plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump,
-                 devices[0].platform, sampled=weyl is not None)
+                 devices[0].platform, sampled=weyl is not None, inner=inner, n_outer=n_outer)
     st = reducers.RunState(int(top_k), plan.fields, pareto, plan.pareto_signs, plan.cap, int(front_capacity), NR)
     dumps: dict[int, dict] = {}
     run_id = {"space_hash": space.hash, "objective": objective, "top_k": int(top_k),
               "pareto": list(pareto), "chunk": chunk, "points": total, "dump": dump,
               "processes": nproc, "pareto_cap": int(pareto_cap), "front_capacity": int(front_capacity),
-              **({"sample": int(sample), "seed": int(seed)} if weyl is not None else {})}
+              **({"sample": int(sample), "seed": int(seed)} if weyl is not None else {}),
+              **({"hoisted": [space.axes[a].name for a in inner]} if inner else {})}
     rundir = Path(out) if out is not None else None
     sfx = f".p{proc}" if nproc > 1 else ""
     if rundir is not None:
@@ -330,13 +445,14 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     put = lambda x: jax.device_put(x, rep)  # noqa: E731
     bounds = np.array([[-np.inf if lim.lo is None else lim.lo, np.inf if lim.hi is None else lim.hi]
                        for lim in space.limits], np.float32).reshape(-1, 2)
-    offsets = np.arange(chunk, dtype=np.int32)
+    offsets = np.arange(n_outer if inner else chunk, dtype=np.int32)
     put_rows = (lambda x: jax.device_put(x, NamedSharding(mesh, P("d")))) if mesh is not None else put
     args = [put(np.array(jax.tree_util.tree_leaves(space.base), np.float32)),
             tuple(put(a.table.astype(np.float32)) for a in space.axes),
             (put_rows(np.zeros((chunk, len(space.axes)), np.int32)) if weyl
-             else put(np.zeros(len(space.axes), np.int32))),
-            put(np.int32(chunk)), put(bounds), put_rows(offsets)]
+             else put(np.zeros(len(outer_radices) if inner else len(space.axes), np.int32))),
+            put(np.int32(n_outer if inner else chunk)), put(bounds), put_rows(offsets),
+            put(inner_digits.astype(np.int32) if inner else np.zeros((1, 1), np.int32))]
     finished = rundir is not None and st.pos >= len(mine)     # resuming a complete run: nothing to compile
     step, compile_s = (None, 0.0) if finished else _compiled(plan, evaluate_fn, devices, tuple(args))
 
@@ -349,19 +465,37 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
             sampled[c] = np.concatenate([idx, np.full(chunk - n_valid, idx[0], np.int64)])  # pad: masked
         return sampled[c]
 
+    def n_points(c):
+        """Valid points of chunk c (and its count in dispatch units: outer rows when hoisted)."""
+        if inner:
+            rows = min(n_outer, n_outer_total - c * n_outer)
+            return rows * (chunk // n_outer), rows
+        n = min(chunk, total - c * chunk)
+        return n, n
+
     def dispatch(c):
         if weyl is not None:
             args[2] = put_rows(sampling.digits(sampled_index(c), space.radices))
+        elif inner:
+            args[2] = put(np.array(host_digits(c * n_outer, outer_radices), np.int32).reshape(-1))
         else:
             args[2] = put(np.array(space.digits(c * chunk), np.int32).reshape(-1))
-        args[3] = put(np.int32(min(chunk, total - c * chunk)))
+        args[3] = put(np.int32(n_points(c)[1]))
         return c, step(*args)
 
     def merge(c, outs):
         o = jax.device_get(outs)
-        n_valid = min(chunk, total - c * chunk)
+        n_valid = n_points(c)[0]
         index_map = sampled.pop(c) if weyl is not None else None
-        st.merge_chunk(o, c * chunk, chunk // shards, n_valid, index_map)
+        if inner:                 # positions are per shard in index order; the digits say which point
+            o["top_pos"] = o["top_digits"].astype(np.int64) @ strides
+            if "par_digits" in o:
+                o["par_pos"] = o["par_digits"].astype(np.int64) @ strides
+            index_map = None
+            if dump:
+                index_map = hoisting.block_index(space.radices, inner, c * n_outer, n_outer)
+        st.merge_chunk(o, c * chunk, chunk // shards, n_valid, None if inner else index_map,
+                       global_pos=bool(inner))
         if dump:
             dumps[c] = {"fields": o["dump_fields"][:n_valid], "feasible": o["dump_feasible"][:n_valid],
                         "reason": o["dump_reason"][:n_valid],
@@ -385,7 +519,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     if dump and rundir is not None:
         (rundir / "dump").mkdir(exist_ok=True)
     last = n_chunks - 1                            # the only chunk that may be partial
-    bar = _progress_bar(len(mine) * chunk - ((last + 1) * chunk - total if last in mine else 0), progress)
+    bar = _progress_bar(len(mine) * chunk - (chunk - n_points(last)[0] if last in mine else 0), progress)
     if bar is not None:
         bar.update(st.points)
     t_start = last_ckpt = time.perf_counter()
@@ -414,8 +548,9 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
                "points_this_session": st.points - pts0,
                "points_per_s": (st.points - pts0) / wall if wall > 0 else 0.0,
                "chunk": chunk, "chunks": n_chunks, "devices": shards, "processes": nproc,
+               "hoisted": [space.axes[a].name for a in inner],
                "device_kind": devices[0].device_kind, "jax_version": jax.__version__}
-    dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields) if dump else None
+    dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields, sort=bool(inner)) if dump else None
     res = build_result(space, objective, pareto, plan.fields, st, total, timings, dump_arrays,
                        str(rundir) if rundir else None)
     res = dataclasses.replace(res, dump_format=dump_format)

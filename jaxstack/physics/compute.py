@@ -57,6 +57,7 @@ Not modelled: register-level fusion, per-tile prologue/epilogue time, the L2 ban
 such (only the SRAM fill rate), bank conflicts inside a tile.
 """
 
+import contextlib
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -66,8 +67,8 @@ from ..types.hardware import Chip, Dram
 from . import area, memory, relax
 
 __all__ = ["Cost", "Tiling", "Ctx", "context", "tiling", "attention_ctx", "attention_waves_ctx",
-           "elementwise_ctx", "keep", "keep_all", "TILES", "TILE_EFFICIENCY", "STAGES", "L2_SHARE", "ELEM_TILE_BYTES",
-           "FETCH_SHARE",
+           "elementwise_ctx", "keep", "keep_all", "hoisted_layout", "TILES", "TILE_EFFICIENCY", "STAGES",
+           "L2_SHARE", "ELEM_TILE_BYTES", "FETCH_SHARE",
            "flops_per_cycle", "tensor_peak", "vector_peak", "gemm_tiling", "gemm", "gemm_waves", "expert_gemm",
            "expert_gemm_waves", "attention", "attention_waves", "elementwise"]
 
@@ -88,6 +89,18 @@ PARTIAL_BYTES = 4.0        # FP32 split-K partial sums
 ELEM_TILE_BYTES = 16384.0  # [U] bytes one unit streams per element-wise tile (one CTA)
 FETCH_SHARE = 0.5          # L2/DRAM -> SRAM fill bandwidth = 0.5 x SRAM bandwidth (DeepStack L2<->SMEM)
 _NEVER = 1e30
+_HOISTED = [False]  # trace-time layout of ``tiling`` (``hoisted_layout``)
+
+
+@contextlib.contextmanager
+def hoisted_layout():
+    """Trace ``tiling`` for a hoisted sweep (``engines/hoist.py``): the same values, laid out so
+    that XLA keeps the bandwidth-independent geometry at the outer rows' shape (slower flat)."""
+    _HOISTED.append(True)
+    try:
+        yield
+    finally:
+        _HOISTED.pop()
 
 
 def keep(x):
@@ -176,14 +189,24 @@ def _candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env):
                        + Mt * Nt * q(rows * cols * env["c_bytes"]), r_a * A + r_b * B + env["C"])
     part_tr = jnp.where(env["has_l2"] & (env["part"] * split <= env["share"]), 0.0, 2.0 * (split - 1.0) * env["part"])
     nbytes = groups * panels + part_tr
-    # memory time: the stack's bandwidth, or what the active units buffer / pass per unit, and
-    # the SRAM fill of every tile's operand panels (unfiltered) at FETCH_SHARE of SRAM bandwidth
+    # memory time (``_time``): the stack's bandwidth, or what the active units buffer / pass per
+    # unit, and the SRAM fill of every tile's operand panels (unfiltered) at FETCH_SHARE of SRAM bandwidth
     inv_active = 1.0 / jnp.clip(tiles, 1.0, U)
     t_fetch = groups * (A * Nt + B * Mt) * env["inv_fetch"] * inv_active
-    t = relax.maximum(t_c, jnp.maximum(nbytes * jnp.maximum(env["inv_bw"], env["inv_cap"] * inv_active), t_fetch))
+    fit = 1.0
     if j < len(TILES) - 1:  # the last tile always runs
-        t = jnp.where(STAGES * (tm * tk * a_bytes + tk * tn * w_bytes) <= env["sram"], t, _NEVER)
-    return t, nbytes, waves, tiles
+        fit = jnp.where(STAGES * (tm * tk * a_bytes + tk * tn * w_bytes) <= env["sram"], 1.0, 0.0)
+    return t_c, nbytes, waves, tiles, t_fetch, nbytes * inv_active, fit
+
+
+_GEO = 7  # fields of ``_candidate``: t_c, nbytes, waves, tiles, t_fetch, nbytes / active units, fits SRAM
+
+
+def _time(geo, env):
+    """Time of a candidate from its geometry (everything but the DRAM bandwidth)."""
+    t_c, nbytes, _, _, t_fetch, per_unit, fit = geo
+    t = relax.maximum(t_c, jnp.maximum(jnp.maximum(nbytes * env["inv_bw"], per_unit * env["inv_cap"]), t_fetch))
+    return jnp.where(fit > 0.5, t, _NEVER)
 
 
 class Ctx(NamedTuple):
@@ -244,24 +267,39 @@ def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0, c_bytes=None) -> Til
     # more than 1e-5 (float32-robust: near-ties keep the earlier, larger tile). The candidate
     # times are materialised together once; every output then selects with the same flags
     # (a ``keep`` of each output would recompute all candidate times in each of their fusions)
-    cands = [_candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env) for j in range(len(TILES))]
-    times = keep(jnp.stack([c[0] for c in cands], -1))
-    t_best, better = times[..., 0], []
+    cand = [_candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env) for j in range(len(TILES))]
+    if _HOISTED[-1]:
+        # hoisted sweep (engines/hoist.py): the geometry of every candidate (all but the DRAM
+        # bandwidth) is materialised once, in one array, so it stays at the shape of what it
+        # depends on; only the times and the choice broadcast over the inner axes
+        shape = jnp.broadcast_shapes(*(jnp.shape(x) for c in cand for x in c))
+        geo = keep(jnp.stack([jnp.broadcast_to(x, shape) for c in cand for x in c], -1))
+        cand = [[geo[..., j * _GEO + i] for i in range(_GEO)] for j in range(len(TILES))]
+        times = [_time(c, env) for c in cand]
+    else:
+        # flat: the candidate times are materialised together (their chains computed once);
+        # a keep of each output would recompute all of them in each of their fusions
+        times = keep(jnp.stack([_time(c, env) for c in cand], -1))
+        times = [times[..., j] for j in range(len(TILES))]
+    t_best, better = times[0], []
     for j in range(1, len(TILES)):
-        b = times[..., j] < t_best * (1.0 - 1e-5)
-        t_best = jnp.where(b, times[..., j], t_best)
+        b = times[j] < t_best * (1.0 - 1e-5)
+        t_best = jnp.where(b, times[j], t_best)
         better.append(b)
 
     def pick(i):
-        out = cands[0][i]
+        out = cand[0][i]
         for j, b in enumerate(better, start=1):
-            out = jnp.where(b, cands[j][i], out)
-        return keep(out)
+            out = jnp.where(b, cand[j][i], out)
+        return out
 
     index = jnp.float32(0.0)
     for j, b in enumerate(better, start=1):
         index = jnp.where(b, float(j), index)
-    return Tiling(keep(t_best), pick(1), pick(2), pick(3), U, index)
+    if _HOISTED[-1]:
+        t_best, nbytes = keep_all(t_best, pick(1))
+        return Tiling(t_best, nbytes, pick(2), pick(3), U, index)
+    return Tiling(keep(t_best), keep(pick(1)), keep(pick(2)), keep(pick(3)), U, index)
 
 
 def gemm_tiling(chip: Chip, dram: Dram, M, K, N, w_bytes, a_bytes, groups=1.0, temperature=None) -> Tiling:
