@@ -158,26 +158,27 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
         Hoisted (``dig``: every point's digits): the shard is first sorted into declared index
         order, so ties keep the lower index as in a flat sweep, and the chosen points' digits
         go back for the host to turn into global indices."""
-        if dig is not None:
+        out = {"counts": reducers.counts(code, NR), "hist": reducers.log2_histogram(f[plan.objective], good)}
+        perm = None
+        if dig is not None:       # only what the reducers rank is permuted; outputs gather through perm
             per = good.shape[0]
             perm = lax.sort((*(dig[:, a] for a in range(dig.shape[1])), jnp.arange(per, dtype=jnp.int32)),
                             num_keys=dig.shape[1])[-1]
-            f = {n: v[perm] for n, v in f.items()}
-            good, dig = good[perm], dig[perm]
-        obj = plan.sign * f[plan.objective]
+            good = good[perm]
+        ranked = (lambda n: f[n][perm]) if perm is not None else (lambda n: f[n])  # noqa: E731
+        at = (lambda p: perm[p]) if perm is not None else (lambda p: p)              # noqa: E731
+        obj = plan.sign * ranked(plan.objective)
         vals, pos = reducers.top_k(jnp.where(good & ~jnp.isnan(obj), obj, -jnp.inf), plan.k)
-        out = {"counts": reducers.counts(code, NR), "hist": reducers.log2_histogram(f[plan.objective], good),
-               "top_values": vals, "top_pos": pos,
-               "top_fields": jnp.stack([f[n][pos] for n in plan.fields], -1)}
+        out.update(top_values=vals, top_pos=pos, top_fields=jnp.stack([f[n][at(pos)] for n in plan.fields], -1))
         if dig is not None:
-            out["top_digits"] = dig[pos]
+            out["top_digits"] = dig[at(pos)]
         if plan.pareto:
-            x = jnp.stack([s * f[n] for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
+            x = jnp.stack([s * ranked(n) for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
             pos, sel, ncand = reducers.pareto_candidates(x, good, plan.cap)
             out.update(par_pos=pos, par_sel=sel, par_n=ncand,
-                       par_fields=jnp.stack([f[n][pos] for n in plan.fields], -1))
+                       par_fields=jnp.stack([f[n][at(pos)] for n in plan.fields], -1))
             if dig is not None:
-                out["par_digits"] = dig[pos]
+                out["par_digits"] = dig[at(pos)]
         return jax.tree_util.tree_map(lambda a: a[None], out)
 
     def reduce_all(f, feasible, reason, valid, *dig):
