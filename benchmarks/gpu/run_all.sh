@@ -22,4 +22,6 @@ timeout 150 python benchmarks/bench_search.py --check-points 0 --batches 1024 --
   > "$OUT/search.json" 2> "$OUT/search.err"
 # 4. compile cost on the GPU (in-process, no CLI, no legacy core)
 timeout 90 python benchmarks/bench_compile.py --no-cli --no-legacy > "$OUT/compile.json" 2> "$OUT/compile.err"
+# 5. hoisted vs flat whole-space sweep (hbm-whatif, 693,000 points; session 7's CPU gain was 1.64x)
+timeout 90 python benchmarks/bench_sweep.py --sizes 693000 --repeat 2 > "$OUT/sweep_hoist.json" 2> "$OUT/sweep_hoist.err"
 tail -n 3 "$OUT"/*.err
