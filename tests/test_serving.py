@@ -250,3 +250,80 @@ def test_engine_step_overhead_adds_to_every_step(ev):
     assert float(m.tpot_s[1] - m.tpot_s[0]) == pytest.approx(o, rel=1e-3)       # tp8, pp1: one step per token
     assert float(m.ttft_s[1] - m.ttft_s[0]) == pytest.approx(o, rel=1e-3)       # one prefill pass
     assert float(m.weight_bytes[1]) == float(m.weight_bytes[0])
+
+
+def _trt_reference(param_count, layers, kv_heads, head_dim, tp, pp, mem_gib, w_bytes, kv_bytes, isl, osl):
+    """TensorRT-LLM trtllm-bench's calc_engine_setting + finetune_setting, transcribed in plain
+    Python (tensorrt_llm/bench/build/tuning.py @ 04cba882084a25665e7f80f5bda71b35b9790b6f)."""
+    import math
+
+    gib = 1024 ** 3
+    byte_per_token = 2 * layers * max(tp, kv_heads) * head_dim * kv_bytes / gib
+    available = mem_gib * tp * pp - param_count * w_bytes / gib
+    requests = available * 0.95 / (byte_per_token * (isl + osl))
+    raw_bs = min(requests, 4096) / pp
+    raw_token = min(raw_bs * (1 + isl / osl), 32768)
+    if raw_bs < 256:
+        bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        bs = 256 * math.ceil(raw_bs / 256)
+    if raw_token < 4096:
+        tok = max(2048, 256 * math.ceil(raw_token / 256))
+    elif raw_token < 8192:
+        tok = 512 * math.ceil(raw_token / 512)
+    else:
+        tok = 1024 * math.ceil(raw_token / 1024)
+    return bs, tok
+
+
+def test_param_count_matches_the_published_sizes():
+    """ops.param_count against the parameter counts of the Hugging Face checkpoints."""
+    from jaxstack.edges import io
+    from jaxstack.recipe.ops import param_count
+
+    for model, hf in (("llama-3-8b", 8_030_261_248), ("llama-3-70b", 70_553_706_496),
+                      ("llama-3.1-405b", 405_853_388_800), ("mixtral-8x7b", 46_702_792_704)):
+        m = io.design_from_dict({"hardware": "h200", "fabric": "nvlink-h200x8", "model": model,
+                                 "request": {"batch": 1, "input_len": 1, "output_len": 1}}).model
+        assert float(param_count(m)) == pytest.approx(hf, rel=2e-3), model
+
+
+@pytest.mark.parametrize("model,hw,fabric,tp,isl,osl,w_bytes", [
+    ("llama-3-8b", "h200", "nvlink-h200x8", 1, 128, 2048, 1.0),
+    ("llama-3-8b", "h100-sxm", "nvlink-h100x8", 1, 2048, 128, 1.0),
+    ("llama-3-70b", "h100-sxm", "nvlink-h100x8", 2, 5000, 500, 1.0),
+    ("llama-3.1-405b", "b200", "nvlink-b200x8", 4, 1000, 1000, 0.5),
+    ("llama-3.1-405b", "h200", "nvlink-h200x8", 8, 20000, 2000, 1.0),
+])
+def test_auto_limits_are_trtllm_bench_sizing(model, hw, fabric, tp, isl, osl, w_bytes):
+    """serving.auto_limits = 1 reproduces trtllm-bench's own batch / token sizing (an
+    independent transcription of its source, fed the preset's numbers); 0 keeps the leaves."""
+    from jaxstack.edges import io
+    from jaxstack.physics.memory import capacity
+    from jaxstack.recipe import serving
+    from jaxstack.recipe.ops import param_count, shard
+
+    d = io.design_from_dict({"hardware": hw, "fabric": fabric, "model": model, "mapping": {"tp": tp},
+                             "engine": "trtllm-throughput",
+                             "request": {"batch": 1, "input_len": isl, "output_len": osl},
+                             "overrides": {"model.weight_bytes": w_bytes, "model.kv_bytes": 1}})
+    m = d.model
+    want = _trt_reference(float(param_count(m)), int(m.num_hidden_layers), int(m.num_key_value_heads),
+                          int(m.head_dim), tp, 1, float(capacity(d.dram)) / 1024 ** 3, w_bytes, 1.0, isl, osl)
+    seqs, tokens = serving.engine_limits(d, shard(d), param_count(m))
+    assert (float(seqs), float(tokens)) == want
+    off = dataclasses.replace(d, serving=dataclasses.replace(d.serving, auto_limits=0.0))
+    assert [float(x) for x in serving.engine_limits(off, shard(off), param_count(m))] == [8192.0, 32768.0]
+    capped = dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_seqs=100.0))
+    assert float(serving.engine_limits(capped, shard(capped), param_count(m))[0]) == min(100.0, want[0])
+
+
+def test_trtllm_rounding_rules():
+    from jaxstack.recipe import serving
+
+    b = np.array([1.0, 20.0, 100.0, 255.0, 300.0, 1023.0, 1500.0, 4096.0], np.float32)
+    assert serving.trt_round_batch(b).tolist() == [64, 64, 128, 256, 384, 1024, 1536, 4096]
+    t = np.array([10.0, 2049.0, 4100.0, 8191.0, 9000.0, 32768.0], np.float32)
+    assert serving.trt_round_tokens(t).tolist() == [2048, 2304, 4608, 8192, 9216, 32768]

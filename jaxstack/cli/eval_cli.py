@@ -39,6 +39,9 @@ def add_parser(sub):
     p.add_argument("--spec-acceptance", type=float, help="speculative decoding: acceptance rate per token")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
     p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
+    p.add_argument("--auto-limits", type=int, choices=(0, 1),
+                   help="1: the engine sizes its batch and token limits itself (trtllm-bench's rule, capped by the "
+                        "two flags above); the trtllm-throughput engine preset sets it")
     p.add_argument("--weight-dtype", help="weights: fp32, bf16, fp16, fp8, int8, fp4, int4, nvfp4, mxfp4 "
                    "(sets model.weight_bytes)")
     p.add_argument("--act-dtype", help="a GEMM's activation operand (model.gemm_act_bytes): fp8 with fp8 weights = "
@@ -85,7 +88,8 @@ def design_from_args(args):
         mapping["moe_tp_to_ep"] = args.moe_tp_to_ep
     data["mapping"] = mapping
     serving = _section(data, "serving", where)
-    for key in ("regime", "arrival_rate", "max_num_seqs", "max_num_batched_tokens", "spec_tokens", "spec_acceptance"):
+    for key in ("regime", "arrival_rate", "max_num_seqs", "max_num_batched_tokens", "auto_limits", "spec_tokens",
+                "spec_acceptance"):
         if getattr(args, key, None) is not None:
             serving[key] = getattr(args, key)
     if serving:
@@ -135,13 +139,20 @@ def run(args) -> int:
         print(io.dumps_json(out))
         return 0
     from_file = io.load_yaml(args.design) if args.design else {}
+    if d.serving.regime > 0.5 and d.serving.auto_limits > 0.5:     # the limits the engine sized itself
+        from ..recipe import ops
+        from ..recipe import serving as serving_rules
+
+        seqs, tokens = serving_rules.engine_limits(d, ops.shard(d), ops.param_count(d.model))
+        limits = f"auto: max_num_seqs={float(seqs):g}, max_num_batched_tokens={float(tokens):g}"
+    else:
+        limits = f"max_num_seqs={d.serving.max_num_seqs:g}, max_num_batched_tokens={d.serving.max_num_batched_tokens:g}"
     name = {k: getattr(args, k) or from_file.get(k) or "-" for k in ("hardware", "fabric", "model")}
     print(f"design: hardware={name['hardware']} fabric={name['fabric']} model={name['model']}  "
           f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
           f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g} overlap={d.mapping.overlap:g}  "
           + (f"online ({d.serving.arrival_rate:g} requests/s) " if d.serving.regime > 1.5 else
-             f"offline (max_num_seqs={d.serving.max_num_seqs:g}, max_num_batched_tokens="
-             f"{d.serving.max_num_batched_tokens:g}) " if d.serving.regime > 0.5 else f"batch={d.request.batch:g} ")
+             f"offline ({limits}) " if d.serving.regime > 0.5 else f"batch={d.request.batch:g} ")
           + f"in={d.request.input_len:g} out={d.request.output_len:g}")
     if out["feasible"]:
         print("feasible: True")

@@ -30,7 +30,7 @@ from ..types.design import Design
 from ..types.metrics import Metrics, Reason
 from ..types.workload import gemm_operand_bytes
 from . import serving
-from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, shard, weight_elems
+from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, param_count, shard, weight_elems
 from .schedule import plans, stage_time, stage_times
 
 __all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "world_size",
@@ -132,6 +132,7 @@ def step_energy(d: Design, st) -> power.Energy:
 def evaluate(d: Design) -> Metrics:
     """All metrics of one design point (see module docstring)."""
     s = shard(d)
+    d = serving.resolve_limits(d, s, param_count(d.model))   # the limits the engine runs with
     weights, kv_token, act = memory_parts(d, s)
     offline = serving.is_offline(d)
     batch = serving.running_batch(d, s, weights, act, kv_token)      # = request.batch unless offline

@@ -43,7 +43,8 @@ from ..physics.compute import Cost
 from ..types.design import Design
 from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
 
-__all__ = ["Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost", "assemble",
+__all__ = ["param_count", "Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost",
+           "assemble",
            "kv_bytes_per_token", "weight_elems", "PREFILL_CHUNK_TOKENS"]
 
 # vLLM's default max_num_batched_tokens for chunked prefill: bounds the activation working set.
@@ -108,6 +109,23 @@ def weight_elems(d: Design, s: Shard):
     moe = experts + 3.0 * h * w.moe_intermediate_size * w.n_shared_experts / s.tp + h * w.n_routed_experts
     embed = w.vocab_size * h / s.tp * jnp.where(s.pp > 1, 1.0, 2.0 - w.tie_word_embeddings)
     return attn, dense, moe, embed
+
+
+def param_count(m):
+    """Parameters of the whole model (every layer, embedding and LM head; as ``weight_elems``
+    with no sharding): what an engine's ``param_count x bytes`` engine-size estimate uses."""
+    h, nh, L = m.hidden_size, m.num_attention_heads, m.num_hidden_layers
+    gqa = h * (nh + 2 * m.num_key_value_heads) * m.head_dim + nh * m.head_dim * h
+    qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+    q_in = jnp.where(m.q_lora_rank > 0, m.q_lora_rank, h)
+    mla = (h * m.q_lora_rank + q_in * nh * qk + h * (m.kv_lora_rank + m.qk_rope_head_dim)
+           + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim) + nh * m.v_head_dim * h)
+    attn = jnp.where(m.kv_lora_rank > 0, mla, gqa)
+    moe = (m.n_routed_experts + m.n_shared_experts) * 3.0 * h * m.moe_intermediate_size + h * m.n_routed_experts
+    span = L - jnp.minimum(m.first_k_dense_replace, L)
+    n_moe = jnp.where(m.n_routed_experts > 0, jnp.ceil(span / m.moe_layer_step), 0.0)
+    embed = m.vocab_size * h * (2.0 - m.tie_word_embeddings)
+    return L * attn + n_moe * moe + (L - n_moe) * 3.0 * h * m.intermediate_size + embed
 
 
 class LayerCosts(NamedTuple):

@@ -63,11 +63,30 @@ verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: G
 E = (1 - a^(k+1)) / (1 - a) tokens per step, so TPOT = step x (1 + k draft_cost) / E.
 The draft model's weights and KV cache are not counted (MTP heads: ~one layer).
 
+Engine limits (``engine_limits``, resolved once at the top of ``evaluate``): with
+``serving.auto_limits = 1`` the engine sizes them itself, as TensorRT-LLM's ``trtllm-bench``
+does when none are given (``tensorrt_llm/bench/build/tuning.py``, ``calc_engine_setting`` and
+``finetune_setting``, NVIDIA/TensorRT-LLM @ 04cba882084a25665e7f80f5bda71b35b9790b6f): on the
+n = chips / dp GPUs of one engine,
+
+    KV per token  = 2 x layers x max(tp, kv_heads) x head_dim x kv_bytes      (MLA: layers x
+                    (kv_lora_rank + rope dim) x kv_bytes)
+    requests      = 0.95 (n x DRAM capacity - param_count x weight_bytes) / (KV per token x (ISL + OSL))
+    raw batch     = min(requests, 4096) / pp,   raw tokens = min(raw batch x (1 + ISL / OSL), 32768)
+    max batch     = max(64, 32 ceil(b / 32)) below 256, 128 ceil(b / 128) below 1024, else 256 ceil(b / 256)
+    max tokens    = max(2048, 256 ceil(t / 256)) below 4096, 512 ceil(t / 512) below 8192, else 1024 ceil(t / 1024)
+
+(slightly optimistic bounds: the runtime batch is still what the KV cache holds), each capped
+by ``max_num_seqs`` / ``max_num_batched_tokens``. The max batch applies per attention
+replica (TensorRT-LLM's attention-DP ranks each schedule their own requests).
+
 ``goodput_requests_per_s`` (every regime): the largest lambda whose p99 TTFT and TPOT meet
 ``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of the formulas above).
 Not modelled: bursts beyond Poisson, prompt/output length spread, preemption, prefix
 caching.
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -75,13 +94,58 @@ import jax.numpy as jnp
 from ..physics import memory
 from ..types.design import Design
 
-__all__ = ["spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
+__all__ = ["engine_limits", "resolve_limits", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
+           "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
            "running_batch", "offline_times", "md1_wait", "online", "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
 _TINY = 1e-30
 _SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
 GOODPUT_HALVINGS = 40
+
+
+TRT_KV_FRACTION = 0.95          # calc_engine_setting's kv_cache_gpu_mem_fraction default
+TRT_MAX_REQUESTS = 4096.0       # finetune_setting: batch cap (decoder buffer size)
+TRT_MAX_TOKENS = 32768.0        # finetune_setting: token cap (activation buffer size)
+
+
+def _up(x, q):
+    return jnp.ceil(x / q) * q
+
+
+def trt_round_batch(b):
+    """trtllm-bench's optimistic max batch size from a raw batch ``b``."""
+    return jnp.where(b < 256.0, jnp.maximum(64.0, _up(b, 32.0)), jnp.where(b < 1024.0, _up(b, 128.0), _up(b, 256.0)))
+
+
+def trt_round_tokens(t):
+    """trtllm-bench's max tokens per step from a raw token count ``t``."""
+    return jnp.where(t < 4096.0, jnp.maximum(2048.0, _up(t, 256.0)),
+                     jnp.where(t < 8192.0, _up(t, 512.0), _up(t, 1024.0)))
+
+
+def engine_limits(d: Design, s, params):
+    """(max running requests per attention replica, tokens per step) the engine runs with:
+    ``serving.max_num_seqs`` / ``max_num_batched_tokens``, or with ``auto_limits`` the engine's
+    own sizing capped by them (module docstring). ``params``: ``ops.param_count``."""
+    w, r, sv = d.model, d.request, d.serving
+    n = s.tp * s.ep * s.sp * s.cp * s.pp
+    gqa = 2.0 * jnp.maximum(s.tp, w.num_key_value_heads) * w.head_dim
+    per_token = w.num_hidden_layers * jnp.where(s.is_mla, w.kv_lora_rank + w.qk_rope_head_dim, gqa) * w.kv_bytes
+    free = n * memory.capacity(d.dram) - params * w.weight_bytes
+    requests = TRT_KV_FRACTION * jnp.maximum(free, 0.0) / (per_token * (r.input_len + r.output_len))
+    b = jnp.minimum(requests, TRT_MAX_REQUESTS) / s.pp
+    bs, tok = trt_round_batch(b), trt_round_tokens(jnp.minimum(b * (1.0 + r.input_len / r.output_len), TRT_MAX_TOKENS))
+    auto = sv.auto_limits > 0.5
+    return (jnp.where(auto, jnp.minimum(sv.max_num_seqs, bs), sv.max_num_seqs),
+            jnp.where(auto, jnp.minimum(sv.max_num_batched_tokens, tok), sv.max_num_batched_tokens))
+
+
+def resolve_limits(d: Design, s, params) -> Design:
+    """``d`` with the serving limits the engine actually runs with (``engine_limits``)."""
+    seqs, tokens = engine_limits(d, s, params)
+    return dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_seqs=seqs,
+                                                              max_num_batched_tokens=tokens))
 
 
 def spec_tokens_per_step(d: Design):

@@ -69,6 +69,11 @@ class Serving:
     max_num_batched_tokens: float = leaf("1", "offline: tokens per engine step per replica, decode tokens plus "
                                          "the prefill chunk (vLLM max_num_batched_tokens, TensorRT-LLM "
                                          "max_num_tokens)", default=8192.0, domain="int>=1")
+    auto_limits: float = leaf("1", "1: the engine sizes its own limits from the design, as TensorRT-LLM's "
+                              "trtllm-bench does (serving.engine_limits: batch from the KV capacity at full "
+                              "sequence length, rounded up; token budget from that batch and ISL / OSL), capped "
+                              "by max_num_seqs and max_num_batched_tokens; 0: those two leaves as given",
+                              default=0.0, domain="{0,1}")
     arrival_rate: float = leaf("1", "online: Poisson arrival rate of requests for the whole system (requests/s)",
                                default=1.0, domain=">0")
     ttft_slo: float = leaf("s", "p99 TTFT limit of the goodput metric (largest arrival rate meeting both limits)",
