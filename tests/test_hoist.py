@@ -128,10 +128,16 @@ def test_hoisted_sweep_of_the_real_model_equals_flat():
         p.unlink(missing_ok=True)
     assert a.timings["hoisted"]
     assert a.counts == b.counts
-    assert [r["index"] for r in a.top] == [r["index"] for r in b.top]
+    # the same ranking; two designs whose throughputs agree to float32 rounding (another fusion
+    # layout rounds 1/x differently) may swap places
     for ra, rb in zip(a.top, b.top, strict=True):
         for k in ("decode_tokens_per_s", "tpot_s", "ttft_s", "power_W", "temperature_C"):
-            assert math.isclose(ra[k], rb[k], rel_tol=2e-5), (k, ra[k], rb[k])
+            if ra["index"] == rb["index"] or k == "decode_tokens_per_s":
+                assert math.isclose(ra[k], rb[k], rel_tol=2e-5), (k, ra[k], rb[k])
+    swapped = {r["index"] for r in a.top} ^ {r["index"] for r in b.top}
+    by_index = {r["index"]: r["decode_tokens_per_s"] for r in a.top + b.top}
+    cut = min(r["decode_tokens_per_s"] for r in b.top)
+    assert all(math.isclose(by_index[i], cut, rel_tol=2e-5) for i in swapped)   # only at the k-th place
 
 
 def test_nested_vmap_of_the_real_model_equals_flat_on_random_points():

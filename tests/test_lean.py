@@ -22,8 +22,9 @@ from jaxstack.recipe.evaluate import evaluate
 from jaxstack.types.metrics import Metrics
 
 N = 70_000            # ~10^4 designs per hardware preset (7 presets)
-# the goal; 4,958 today (lean core, NaN/inf guard, serving regimes, GEMM activation operand),
-# after each op's collective plan stopped re-deriving its link constants from the geometry
+# the goal; 4,908 today (lean core, NaN/inf guard, serving regimes, GEMM activation operand,
+# engine-sized limits), after each op's collective plan stopped re-deriving its link constants from
+# the geometry and reads only the geometry fields its algorithms use (network._Sliced)
 EVALUATE_CEILING = 5_000
 BOUND_CEILING = 12_000
 

@@ -73,8 +73,9 @@ def space(space_path):
 
 @pytest.fixture(scope="module")
 def dump(space):
-    """Every point of the space, by the sweep engine (its own compiled step)."""
-    res = sweep(space, top_k=K, dump=True, progress=False)
+    """Every point of the space, by the sweep engine (its own compiled step; flat, the layout
+    search evaluates in, so values agree to the bit: hoisted vs flat is test_hoist.py)."""
+    res = sweep(space, top_k=K, dump=True, progress=False, hoist=False)
     d = res.dump
     return {"res": res, "f": np.stack([d[n] for n in FIELDS], -1), "feasible": d["feasible"].astype(bool),
             "digits": np.stack(np.unravel_index(np.arange(space.size), space.radices), -1)}

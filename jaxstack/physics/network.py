@@ -163,6 +163,23 @@ def _row(a, i):
 _DIM_LEVEL = np.array([0, 0, 1, 1, 2, 2])
 
 
+class _Sliced:
+    """A geometry NamedTuple (``Level``, ``Dim``, ``_Link``) cut to some groups (its last
+    axis), a field at a time when first read: an op's algorithms read a few of the fields, so
+    only those are sliced (slicing every field for every op was ~290 traced equations)."""
+
+    def __init__(self, nt, idx):
+        self._nt, self._idx = nt, idx
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        v = getattr(self._nt, name)
+        v = _Sliced(v, self._idx) if hasattr(v, "_fields") else (None if v is None else v[..., self._idx])
+        setattr(self, name, v)
+        return v
+
+
 class _Net:
     """One fabric and a vector of groups: levels [3, G] and dims [6, G] as array rows, and each
     algorithm's cost (``_Alg``, [G])."""
@@ -201,8 +218,8 @@ class _Net:
         idx = np.asarray(idx)
         if np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
             idx = slice(int(idx[0]), int(idx[0]) + len(idx))      # contiguous: a slice, not a gather
-        geo, links = jax.tree_util.tree_map(lambda x: x[..., idx], ((self.L, self.D), (self.links, self.dim_links,
-                                                                                          self.payload)))
+        geo = (_Sliced(self.L, idx), _Sliced(self.D, idx))
+        links = (_Sliced(self.links, idx), _Sliced(self.dim_links, idx), self.payload[..., idx])
         return _Net(self.fabric, None, self.p[idx], _geometry=geo, _links=links)
 
     def shifts(self):
