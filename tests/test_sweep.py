@@ -267,7 +267,11 @@ def test_cli_sweep_smoke(toy_path, tmp_path, capsys, monkeypatch):
     assert main(args + ["--out", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
     assert "best 7 of" in out and "decode tok/s" in out and "mapping" in out and "Pareto front" in out
+    assert "hoisted: " in out                          # the toy's cheap axes vary inside (hoist.py)
     assert (tmp_path / "cli" / "summary.json").exists()
+    assert main(args + ["--no-hoist"]) == 0
+    flat = capsys.readouterr().out
+    assert "hoisted" not in flat and flat.split("infeasible:")[0] == out.split("infeasible:")[0]
     assert main(args + ["--json", "--max-points", "1e3"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["points"] == 1000 and len(data["top"]) == 7 and data["top"][0]["rank"] == 1
