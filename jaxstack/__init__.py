@@ -18,7 +18,10 @@ The flat public API (loaded on first use, so ``import jaxstack`` stays cheap)::
 
 import importlib
 
+from .edges import xla as _xla
+
 __version__ = "0.1.0"
+_xla.configure()          # XLA:CPU flags, before any backend starts (edges/xla.py)
 
 _API = {
     "evaluate": "recipe.evaluate", "breakdown": "recipe.evaluate", "Metrics": "types.metrics",
