@@ -71,7 +71,7 @@ import numpy as np
 
 from ..physics import compute, relax
 from ..recipe.evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_use
-from ..recipe.ops import linear_costs, shard
+from ..recipe.ops import shard
 from ..recipe.schedule import plans, stage_times
 from ..types.design import Design
 from ..types.workload import gemm_operand_bytes
@@ -113,7 +113,7 @@ def decode_time_bound(d: Design, point: bool = False):
 
     on = d.mapping.overlap > 0.5
     d0 = dataclasses.replace(d, mapping=dataclasses.replace(d.mapping, overlap=jnp.zeros_like(d.mapping.overlap)))
-    st = steps(d0, pl)
+    st, lin = stage_times(d0, s, pl, ctx, q, dec, kv, lin_of, with_linear=True)
     # latency floor: with unlimited link bandwidth every collective takes its least-latency algorithm
     f = d.fabric
     fast = dataclasses.replace(f, **{lv: dataclasses.replace(getattr(f, lv), link_bandwidth=jnp.full_like(
@@ -122,8 +122,7 @@ def decode_time_bound(d: Design, point: bool = False):
     d_fast = dataclasses.replace(d0, fabric=fast)
     lat = steps(d_fast, plans(d_fast, s))
     packets = (f.l1.packet_payload > 0) | (f.l2.packet_payload > 0) | (f.l3.packet_payload > 0)
-    lin = linear_costs(d, s, ctx._replace(bw=ctx.bw[0]), 1.0, True)
-    waves = [getattr(lin, n) for n in lin._fields if n.startswith("waves")]
+    waves = [getattr(lin, n)[0] for n in lin._fields if n.startswith("waves")]   # the decode variant's
     W = jnp.maximum(jnp.ceil(jnp.max(jnp.stack(waves), axis=0)), 1.0)
     compute_t = st.total - st.exposed
     hidden = 0.0

@@ -212,19 +212,22 @@ def _vec(xs):
     return jnp.stack([jnp.broadcast_to(x, jnp.broadcast_shapes(*(y.shape for y in xs))) for x in xs])
 
 
-def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of) -> StageTime:
+def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of,
+                with_linear: bool = False):
     """Stage steps of V variants that share L linear variants: ``q_len``, ``decode`` and
     ``ctx.bw`` (the DRAM temperature) have the L axis; ``kv_len`` and the static index array
     ``lin_of`` (variant -> linear variant) the V axis. The KV-independent work (every GEMM,
     vector op and collective) is done once per linear variant; only the attention core and
-    the stage composition run per variant."""
+    the stage composition run per variant. ``with_linear``: also the per-variant ``Linear``
+    (its wave counts serve the search bound without a second pass)."""
     axes = ctx._replace(**{k: None for k in ctx._fields})._replace(bw=0)
     lin, cm = jax.vmap(lambda c, q, dec: _linear(d, s, pl, c, q, dec), in_axes=(axes, 0, 0))(ctx, q_len, decode)
     take = lambda x: x[lin_of]  # noqa: E731
     lin, cm = jax.tree_util.tree_map(take, (lin, cm))
     ctx_v = ctx._replace(bw=take(ctx.bw))
-    return jax.vmap(lambda c, li, co, q, kv, dec: _compose(d, s, pl, c, li, co, q, kv, dec),
-                    in_axes=(axes, 0, 0, 0, 0, 0))(ctx_v, lin, cm, take(q_len), kv_len, take(decode))
+    st = jax.vmap(lambda c, li, co, q, kv, dec: _compose(d, s, pl, c, li, co, q, kv, dec),
+                  in_axes=(axes, 0, 0, 0, 0, 0))(ctx_v, lin, cm, take(q_len), kv_len, take(decode))
+    return (st, lin) if with_linear else st
 
 
 def _linear(d, s, pl, ctx, q_len, decode):
