@@ -16,6 +16,24 @@ from jaxstack.types.metrics import Metrics, Reason
 
 TRACES = [0]
 
+# the toy space the engine tests sweep (test_sweep.py, test_hoist.py)
+TOY_SPACE = """\
+version: 1
+base:
+  hardware: b200
+  fabric: nvlink-b200x8
+  model: llama-3-70b
+  request: {batch: 1, input_len: 1024, output_len: 1024}
+axes:
+  dram.efficiency: {choices: [0.7, 0.8, 0.9, 0.72]}          # 0.72 rounds like 0.7: exact ties
+  fabric.l1.link_bandwidth_GBps: {range: [100, 900], step: 200}
+  request.batch: {range: [1, 256], count: 9, scale: log}
+  dram.total_layers: {choices: [1, 2]}
+mapping: {factorizations: 8, axes: [tp, dp, pp], fsdp: [0, 1]}
+limits: {power_W: {max: 700}}
+objective: decode_tokens_per_s
+"""
+
 
 def toy_evaluate(d) -> Metrics:
     """A toy model that is exact in float32 (small integers and powers of two only), so any

@@ -26,24 +26,9 @@ from jaxstack.types.metrics import HIGHER_IS_BETTER, Reason
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from _multihost_worker import SWEEP_KW, TRACES, _report, toy_evaluate  # noqa: E402
+from _multihost_worker import SWEEP_KW, TOY_SPACE, TRACES, _report, toy_evaluate  # noqa: E402
 
-TOY = """\
-version: 1
-base:
-  hardware: b200
-  fabric: nvlink-b200x8
-  model: llama-3-70b
-  request: {batch: 1, input_len: 1024, output_len: 1024}
-axes:
-  dram.efficiency: {choices: [0.7, 0.8, 0.9, 0.72]}          # 0.72 rounds like 0.7: exact ties
-  fabric.l1.link_bandwidth_GBps: {range: [100, 900], step: 200}
-  request.batch: {range: [1, 256], count: 9, scale: log}
-  dram.total_layers: {choices: [1, 2]}
-mapping: {factorizations: 8, axes: [tp, dp, pp], fsdp: [0, 1]}
-limits: {power_W: {max: 700}}
-objective: decode_tokens_per_s
-"""
+TOY = TOY_SPACE
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
        "JAX_PLATFORMS": "cpu"}
 

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from jax.extend import core
 
-__all__ = ["dependent_cost", "choose_inner", "MIN_GAIN", "MAX_INNER"]
+__all__ = ["dependent_cost", "choose_inner", "block_index", "strides", "MIN_GAIN", "MAX_INNER"]
 
 MIN_GAIN = 0.7      # hoist only when the modelled time per point falls below 70 % of flat
 MAX_INNER = 4096    # at most this many inner combinations per outer row
@@ -113,24 +113,22 @@ def choose_inner(evaluate_fn, design, targets, radices, max_inner: int = MAX_INN
     return best, best_t
 
 
+def strides(radices) -> np.ndarray:
+    """Declared-order mixed-radix strides (int64; last axis fastest): index = digits @ strides."""
+    out = np.ones(len(radices), np.int64)
+    for a in range(len(radices) - 2, -1, -1):
+        out[a] = out[a + 1] * radices[a + 1]
+    return out
+
+
 def block_index(radices, inner, outer_start: int, n_outer: int) -> np.ndarray:
     """Declared-order global indices (int64[n_outer * n_inner], row-major: outer, inner) of
     the block of outer rows ``outer_start ...`` times every inner combination."""
-    strides = np.ones(len(radices), np.int64)
-    for a in range(len(radices) - 2, -1, -1):
-        strides[a] = strides[a + 1] * radices[a + 1]
+    st = strides(radices)
     outer = [a for a in range(len(radices)) if a not in inner]
-    return (_partial(radices, strides, outer, np.arange(outer_start, outer_start + n_outer, dtype=np.int64))[:, None]
-            + inner_index(radices, inner, strides)[None, :]).reshape(-1)
-
-
-def inner_index(radices, inner, strides=None) -> np.ndarray:
-    if strides is None:
-        strides = np.ones(len(radices), np.int64)
-        for a in range(len(radices) - 2, -1, -1):
-            strides[a] = strides[a + 1] * radices[a + 1]
-    n = math.prod(radices[a] for a in inner)
-    return _partial(radices, strides, list(inner), np.arange(n, dtype=np.int64))
+    n_in = math.prod(radices[a] for a in inner)
+    return (_partial(radices, st, outer, np.arange(outer_start, outer_start + n_outer, dtype=np.int64))[:, None]
+            + _partial(radices, st, list(inner), np.arange(n_in, dtype=np.int64))[None, :]).reshape(-1)
 
 
 def _partial(radices, strides, axes, q):

@@ -419,7 +419,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
         chunk = n_outer * n_in
         n_chunks = -(-n_outer_total // n_outer)
         inner_digits = np.stack([host_digits(i, tuple(space.radices[a] for a in inner)) for i in range(n_in)])
-        strides = np.array([math.prod(space.radices[a + 1:]) for a in range(len(space.radices))], np.int64)
+        strides = hoisting.strides(space.radices)
     else:
         n_outer = 0
         n_chunks = -(-total // chunk)
