@@ -35,9 +35,9 @@ of the least-latency algorithm (the selected one has H >= H_min; H + B/W grows w
 fixed S). The selection of the algorithm by H + B (not by x) makes x itself non-monotone in
 the fabric (seen in practice), so with overlap on the bound uses, per block b (attention,
 dense FFN, MoE; their overlapped ops lie inside the block's compute T_b), the overlap-off
-exposure E_b, its latency floor L_b = E_b of the same design with every link bandwidth
-INFINITE_BANDWIDTH and no crossbar cap (the cheapest algorithm is then the least-latency
-one; only on unpacketised fabrics, where no latency term falls with bandwidth; else 0),
+exposure E_b, its latency floor L_b = the overlap-off exposure of the block's collectives when each takes
+its least-latency algorithm and pays its latency alone (``latency_plans``: every bandwidth
+term 0; only on unpacketised fabrics, where no latency term reads a bandwidth; else 0),
 W = the largest wave count of any overlapped op (every ``LayerCosts.waves_*`` field) and
     t_on >= C + pp_send + sum_b max(L_b (1 - 1/W) + E_b / W, E_b - T_b) + E_fsdp / W
 (summing per-collective bounds; smaller W only raises each term; per layer FSDP's
@@ -72,7 +72,7 @@ import numpy as np
 from ..physics import compute, relax
 from ..recipe.evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_use
 from ..recipe.ops import shard
-from ..recipe.schedule import plans, stage_times
+from ..recipe.schedule import block_comm, collectives, compose, layers, linear_part, plans
 from ..types.design import Design
 from ..types.workload import gemm_operand_bytes
 from .space import Space, leaf_paths
@@ -86,7 +86,6 @@ MONOTONE = {**{("fabric", lv, "link_bandwidth"): 1 for lv in ("l1", "l2", "l3")}
             ("fabric", "bandwidth_efficiency"): 1, ("fabric", "collective_overhead"): -1}
 BANDWIDTH_LEAVES = {p for p, s in MONOTONE.items() if s > 0}
 MARGIN = 1e-4
-INFINITE_BANDWIDTH = 1e30     # B/s: the latency floor's fabric (every bandwidth term ~1e-24 s)
 MEM_MARGIN = 1e-5
 SCHEDULE_LEAVES = {("request", "batch")}   # with mapping.*: the schedule (inner loop) of search
 FEAS_MAX = 2**23                          # largest product of structural axes checked up front
@@ -97,7 +96,8 @@ BOUNDED_OBJECTIVES = ("decode_tokens_per_s", "scaled_decode_tokens_per_s", "user
 def decode_time_bound(d: Design, point: bool = False):
     """B1 + B2: lower bounds (s) of TPOT for ONE design point (vmap outside): over the box of
     fabrics no faster than ``d``'s and, with ``point``, of ``d`` itself (f t_cool: tight).
-    The KV_POINTS cool decode steps share one linear variant (``schedule.stage_times``)."""
+    The KV_POINTS cool decode steps share one linear part (``schedule.linear_part``), composed
+    with overlap off (and, for ``point``, as the design has it)."""
     s = shard(d)
     r = d.request
     thr = d.dram.refresh_double_temp
@@ -105,37 +105,40 @@ def decode_time_bound(d: Design, point: bool = False):
     ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
     q, dec = jnp.ones_like(ctx.bw), jnp.array([True])
     kv = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
-    lin_of = np.zeros(KV_POINTS, int)
     pl = plans(d, s)
-
-    def steps(design, net):
-        return stage_times(design, s, net, ctx, q, dec, kv, lin_of)
-
+    part = linear_part(d, s, pl, ctx, q, dec, np.zeros(KV_POINTS, int))    # shared by every composition
     on = d.mapping.overlap > 0.5
     d0 = dataclasses.replace(d, mapping=dataclasses.replace(d.mapping, overlap=jnp.zeros_like(d.mapping.overlap)))
-    st, lin = stage_times(d0, s, pl, ctx, q, dec, kv, lin_of, with_linear=True)
-    # latency floor: with unlimited link bandwidth every collective takes its least-latency algorithm
-    f = d.fabric
-    fast = dataclasses.replace(f, **{lv: dataclasses.replace(getattr(f, lv), link_bandwidth=jnp.full_like(
-        getattr(f, lv).link_bandwidth, INFINITE_BANDWIDTH), switch_bandwidth=jnp.zeros_like(
-        getattr(f, lv).switch_bandwidth)) for lv in ("l1", "l2", "l3")})
-    d_fast = dataclasses.replace(d0, fabric=fast)
-    lat = steps(d_fast, plans(d_fast, s))
-    packets = (f.l1.packet_payload > 0) | (f.l2.packet_payload > 0) | (f.l3.packet_payload > 0)
-    waves = [getattr(lin, n)[0] for n in lin._fields if n.startswith("waves")]   # the decode variant's
+    st = compose(d0, s, pl, part, kv)
+    # latency floor: the least-latency algorithm of each collective (its α; bandwidth terms 0)
+    lat = block_comm(collectives(d, s, latency_plans(pl), _row(part.lin), q[0], dec[0]))
+    packets = (d.fabric.l1.packet_payload > 0) | (d.fabric.l2.packet_payload > 0) | (d.fabric.l3.packet_payload > 0)
+    waves = [getattr(part.lin, n)[0] for n in part.lin._fields if n.startswith("waves")]   # the decode variant's
     W = jnp.maximum(jnp.ceil(jnp.max(jnp.stack(waves), axis=0)), 1.0)
     compute_t = st.total - st.exposed
     hidden = 0.0
-    for e, h, t in ((st.exposed_attn, lat.exposed_attn, st.attention), (st.exposed_ffn, lat.exposed_ffn, st.ffn),
-                    (st.exposed_moe, lat.exposed_moe, st.moe)):
-        h = jnp.where(packets, 0.0, jnp.minimum(h, e))
+    for e, n, c, t in ((st.exposed_attn, 0, lat[0], st.attention), (st.exposed_ffn, 1, lat[1], st.ffn),
+                       (st.exposed_moe, 2, lat[2], st.moe)):
+        h = jnp.where(packets, 0.0, jnp.minimum(layers(d, s)[n] * c, e))
         hidden = hidden + jnp.maximum(h * (1.0 - 1.0 / W) + e / W, e - t)
     t_on = compute_t + st.comm_pp + hidden + st.exposed_fsdp / W
     box = jnp.where(on, jnp.minimum(t_on, st.total), st.total)
-    own = jnp.where(on, steps(d, pl).total, st.total) if point else jnp.zeros_like(box)
+    own = jnp.where(on, compose(d, s, pl, part, kv).total, st.total) if point else jnp.zeros_like(box)
     f = jnp.maximum(s.pp, s.mb)
     o = d.serving.step_overhead
     return f * (jnp.mean(box) + o), f * (jnp.mean(own) + o)
+
+
+def latency_plans(pl: dict) -> dict:
+    """``pl`` with every bandwidth and store-and-forward term 0: ``network.cost`` then picks
+    the least-latency algorithm and returns its latency α (+ overhead). On an unpacketised
+    fabric α does not read any bandwidth (B2's latency floor)."""
+    return {op: p._replace(coef=(p.coef[0], jnp.zeros_like(p.coef[1]), jnp.zeros_like(p.coef[2]), p.coef[3]))
+            for op, p in pl.items()}
+
+
+def _row(tree):
+    return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
 def structural(d: Design):

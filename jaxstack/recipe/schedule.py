@@ -41,7 +41,8 @@ from ..types.design import Design
 from ..types.workload import gemm_operand_bytes
 from .ops import Linear, Shard, assemble, core_cost, kv_bytes_per_token, linear_costs, weight_elems
 
-__all__ = ["StageTime", "stage_time", "stage_times", "plans"]
+__all__ = ["StageTime", "stage_time", "stage_times", "linear_part", "compose", "layers", "block_comm", "collectives",
+           "plans"]
 
 
 class StageTime(NamedTuple):
@@ -113,7 +114,7 @@ class _Comm(NamedTuple):
     a2a_bytes: jnp.ndarray
 
 
-def _comm(d: Design, s: Shard, pl: dict, lin: Linear, q_len, decode) -> _Comm:
+def collectives(d: Design, s: Shard, pl: dict, lin: Linear, q_len, decode) -> _Comm:
     w = d.model
     a, h, T = w.act_bytes, w.hidden_size, lin.tokens
     tp, sp = s.tp, s.sp
@@ -134,6 +135,25 @@ def _comm(d: Design, s: Shard, pl: dict, lin: Linear, q_len, decode) -> _Comm:
     return _Comm(ar_tp, sp_a2a, cp_c, moe_c, c_pp, cp_link, a2a_bytes)
 
 
+def layers(d: Design, s: Shard):
+    """Layers of one stage: (all, dense-FFN, MoE) = (L_s, L_dense,s, L_moe,s)."""
+    w = d.model
+    L = w.num_hidden_layers
+    L_s = relax.cdiv(L, s.pp)
+    n_moe = jnp.floor((L - jnp.minimum(w.first_k_dense_replace, L)) / w.moe_layer_step)
+    dense_frac = jnp.where(s.is_moe, (L - n_moe) / L, 1.0)
+    return L_s, L_s * dense_frac, L_s * (1.0 - dense_frac)
+
+
+def _seq(cm: _Comm):
+    return _sum(cm.sp_a2a, cm.sp_a2a, cm.cp_c)              # around the attention core
+
+
+def block_comm(cm: _Comm):
+    """Sequential communication per layer of the attention, dense-FFN and MoE blocks (s)."""
+    return sum(cm.ar_tp) + sum(_seq(cm)), sum(cm.ar_tp), sum(cm.moe_c)
+
+
 def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _Comm, q_len, kv_len,
              decode) -> StageTime:
     """One stage step of one variant from its linear part, its collectives and its KV length."""
@@ -141,18 +161,12 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     f, w = d.fabric, d.model
     a, h, T = w.act_bytes, w.hidden_size, lc.tokens
     tp, ep, sp, cp = s.tp, s.ep, s.sp, s.cp
-    L = w.num_hidden_layers
-    L_s = relax.cdiv(L, s.pp)
-    n_moe = jnp.floor((L - jnp.minimum(w.first_k_dense_replace, L)) / w.moe_layer_step)
-    dense_frac = jnp.where(s.is_moe, (L - n_moe) / L, 1.0)
-    L_dense, L_moe = L_s * dense_frac, L_s * (1.0 - dense_frac)
+    L_s, L_dense, L_moe = layers(d, s)
     on = d.mapping.overlap > 0.5
     x = T * h * a
     ar_tp, moe_c, c_pp = cm.ar_tp, cm.moe_c, cm.c_pp
-    seq_c = _sum(cm.sp_a2a, cm.sp_a2a, cm.cp_c)             # around the attention core
-    c_attn = sum(ar_tp) + sum(seq_c)
-    c_ffn = sum(ar_tp)
-    c_moe = sum(moe_c)
+    seq_c = _seq(cm)
+    c_attn, c_ffn, c_moe = block_comm(cm)
 
     x_attn = (_exposed(on, lc.o_proj.time, ar_tp, lc.waves_o)
               + _exposed(on, lc.attn_core.time, seq_c, lc.waves_core))
@@ -212,27 +226,49 @@ def _vec(xs):
     return jnp.stack([jnp.broadcast_to(x, jnp.broadcast_shapes(*(y.shape for y in xs))) for x in xs])
 
 
-def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of,
-                with_linear: bool = False):
+class LinearPart(NamedTuple):
+    """The KV-independent part of V stage variants (``linear_part``), ready to compose."""
+
+    ctx: compute.Ctx           # the chip, DRAM bandwidth per variant
+    lin: Linear                # linear ops per variant
+    comm: _Comm                # their collectives
+    q_len: jnp.ndarray
+    decode: jnp.ndarray
+
+
+def linear_part(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, lin_of) -> LinearPart:
+    """The linear ops and collectives of L linear variants (``q_len``, ``decode``, ``ctx.bw``
+    on the L axis), once each, gathered to the V variants by the static index ``lin_of``."""
+    axes = _ctx_axes(ctx)
+    lin, cm = jax.vmap(lambda c, q, dec: _linear(d, s, pl, c, q, dec), in_axes=(axes, 0, 0))(ctx, q_len, decode)
+    take = lambda x: x[lin_of]  # noqa: E731
+    lin, cm = jax.tree_util.tree_map(take, (lin, cm))
+    return LinearPart(ctx._replace(bw=take(ctx.bw)), lin, cm, take(q_len), take(decode))
+
+
+def compose(d: Design, s: Shard, pl: dict, part: LinearPart, kv_len) -> StageTime:
+    """The V stage variants of ``part`` at their KV lengths (attention core + composition);
+    ``d`` may differ from ``linear_part``'s design in ``mapping.overlap`` only."""
+    return jax.vmap(lambda c, li, co, q, kv, dec: _compose(d, s, pl, c, li, co, q, kv, dec),
+                    in_axes=(_ctx_axes(part.ctx), 0, 0, 0, 0, 0))(*part[:3], part.q_len, kv_len, part.decode)
+
+
+def _ctx_axes(ctx):
+    return ctx._replace(**{k: None for k in ctx._fields})._replace(bw=0)
+
+
+def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of):
     """Stage steps of V variants that share L linear variants: ``q_len``, ``decode`` and
     ``ctx.bw`` (the DRAM temperature) have the L axis; ``kv_len`` and the static index array
     ``lin_of`` (variant -> linear variant) the V axis. The KV-independent work (every GEMM,
     vector op and collective) is done once per linear variant; only the attention core and
-    the stage composition run per variant. ``with_linear``: also the per-variant ``Linear``
-    (its wave counts serve the search bound without a second pass)."""
-    axes = ctx._replace(**{k: None for k in ctx._fields})._replace(bw=0)
-    lin, cm = jax.vmap(lambda c, q, dec: _linear(d, s, pl, c, q, dec), in_axes=(axes, 0, 0))(ctx, q_len, decode)
-    take = lambda x: x[lin_of]  # noqa: E731
-    lin, cm = jax.tree_util.tree_map(take, (lin, cm))
-    ctx_v = ctx._replace(bw=take(ctx.bw))
-    st = jax.vmap(lambda c, li, co, q, kv, dec: _compose(d, s, pl, c, li, co, q, kv, dec),
-                  in_axes=(axes, 0, 0, 0, 0, 0))(ctx_v, lin, cm, take(q_len), kv_len, take(decode))
-    return (st, lin) if with_linear else st
+    the stage composition run per variant."""
+    return compose(d, s, pl, linear_part(d, s, pl, ctx, q_len, decode, lin_of), kv_len)
 
 
 def _linear(d, s, pl, ctx, q_len, decode):
     lin = linear_costs(d, s, ctx, q_len, decode)
-    return lin, _comm(d, s, pl, lin, q_len, decode)
+    return lin, collectives(d, s, pl, lin, q_len, decode)
 
 
 def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> StageTime:
