@@ -151,6 +151,7 @@ class _Search:
         self.count = dict.fromkeys(_COUNTERS, 0)
         self.seeded = np.zeros(0, np.int64)
         self.surv_i, self.surv_u = np.zeros(0, np.int64), np.zeros(0)
+        self.pending, self.n_pending = [], 0
         self.pos, self.run_s = 0, 0.0
         self.group_axes = [a for a in rl.hardware + rl.schedule if a not in rl.feasibility]
         self.radix = [len(allowed[a]) for a in self.group_axes]
@@ -244,8 +245,9 @@ class _Search:
             self._exact(d)
             self.seeded = np.union1d(self.seeded, d.astype(np.int64) @ self.strides)
             self.count["seeds"] += len(best)
-        self.surv_i, self.surv_u = np.concatenate([self.surv_i, items]), np.concatenate([self.surv_u, u])
-        if len(self.surv_i) > SURVIVOR_CAP:
+        self.pending.append((items, u))        # joined when needed (re-joining per block was quadratic)
+        self.n_pending += len(items)
+        if len(self.surv_i) + self.n_pending > SURVIVOR_CAP:
             self.compact()
             if len(self.surv_i) > SURVIVOR_CAP // 2:
                 top = np.argsort(-self.surv_u, kind="stable")[: SURVIVOR_CAP // 4]
@@ -254,7 +256,15 @@ class _Search:
                 rest[top] = False
                 self.surv_i, self.surv_u = self.surv_i[rest], self.surv_u[rest]
 
+    def join(self):
+        """Fold the pending level-1 survivors into ``surv_i`` / ``surv_u``."""
+        if self.pending:
+            self.surv_i = np.concatenate([self.surv_i] + [p[0] for p in self.pending])
+            self.surv_u = np.concatenate([self.surv_u] + [p[1] for p in self.pending])
+            self.pending, self.n_pending = [], 0
+
     def compact(self):
+        self.join()
         keep = ~bounds.below(self.surv_u, self.T)
         self.surv_i, self.surv_u = self.surv_i[keep], self.surv_u[keep]
 
@@ -398,7 +408,7 @@ def search(space, *, objective: str | None = None, top_k: int = 10, fix: dict | 
             s.pos += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(T=f"{s.T:.4g}", survivors=len(s.surv_i), exact=s.count["exact_evals"])
+                bar.set_postfix(T=f"{s.T:.4g}", survivors=len(s.surv_i) + s.n_pending, exact=s.count["exact_evals"])
             if time.perf_counter() - last >= checkpoint_every_s:
                 s.compact()
                 checkpoint(0)
