@@ -4,6 +4,7 @@ Compiled steps are shared: every run that uses ``SWEEP_KW`` on the toy space hit
 cached executable (same plan, same function), so the module compiles only a few times.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -347,3 +348,29 @@ def test_sampled_run_resumes_and_refuses_another_seed(toy_path, tmp_path):
     assert [r["index"] for r in again.top] == [r["index"] for r in full.top] and again.counts == full.counts
     with pytest.raises(io.ConfigError, match="seed"):
         sweep(toy_path, seed=2, out=tmp_path / "r", resume=True, **kw)
+
+
+# ---------------------------------------------------------------- base leaves folded into the step
+def _reads_base(d):
+    """The toy model scaled by a BASE leaf (request.input_len, no axis sets it)."""
+    m = toy_evaluate(d)
+    return dataclasses.replace(m, decode_tokens_per_s=m.decode_tokens_per_s * d.request.input_len / 1024.0)
+
+
+def test_folded_base_is_part_of_the_compiled_step(tmp_path):
+    """The base leaves are compile-time constants of the step (sweep.folded): a space that
+    differs only in a base value must get its own program, never the cached one."""
+    tops = []
+    for n in (1024, 3072):
+        p = tmp_path / f"toy{n}.yaml"
+        p.write_text(TOY.replace("input_len: 1024", f"input_len: {n}"))
+        res = sweep(p, evaluate_fn=_reads_base, **SWEEP_KW)
+        assert res.timings["compile_s"] > 0.0
+        tops.append(res.top[0])
+    assert tops[1]["index"] == tops[0]["index"]
+    assert tops[1]["decode_tokens_per_s"] == 3.0 * tops[0]["decode_tokens_per_s"]
+
+
+def test_folded_equals_runtime_base(toy_path, ref, monkeypatch):
+    monkeypatch.setattr(sweep_mod, "FOLD_BASE", False)
+    assert _report(sweep(toy_path, evaluate_fn=toy_evaluate, **SWEEP_KW)) == _report(ref)

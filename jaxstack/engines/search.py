@@ -57,12 +57,15 @@ from .space import Space, check_metric, leaf_paths, load_space, metric_fields
 from .space_axes import restrict
 from .sweep import (
     DEFAULT_OBJECTIVE,
+    FOLD_BASE,
     _progress_bar,
     _rows,
     _save_npz,
     _write_json,
     _write_table,
     auto_chunk,
+    base_leaves_of,
+    folded,
     map_chunks,
     resume_state,
 )
@@ -87,12 +90,14 @@ def _step(space: Space, kind: str, fn, devices, chunk: int):
     targets = tuple(tuple(pos[t] for t in a.targets) for a in space.axes)
     treedef = jax.tree_util.tree_structure(space.base)
     shapes = tuple(a.table.shape for a in space.axes)
-    key = (kind, fn, treedef, targets, shapes, tuple(devices), chunk)
+    base = folded(space) if FOLD_BASE else ()
+    key = (kind, fn, treedef, targets, shapes, tuple(devices), chunk, base)
     if key in _CACHE:
         return _CACHE[key], 0.0
     fields = tuple(metric_fields())
 
     def run(base_leaves, tables, digits):
+        base_leaves = base_leaves_of(base, base_leaves)
         leaves, axes = [base_leaves[i] for i in range(len(paths))], [None] * len(paths)
         for a, tg in enumerate(targets):
             if tg:

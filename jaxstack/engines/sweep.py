@@ -77,6 +77,7 @@ __all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_
 
 DEFAULT_OBJECTIVE = "decode_tokens_per_s"
 DUMP_MAX_POINTS = 2**21
+FOLD_BASE = True                  # bake the base leaves into the step (``folded``)
 CPU_CHUNK_PER_DEVICE = 2**12       # measured best on a 2-core CPU (bench_sweep.py: 2^12 170k, 2^13 114k points/s)
 ACCEL_CHUNK_PER_DEVICE = 2**23     # H200, old core: 2^23 points per step 4x faster than 2^18
 ACCEL_MIN_CHUNK = 2**18
@@ -113,6 +114,7 @@ class _Plan:
     sampled: bool = False                     # digits come from the host (sample.py), not decoded
     inner: tuple[int, ...] = ()               # hoisted axes (hoist.py): vmap(vmap(., inner), outer)
     n_outer: int = 0                          # outer rows per chunk when ``inner`` (chunk = n_outer x n_inner)
+    base: tuple = ()                          # the base leaves as compile-time constants (``folded``), or ()
 
 
 def _targets(space: Space) -> tuple[tuple[int, ...], ...]:
@@ -131,7 +133,24 @@ def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform
         pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
         limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
         shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu", sampled=sampled, inner=tuple(inner),
-        n_outer=n_outer)
+        n_outer=n_outer, base=folded(space) if FOLD_BASE else ())
+
+
+def folded(space: Space) -> tuple:
+    """The space's base leaves (float32 values; axis targets as 0, never read) for a step
+    that bakes them in as constants: XLA then folds every branch on a fixed value (topology
+    kinds, packet sizes, the model's shape) instead of computing it for each point."""
+    leaves = np.array(jax.tree_util.tree_leaves(space.base), np.float32)
+    for tg in _targets(space):
+        leaves[list(tg)] = 0.0         # not NaN: the tuple is a cache key (NaN != NaN)
+    return tuple(float(x) for x in leaves)
+
+
+def base_leaves_of(plan_base: tuple, base_leaves) -> list:
+    """The base leaves a step reads: the folded constants, else the runtime argument."""
+    if plan_base:
+        return [np.float32(x) for x in plan_base]
+    return base_leaves
 
 
 def _design(plan: _Plan, base_leaves, tables, digits, axes_set, rows_of):
@@ -200,6 +219,7 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
     def metrics(base_leaves, tables, base_digits, offsets, inner_digits):
         """(vmapped Metrics, their batch shape, points valid mask builder) of one chunk."""
         A = len(plan.radices)
+        base_leaves = base_leaves_of(plan.base, base_leaves)
         if plan.inner:            # hoisted: outer rows x every inner combination (hoist.py)
             outer = [a for a in range(A) if a not in plan.inner]
             o_digits = decode_offsets(tuple(plan.radices[a] for a in outer), base_digits, offsets)
