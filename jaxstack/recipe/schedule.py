@@ -149,9 +149,10 @@ def _seq(cm: _Comm):
     return _sum(cm.sp_a2a, cm.sp_a2a, cm.cp_c)              # around the attention core
 
 
-def block_comm(cm: _Comm):
-    """Sequential communication per layer of the attention, dense-FFN and MoE blocks (s)."""
-    return sum(cm.ar_tp) + sum(_seq(cm)), sum(cm.ar_tp), sum(cm.moe_c)
+def block_comm(cm: _Comm, seq=None):
+    """Sequential communication per layer of the attention, dense-FFN and MoE blocks (s);
+    ``seq``: the collectives around the attention core when already summed (``_seq``)."""
+    return sum(cm.ar_tp) + sum(_seq(cm) if seq is None else seq), sum(cm.ar_tp), sum(cm.moe_c)
 
 
 def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _Comm, q_len, kv_len,
@@ -166,7 +167,7 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     x = T * h * a
     ar_tp, moe_c, c_pp = cm.ar_tp, cm.moe_c, cm.c_pp
     seq_c = _seq(cm)
-    c_attn, c_ffn, c_moe = block_comm(cm)
+    c_attn, c_ffn, c_moe = block_comm(cm, seq_c)
 
     x_attn = (_exposed(on, lc.o_proj.time, ar_tp, lc.waves_o)
               + _exposed(on, lc.attn_core.time, seq_c, lc.waves_core))
