@@ -44,6 +44,22 @@ def test_block_index_is_the_declared_index_of_every_block_point():
     assert sorted(every.tolist()) == list(range(math.prod(radices)))   # the blocks tile the space
 
 
+def test_sort_keys_order_points_as_the_declared_index():
+    """The packed int32 keys the hoisted sweep sorts a shard by give the declared index
+    order (lexicographic in the digits), also when the radices need several keys."""
+    rng = np.random.default_rng(3)
+    for radices, limit in (((4, 5, 9, 2, 7), 2**31 - 1), ((4, 5, 9, 2, 7), 50), ((70000, 70000, 3), 2**31 - 1)):
+        dig = np.stack([rng.integers(0, r, 500) for r in radices], -1)
+        keys = hoist.sort_keys(radices, limit)
+        assert sorted(a for k in keys for a, _ in k) == list(range(len(radices)))
+        packed = [sum(dig[:, a].astype(np.int64) * m for a, m in k) for k in keys]
+        assert all(int(p.max()) <= limit for p in packed)
+        want = np.lexsort(dig.T[::-1])
+        got = np.lexsort(packed[::-1])
+        assert np.array_equal(dig[got], dig[want])
+    assert len(hoist.sort_keys((70000, 70000, 3))) == 2
+
+
 def test_dependent_cost_counts_what_a_leaf_reaches():
     def f(xs):
         x, y = xs

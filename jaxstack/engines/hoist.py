@@ -121,6 +121,23 @@ def strides(radices) -> np.ndarray:
     return out
 
 
+def sort_keys(radices, limit: int = 2**31 - 1) -> list[list[tuple[int, int]]]:
+    """Axes packed into as few int32 sort keys as keep their declared order: consecutive
+    axes share a key while the product of their radices stays below ``limit``. Each key is
+    a list of (axis, multiplier); key = sum(digit[axis] * multiplier)."""
+    keys, cur, span = [], [], 1
+    for a in range(len(radices) - 1, -1, -1):         # least significant axis first
+        r = int(radices[a])
+        if cur and span * r > limit:
+            keys.append(cur)
+            cur, span = [], 1
+        cur.append((a, span))
+        span *= r
+    if cur:
+        keys.append(cur)
+    return keys[::-1]                                  # most significant key first
+
+
 def block_index(radices, inner, outer_start: int, n_outer: int) -> np.ndarray:
     """Declared-order global indices (int64[n_outer * n_inner], row-major: outer, inner) of
     the block of outer rows ``outer_start ...`` times every inner combination."""

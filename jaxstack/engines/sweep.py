@@ -181,8 +181,8 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
         perm = None
         if dig is not None:       # only what the reducers rank is permuted; outputs gather through perm
             per = good.shape[0]
-            perm = lax.sort((*(dig[:, a] for a in range(dig.shape[1])), jnp.arange(per, dtype=jnp.int32)),
-                            num_keys=dig.shape[1])[-1]
+            keys = [sum(dig[:, a] * m for a, m in key) for key in hoisting.sort_keys(plan.radices)]
+            perm = lax.sort((*keys, jnp.arange(per, dtype=jnp.int32)), num_keys=len(keys))[-1]
             good = good[perm]
         ranked = (lambda n: f[n][perm]) if perm is not None else (lambda n: f[n])  # noqa: E731
         at = (lambda p: perm[p]) if perm is not None else (lambda p: p)              # noqa: E731
