@@ -236,12 +236,13 @@ def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p):
         _, _, _, ttft99, tpot99, stable = online(d, s, lam, b_rep, tau_b, tau_w, t_p)
         return stable & (ttft99 <= sv.ttft_slo) & (tpot99 <= sv.tpot_slo)
 
-    def halve(_, bracket):
-        lo, hi = bracket
-        mid = 0.5 * (lo + hi)
-        good = ok(mid)
-        return jnp.where(good, mid, lo), jnp.where(good, hi, mid)
-
     hi = s.dp_attn / jnp.maximum(t_p, _TINY)            # prefill saturates here (rho = 1)
-    lo, _ = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, (jnp.zeros_like(hi), hi))
+
+    def halve(i, lo):
+        # the bracket [lo, lo + w_i] halves every step whatever the test says, so its width is
+        # hi 2^-i and the carry is lo alone (one output: XLA fuses the step into one loop)
+        mid = lo + hi * jnp.exp2(-(i + 1.0))
+        return jnp.where(ok(mid), mid, lo)
+
+    lo = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, jnp.zeros_like(hi))
     return lo                                           # lo only ever moves to a rate that met both limits
