@@ -273,14 +273,14 @@ def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0, c_bytes=None) -> Til
         # bandwidth) is materialised once, in one array, so it stays at the shape of what it
         # depends on; only the times and the choice broadcast over the inner axes
         shape = jnp.broadcast_shapes(*(jnp.shape(x) for c in cand for x in c))
-        geo = keep(jnp.stack([jnp.broadcast_to(x, shape) for c in cand for x in c], -1))
-        cand = [[geo[..., j * _GEO + i] for i in range(_GEO)] for j in range(len(TILES))]
+        geo = keep(jnp.stack([jnp.broadcast_to(x, shape) for c in cand for x in c]))
+        cand = [[geo[j * _GEO + i] for i in range(_GEO)] for j in range(len(TILES))]
         times = [_time(c, env) for c in cand]
     else:
         # flat: the candidate times are materialised together (their chains computed once);
         # a keep of each output would recompute all of them in each of their fusions
-        times = keep(jnp.stack([_time(c, env) for c in cand], -1))
-        times = [times[..., j] for j in range(len(TILES))]
+        times = keep(jnp.stack([_time(c, env) for c in cand]))
+        times = [times[j] for j in range(len(TILES))]
     t_best, better = times[0], []
     for j in range(1, len(TILES)):
         b = times[j] < t_best * (1.0 - 1e-5)
