@@ -160,7 +160,11 @@ def _row(a, i):
     return jax.tree_util.tree_map(lambda x: x[i], a)
 
 
-_DIM_LEVEL = np.array([0, 0, 1, 1, 2, 2])
+def _per_dim(x):
+    """Level rows [3, ...] -> dim rows [6, ...] (dims x1 y1 x2 y2 x3 y3: each level twice), as a
+    broadcast XLA fuses into the consumers (an index gather was materialised with a transpose)."""
+    x = jnp.asarray(x)
+    return jnp.broadcast_to(x[:, None], (3, 2) + x.shape[1:]).reshape((6,) + x.shape[1:])
 
 
 class _Sliced:
@@ -193,13 +197,13 @@ class _Net:
             L = _rows(levels, self.shape)
             # a dim's level is a row of L (one gather per field, not six broadcasts and a stack)
             D = _rows([d._replace(lv=None) for d in dims], self.shape)
-            _geometry = (L, D._replace(lv=jax.tree_util.tree_map(lambda x: x[_DIM_LEVEL], L)))
+            _geometry = (L, D._replace(lv=jax.tree_util.tree_map(_per_dim, L)))
         self.L, self.D = _geometry
         if _links is None:
             rt, ack_rt = 1.0 + fabric.ack_round_trip, fabric.ack_round_trip
             links = _link(self.L, jax.tree_util.tree_map(lambda x: x[:1], self.L), rt, ack_rt)
             pay = self.L.payload
-            _links = (links, jax.tree_util.tree_map(lambda x: x[_DIM_LEVEL], links),
+            _links = (links, jax.tree_util.tree_map(_per_dim, links),
                       jnp.maximum(jnp.maximum(pay[0], pay[1]), pay[2]))
         self.links, self.dim_links, self.payload = _links
         self._shift = None
