@@ -177,6 +177,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import jax
 
+    import jaxstack  # noqa: F401 - before JAX's backend starts: its XLA:CPU defaults (edges/xla.py)
+
     if args.cpu_devices > 1:
         jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     if args.small:

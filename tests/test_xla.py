@@ -36,3 +36,13 @@ def test_flag_left_alone_when_unsafe_or_unwanted(monkeypatch):
         before = os.environ.get("XLA_FLAGS")
         assert not xla.configure(), kw
         assert os.environ.get("XLA_FLAGS") == before, kw
+
+
+def test_a_late_import_says_why_the_flag_is_missing(monkeypatch, capsys):
+    _setup(monkeypatch, started=True)
+    assert not xla.configure()
+    assert capsys.readouterr().err.strip() == xla.LATE_NOTE
+    for kw in ({"started": True, "off": True}, {"started": True, "version": "0.4.35"}, {}):
+        _setup(monkeypatch, **kw)
+        xla.configure()
+        assert capsys.readouterr().err == "", kw

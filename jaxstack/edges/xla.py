@@ -9,17 +9,21 @@ whole-space sweep 387,116 -> 524,891 points/s, the flat one 239,933 -> 295,956, 
 bound 183,680 -> 220,471 bounds/s.
 
 The flag is added only for jaxlib versions known to accept it (an unknown XLA flag aborts
-the process), only while the backend has not started, never over the caller's own
-``XLA_FLAGS`` value for it, and not at all with ``JAXSTACK_XLA_DEFAULTS=off``.
+the process), only while the backend has not started (else a one-line note on stderr says
+so: a script that starts JAX before importing jaxstack runs without it), never over the
+caller's own ``XLA_FLAGS`` value for it, and not at all with ``JAXSTACK_XLA_DEFAULTS=off``.
 """
 
 import os
 import sys
 
-__all__ = ["configure", "YNN_FLAG", "KNOWN_JAXLIB"]
+__all__ = ["configure", "YNN_FLAG", "KNOWN_JAXLIB", "LATE_NOTE"]
 
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 KNOWN_JAXLIB = ("0.10.",)         # jaxlib releases whose XLA knows the flag (checked: 0.10.2)
+LATE_NOTE = ("jaxstack: note: JAX's backend started before jaxstack was imported, so XLA:CPU runs without "
+             f"jaxstack's {YNN_FLAG} (sweeps ~1.3x slower): import jaxstack before using jax "
+             "(JAXSTACK_XLA_DEFAULTS=off silences this)")
 
 
 def _jaxlib_version() -> str:
@@ -47,7 +51,10 @@ def configure() -> bool:
     flags = os.environ.get("XLA_FLAGS", "")
     if os.environ.get("JAXSTACK_XLA_DEFAULTS", "").lower() == "off" or "xla_cpu_experimental_ynn_fusion_type" in flags:
         return False
-    if not _jaxlib_version().startswith(KNOWN_JAXLIB) or _backend_started():
+    if not _jaxlib_version().startswith(KNOWN_JAXLIB):
+        return False
+    if _backend_started():
+        print(LATE_NOTE, file=sys.stderr)
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}".strip()
     return True
