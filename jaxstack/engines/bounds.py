@@ -35,9 +35,10 @@ of the least-latency algorithm (the selected one has H >= H_min; H + B/W grows w
 fixed S). The selection of the algorithm by H + B (not by x) makes x itself non-monotone in
 the fabric (seen in practice), so with overlap on the bound uses, per block b (attention,
 dense FFN, MoE; their overlapped ops lie inside the block's compute T_b), the overlap-off
-exposure E_b, its latency floor L_b = the overlap-off exposure of the block's collectives when each takes
-its least-latency algorithm and pays its latency alone (``latency_plans``: every bandwidth
-term 0; only on unpacketised fabrics, where no latency term reads a bandwidth; else 0),
+exposure E_b, its latency floor L_b = the overlap-off exposure of the block's collectives
+when each takes its least-latency algorithm and pays its latency alone (``latency_plans``:
+every bandwidth term 0; only on unpacketised fabrics, where no latency term reads a
+bandwidth; else 0),
 W = the largest wave count of any overlapped op (every ``LayerCosts.waves_*`` field) and
     t_on >= C + pp_send + sum_b max(L_b (1 - 1/W) + E_b / W, E_b - T_b) + E_fsdp / W
 (summing per-collective bounds; smaller W only raises each term; per layer FSDP's
@@ -117,9 +118,9 @@ def decode_time_bound(d: Design, point: bool = False):
     W = jnp.maximum(jnp.ceil(jnp.max(jnp.stack(waves), axis=0)), 1.0)
     compute_t = st.total - st.exposed
     hidden = 0.0
-    for e, n, c, t in ((st.exposed_attn, 0, lat[0], st.attention), (st.exposed_ffn, 1, lat[1], st.ffn),
-                       (st.exposed_moe, 2, lat[2], st.moe)):
-        h = jnp.where(packets, 0.0, jnp.minimum(layers(d, s)[n] * c, e))
+    for e, n, c, t in zip((st.exposed_attn, st.exposed_ffn, st.exposed_moe), layers(d, s), lat,
+                          (st.attention, st.ffn, st.moe), strict=True):
+        h = jnp.where(packets, 0.0, jnp.minimum(n * c, e))
         hidden = hidden + jnp.maximum(h * (1.0 - 1.0 / W) + e / W, e - t)
     t_on = compute_t + st.comm_pp + hidden + st.exposed_fsdp / W
     box = jnp.where(on, jnp.minimum(t_on, st.total), st.total)

@@ -317,6 +317,7 @@ class _Search:
 
     # ---- checkpoint
     def arrays(self) -> dict:
+        self.join()
         return {**self.top.arrays("top_"), "seeded": self.seeded, "surv_i": self.surv_i, "surv_u": self.surv_u,
                 "pos": np.int64(self.pos), "run_s": np.float64(self.run_s),
                 "counters": np.array([self.count[c] for c in _COUNTERS], np.int64)}
