@@ -57,7 +57,6 @@ from .space import Space, check_metric, leaf_paths, load_space, metric_fields
 from .space_axes import restrict
 from .sweep import (
     DEFAULT_OBJECTIVE,
-    FOLD_BASE,
     _progress_bar,
     _rows,
     _save_npz,
@@ -90,7 +89,7 @@ def _step(space: Space, kind: str, fn, devices, chunk: int):
     targets = tuple(tuple(pos[t] for t in a.targets) for a in space.axes)
     treedef = jax.tree_util.tree_structure(space.base)
     shapes = tuple(a.table.shape for a in space.axes)
-    base = folded(space) if FOLD_BASE else ()
+    base = folded(space)
     key = (kind, fn, treedef, targets, shapes, tuple(devices), chunk, base)
     if key in _CACHE:
         return _CACHE[key], 0.0

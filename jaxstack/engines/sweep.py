@@ -133,13 +133,16 @@ def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform
         pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
         limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
         shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu", sampled=sampled, inner=tuple(inner),
-        n_outer=n_outer, base=folded(space) if FOLD_BASE else ())
+        n_outer=n_outer, base=folded(space))
 
 
 def folded(space: Space) -> tuple:
     """The space's base leaves (float32 values; axis targets as 0, never read) for a step
     that bakes them in as constants: XLA then folds every branch on a fixed value (topology
-    kinds, packet sizes, the model's shape) instead of computing it for each point."""
+    kinds, packet sizes, the model's shape) instead of computing it for each point; () when
+    ``FOLD_BASE`` is off (the step then reads them as a runtime argument)."""
+    if not FOLD_BASE:
+        return ()
     leaves = np.array(jax.tree_util.tree_leaves(space.base), np.float32)
     for tg in _targets(space):
         leaves[list(tg)] = 0.0         # not NaN: the tuple is a cache key (NaN != NaN)
