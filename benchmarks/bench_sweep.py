@@ -2,7 +2,8 @@
 
     python benchmarks/bench_sweep.py                       # hbm-whatif (the former quickstart): 1e5, 1e6
                                                            # (1e6 > its 693,000 points: the whole space, hoisted,
-                                                           # then again without hoisting for comparison)
+                                                           # then again without hoisting, and pruned
+                                                           # (winners.py), for comparison)
     python benchmarks/bench_sweep.py --space spaces/deepstack-decode.yaml --sizes 1e5,1e6,1e7,1e8
     python benchmarks/bench_sweep.py --cpu-devices 2       # shard over 2 CPU "devices"
     python benchmarks/bench_sweep.py --smoke               # tiny, for CI
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--no-compare-flat", dest="compare_flat", action="store_false",
                     help="skip the whole-space sweep without hoisting (the comparison row)")
+    ap.add_argument("--no-compare-pruned", dest="compare_pruned", action="store_false",
+                    help="skip the whole-space sweep with pruning forced on (the comparison row)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     args = ap.parse_args(argv)
 
@@ -68,10 +71,12 @@ def main(argv=None) -> int:
     compile_s = sweep(space, top_k=args.top_k, chunk=chunk, max_points=chunk, progress=False).timings["compile_s"]
     print(f"[{Path(space.path).name}] {space.size:.3g} points; first sweep {time.perf_counter() - t0:.1f} s "
           f"(compile {compile_s:.1f} s)", file=sys.stderr)
-    def measure(n, hoist=True):
-        best, comp = None, 0.0
+    def measure(n, hoist=True, prune=None):
+        best, comp, wall = None, 0.0, float("inf")
         for _ in range(max(1, args.repeat)):
-            r = sweep(space, top_k=args.top_k, chunk=chunk, max_points=n, progress=False, hoist=hoist)
+            t0 = time.perf_counter()
+            r = sweep(space, top_k=args.top_k, chunk=chunk, max_points=n, progress=False, hoist=hoist, prune=prune)
+            wall = min(wall, time.perf_counter() - t0)      # whole call: with the returned rows' completion
             comp = max(comp, r.timings["compile_s"])
             if best is None or r.timings["run_s"] < best.timings["run_s"]:
                 best = r
@@ -79,16 +84,19 @@ def main(argv=None) -> int:
         t = best.timings
         row = {"n": best.points, "run_s": t["run_s"], "points_per_s": t["points_per_s"], "feasible": best.feasible,
                "peak_rss_MiB": round(rss, 1), "hoisted": t["hoisted"], "chunk": t["chunk"],
-               "compile_s": round(comp, 2)}
+               "compile_s": round(comp, 2), "pruned": t["pruned"], "wall_s": round(wall, 3)}
         print(f"  N={best.points:>12,}  {t['run_s']:8.2f} s  {t['points_per_s']:>12,.0f} pts/s"
               f"  feasible {best.feasible:,}  peak RSS {rss:,.0f} MiB"
-              + (f"  hoisted: {', '.join(t['hoisted'])} (chunk {t['chunk']:,})" if t["hoisted"] else "  flat"),
+              + (f"  hoisted: {', '.join(t['hoisted'])} (chunk {t['chunk']:,})" if t["hoisted"] else "  flat")
+              + ("  pruned" if t["pruned"] else ""),
               file=sys.stderr)
         return row
 
     rows = [measure(n) for n in sizes]
     # the same whole-space sweep without hoisting, in the same run (the previous engine's layout)
     flat = measure(space.size, hoist=False) if rows[-1]["hoisted"] and args.compare_flat else None
+    # and pruned (winners.py: automatic only from winners.MIN_POINTS points), unless it already was
+    pruned = measure(space.size, prune=True) if not rows[-1]["pruned"] and args.compare_pruned else None
 
     pps = [r["points_per_s"] for r in rows]
     # flatness compares one layout across N: the flat rows (and the flat whole-space comparison)
@@ -106,13 +114,18 @@ def main(argv=None) -> int:
         "hoisted": rows[-1]["hoisted"], "hoisted_compile_s": rows[-1]["compile_s"],
         **({"flat_points_per_s": round(flat["points_per_s"]),
             "hoist_speedup": round(rows[-1]["points_per_s"] / flat["points_per_s"], 2)} if flat else {}),
+        "pruned": rows[-1]["pruned"],
+        **({"pruned_points_per_s": round(pruned["points_per_s"]), "pruned_wall_s": pruned["wall_s"],
+            "unpruned_wall_s": rows[-1]["wall_s"],
+            "prune_speedup": round(pruned["points_per_s"] / rows[-1]["points_per_s"], 2)} if pruned else {}),
     }
     print(json.dumps(out))
     print(f"\n{dev[0].device_kind} x{len(dev)} ({os.cpu_count()} CPUs), JAX {jax.__version__}, chunk {chunk:,}: "
           f"steady {pps[-1]:,.0f} full-model points/s at N={rows[-1]['n']:,}; flatness {out['flatness']}; "
           f"compile {compile_s:.1f} s; "
           f"peak RSS {rows[-1]['peak_rss_MiB']:,.0f} MiB"
-          + (f"; without hoisting {flat['points_per_s']:,.0f} points/s ({out['hoist_speedup']}x)" if flat else ""),
+          + (f"; without hoisting {flat['points_per_s']:,.0f} points/s ({out['hoist_speedup']}x)" if flat else "")
+          + (f"; pruned {pruned['points_per_s']:,.0f} points/s ({out['prune_speedup']}x)" if pruned else ""),
           file=sys.stderr)
     return 0
 

@@ -284,6 +284,46 @@ def test_real_evaluate_on_hbm_whatif():
         np.testing.assert_allclose(best[n], float(getattr(m, n)), rtol=1e-4)
 
 
+def _same_rows(a, b):
+    assert [r["index"] for r in a] == [r["index"] for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert list(x) == list(y)                       # same columns, same order
+        np.testing.assert_allclose([x[k] for k in metric_fields()], [y[k] for k in metric_fields()], rtol=1e-6)
+
+
+def test_pruned_sweep_equals_full(toy_path, ref):
+    """Only the ranked and limited metrics in the steps; every metric of the returned rows."""
+    pr = sweep(toy_path, evaluate_fn=toy_evaluate, prune=True, **SWEEP_KW)
+    assert pr.timings["pruned"] and not ref.timings["pruned"]     # the toy space is below the automatic size
+    assert pr.counts == ref.counts and pr.histogram == ref.histogram
+    _same_rows(pr.top, ref.top)
+    _same_rows(pr.pareto, ref.pareto)
+
+
+def test_pruned_model_drops_only_other_metrics():
+    from jaxstack.engines import winners
+    from jaxstack.recipe.evaluate import evaluate
+
+    space = load_space(ROOT / "spaces" / "hbm-whatif.yaml")
+    keep = winners.kept("decode_tokens_per_s", ("decode_tokens_per_s", "user_tokens_per_s"), ["tpot_s"])
+    assert keep == ("decode_tokens_per_s", "user_tokens_per_s", "tpot_s")
+    assert winners.pruned(evaluate, keep) is winners.pruned(evaluate, keep)       # one function: one compile
+    m = winners.pruned(evaluate, keep)(space.design(7))
+    for f in metric_fields():
+        assert np.isnan(getattr(m, f)) == (f not in keep), f
+    assert winners.worth_it(2**22, "cpu") and not winners.worth_it(2**22 - 1, "cpu")
+    assert not winners.worth_it(10**8, "gpu") and winners.worth_it(2**30, "gpu")
+
+
+def test_pruned_real_model_equals_full():
+    space = load_space(ROOT / "spaces" / "hbm-whatif.yaml")
+    kw = dict(top_k=3, chunk=1024, max_points=2048, progress=False, pareto=("decode_tokens_per_s", "user_tokens_per_s"))
+    full, pr = sweep(space, prune=False, **kw), sweep(space, prune=True, **kw)
+    assert pr.counts == full.counts
+    _same_rows(pr.top, full.top)
+    _same_rows(pr.pareto, full.pareto)
+
+
 def test_resume_of_a_finished_run_does_not_compile(toy_path, tmp_path):
     first = sweep(toy_path, evaluate_fn=toy_evaluate, top_k=3, chunk=1000, out=tmp_path / "r", progress=False)
 

@@ -4,7 +4,7 @@ import sys
 
 import jax
 
-from ..edges import cache, io
+from ..edges import cache, io, xla
 from ..recipe import checks
 from ..types import units
 from ..types.metrics import METRIC_UNITS, Reason
@@ -129,7 +129,7 @@ def run(args) -> int:
     d = design_from_args(args)
     if getattr(args, "grad", False):
         return _run_grad(args, d)
-    fn = cache.compiled("the model", _eval_and_breakdown, d)
+    fn = cache.compiled("the model", _eval_and_breakdown, d, options=xla.single_point_options())
     m, bd = fn(d)
     out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
     out["reason_name"] = Reason(out["reason"]).name

@@ -64,6 +64,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "permutation of the index, sample.py) instead of a prefix; resumable")
     p.add_argument("--seed", type=int, default=0, help="with --sample: which sample (default 0)")
     p.add_argument("--chunk", type=_count, help="points per compiled step (default: auto)")
+    p.add_argument("--prune", dest="prune", action="store_true", default=None,
+                   help="compute only the ranked and limited metrics in the sweep and the others for the "
+                        "returned rows afterwards (default: automatic, on for large sweeps; winners.py)")
+    p.add_argument("--no-prune", dest="prune", action="store_false", help="compute every metric of every point")
     p.add_argument("--no-hoist", dest="hoist", action="store_false",
                    help="visit points in index order with one flat vmap (default: axes that touch only cheap "
                         "parts of the model vary inside a nested vmap; same answer, faster)")
@@ -131,7 +135,8 @@ def run(args) -> int:
     res = sweep(space, objective=args.objective, top_k=args.top_k, pareto=args.pareto,
                 chunk=args.chunk, out=args.out, resume=args.resume, max_points=args.max_points,
                 dump=args.dump, progress=False if args.no_progress else None, dump_format=args.dump_format,
-                sample=args.sample, seed=args.seed, hoist=args.hoist)
+                sample=args.sample, seed=args.seed, hoist=args.hoist,
+                prune=args.prune)
     import jax
 
     if jax.process_index() != 0:

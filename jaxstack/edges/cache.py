@@ -96,19 +96,20 @@ def _key(name: str, args) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def compiled(name: str, fn, *args):
-    """``jax.jit(fn).lower(*args).compile()``, loaded from ``<cache>/exec/`` when this exact
-    program (source, JAX, backend, shapes) was compiled before; written there otherwise.
-    Without an enabled cache it just compiles."""
+def compiled(name: str, fn, *args, options=None):
+    """``jax.jit(fn, compiler_options=options).lower(*args).compile()``, loaded from
+    ``<cache>/exec/`` when this exact program (source, JAX, backend, shapes, options) was
+    compiled before; written there otherwise. Without an enabled cache it just compiles."""
     if not _ENABLED:
-        return jax.jit(fn).lower(*args).compile()
+        return jax.jit(fn, compiler_options=options).lower(*args).compile()
     from jax.experimental import serialize_executable as se
 
     tag = "".join(c if c.isalnum() else "-" for c in name)
-    path = Path(_ENABLED[-1]) / "exec" / f"{tag}-{_key(name, args)}.pkl"
+    path = Path(_ENABLED[-1]) / "exec" / f"{tag}-{_key(f'{name}{sorted((options or {}).items())}', args)}.pkl"
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        exe = se.deserialize_and_load(payload, in_tree, out_tree)
+        # one device: a process with several local devices would otherwise spread it over all
+        exe = se.deserialize_and_load(payload, in_tree, out_tree, execution_devices=jax.local_devices()[:1])
         jax.block_until_ready(exe(*args))   # an entry that loads but cannot run is compiled again
         return exe
     except Exception:       # missing, truncated, from another build or not runnable: compile again
@@ -119,7 +120,7 @@ def compiled(name: str, fn, *args):
     jax.config.update("jax_enable_compilation_cache", False)
     try:
         with compile_note(name):
-            exe = jax.jit(fn).lower(*args).compile()
+            exe = jax.jit(fn, compiler_options=options).lower(*args).compile()
     finally:
         jax.config.update("jax_enable_compilation_cache", before)
     try:

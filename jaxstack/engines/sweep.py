@@ -44,7 +44,7 @@ from ..edges import cache, io
 from ..physics import compute
 from ..types.metrics import HIGHER_IS_BETTER, Reason
 from . import hoist as hoisting
-from . import reducers
+from . import reducers, winners
 from . import sample as sampling
 from .rundir import (  # noqa: F401 - re-exported: the run-directory API lived here before
     SweepResult,
@@ -384,7 +384,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
           out=None, resume: bool = False, max_points: int | None = None, evaluate_fn=None,
           dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
           pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None,
-          dump_format: str = "auto", sample: int | None = None, seed: int = 0, hoist: bool = True) -> "SweepResult":
+          dump_format: str = "auto", sample: int | None = None, seed: int = 0, hoist: bool = True,
+          prune: bool | None = None) -> "SweepResult":
     """Evaluate every point of ``space`` (or the first ``max_points``) and reduce on device.
 
     Args:
@@ -403,6 +404,9 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
         a prefix (``sample.py``: a seeded golden-ratio permutation of the index); resumable.
       hoist: on a whole-space sweep, vary the axes that touch only cheap parts of the model
         inside a nested vmap (``hoist.py``; same answer, visited in block order).
+      prune: compute only the objective, Pareto and limited metrics in the steps and the
+        others for the returned rows afterwards (``winners.py``; same answer); None: when the
+        sweep is large enough to repay the returned rows' own compile (``winners.worth_it``).
     Returns:
       ``SweepResult`` (top rows with global index, axis values in user units, all metrics).
     """
@@ -428,6 +432,10 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
                              f"{DUMP_MAX_POINTS:,} (use --max-points)")
     devices = list(devices or jax.local_devices())
     shards = len(devices)
+    keep = winners.kept(objective, pareto, [lim.metric for lim in space.limits])
+    prune = not dump and (winners.worth_it(total, devices[0].platform) if prune is None else bool(prune))
+    model_fn = evaluate_fn
+    evaluate_fn = winners.pruned(evaluate_fn, keep) if prune else evaluate_fn   # dumps hold every metric
     chunk = max(1, min(int(chunk or auto_chunk(devices)), total))
     chunk = -(-chunk // shards) * shards
     inner = ()
@@ -572,11 +580,13 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
                "points_this_session": st.points - pts0,
                "points_per_s": (st.points - pts0) / wall if wall > 0 else 0.0,
                "chunk": chunk, "chunks": n_chunks, "devices": shards, "processes": nproc,
-               "hoisted": [space.axes[a].name for a in inner],
+               "hoisted": [space.axes[a].name for a in inner], "pruned": prune,
                "device_kind": devices[0].device_kind, "jax_version": jax.__version__}
     dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields, sort=bool(inner)) if dump else None
     res = build_result(space, objective, pareto, plan.fields, st, total, timings, dump_arrays,
                        str(rundir) if rundir else None)
+    if prune:
+        winners.complete([res.top, res.pareto], space, model_fn, keep)
     res = dataclasses.replace(res, dump_format=dump_format)
     if rundir is not None and proc == 0:
         write_outputs(res, rundir)
