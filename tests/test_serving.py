@@ -85,6 +85,38 @@ def test_offline_step_carries_its_prefill_share(ev):
     assert float(of.ttft_s[0]) >= float(of.tpot_s[0])
 
 
+def test_offline_fill_hand_worked():
+    """N = 250 equal requests, B = 100 per replica: waves of 100, 100 and 50. T(B) = t_pre + O
+    tpot = 1 + 10 x 0.2 = 3 s; k = (0.2 - 0.1) / 100; T(50) = 0.5 + 10 (0.1 + 0.05) = 2 s; the
+    run takes 2 x 3 + 2 = 8 s where the steady state would serve 250 in 7.5 s: fill 0.9375."""
+    from jaxstack.recipe import serving
+
+    class S:
+        dp_attn = np.float32(2.0)
+
+    d = _offline(base_design("b200", "nvlink-b200x8", "llama-3-70b", batch=1, inp=128, out=10, tp=8))
+    fill = lambda n: float(serving.offline_fill(dataclasses.replace(  # noqa: E731
+        d, serving=dataclasses.replace(d.serving, num_requests=np.float32(n))), S, 200.0, 0.2, 0.1, 1.0))
+    assert fill(500) == pytest.approx(0.9375, rel=1e-6)            # 250 per replica
+    assert fill(400) == fill(200) == fill(0) == 1.0                   # whole waves, or the steady state
+    assert fill(202) < fill(300) < fill(400)                         # a tiny last wave costs a whole wave's weights
+
+
+def test_finite_run_caps_the_batch_and_pays_its_last_wave(ev):
+    """N requests never run more than N at once; N = a whole number of waves serves the steady
+    rate exactly; a partial last wave serves less (the weights stream for fewer requests)."""
+    big = {"max_num_seqs": np.float32(256), "max_num_batched_tokens": np.float32(2**24)}
+    d = _offline(base_design("h200", "nvlink-h200x8", "llama-3-70b", batch=1, inp=1024, out=1024, tp=8), **big)
+    runs = [dataclasses.replace(d, serving=dataclasses.replace(d.serving, num_requests=np.float32(n)))
+            for n in (0, 100, 256, 512, 640)]
+    m = ev(_stack(runs))
+    b, tps = np.asarray(m.running_batch), np.asarray(m.decode_tokens_per_s, np.float64)
+    assert b.tolist() == [256, 100, 256, 256, 256]
+    assert tps[2] == tps[3] == tps[0]                                 # whole waves: the steady rate
+    assert tps[4] < tps[0] and tps[1] < tps[0]                        # a partial wave, a small run
+    np.testing.assert_array_equal(np.asarray(m.tpot_s)[[0, 2, 3, 4]], np.asarray(m.tpot_s)[0])
+
+
 def test_serving_section_and_flags(capsys):
     from jaxstack.cli import main
 

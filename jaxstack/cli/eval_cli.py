@@ -39,6 +39,9 @@ def add_parser(sub):
     p.add_argument("--spec-acceptance", type=float, help="speculative decoding: acceptance rate per token")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
     p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
+    p.add_argument("--num-requests", type=int,
+                   help="offline: requests in the run (default 0 = an endless queue; N equal requests run in "
+                        "waves of the running batch, the last one partial)")
     p.add_argument("--auto-limits", type=int, choices=(0, 1),
                    help="1: the engine sizes its batch and token limits itself (trtllm-bench's rule, capped by the "
                         "two flags above); the trtllm-throughput engine preset sets it")
@@ -89,7 +92,7 @@ def design_from_args(args):
     data["mapping"] = mapping
     serving = _section(data, "serving", where)
     for key in ("regime", "arrival_rate", "max_num_seqs", "max_num_batched_tokens", "auto_limits", "spec_tokens",
-                "spec_acceptance"):
+                "spec_acceptance", "num_requests"):
         if getattr(args, key, None) is not None:
             serving[key] = getattr(args, key)
     if serving:
@@ -118,9 +121,12 @@ def _fmt(name, value):
 
 
 def _eval_and_breakdown(d):
+    import dataclasses
+
     from ..recipe.evaluate import breakdown, evaluate
 
-    return evaluate(d), breakdown(d)
+    m = evaluate(d)     # the breakdown at the batch that runs (offline / online: the engine's, not request.batch)
+    return m, breakdown(dataclasses.replace(d, request=dataclasses.replace(d.request, batch=m.running_batch)))
 
 
 def run(args) -> int:

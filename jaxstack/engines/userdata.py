@@ -15,6 +15,7 @@ fsdp moe_tp_to_ep overlap   no        mapping flags (default 0)
 micro_batches               no        pipeline micro-batches (default 0 = pp)
 regime                      no        static (default) or offline
 max_num_seqs, max_num_batched_tokens  offline engine limits (auto_limits 1: the engine's own sizing, capped)
+num_requests                no        offline: requests in the run (default 0: an endless queue)
 split                       calibrate calibration or holdout (``calibrate`` fits on calibration rows only)
 case                        no        a label (default: the row number)
 <section>.<leaf>[_<unit>]   no        any design leaf, e.g. dram.efficiency or model.weight_bytes
@@ -45,7 +46,7 @@ __all__ = ["load", "evaluate_rows", "MeasuredBatch", "grid_fit", "calibrate", "D
 
 REQUIRED = ("hardware", "fabric", "model", "batch", "input_len", "output_len", "metric", "measured")
 _MAPPING = ("tp", "ep", "sp", "cp", "dp", "pp", "fsdp", "moe_tp_to_ep", "overlap", "micro_batches")
-_SERVING = ("regime", "max_num_seqs", "max_num_batched_tokens", "auto_limits")
+_SERVING = ("regime", "max_num_seqs", "max_num_batched_tokens", "auto_limits", "num_requests")
 _META = ("split", "case")
 # (dotted path with unit suffix, lo, hi in that unit): the software-stack and kernel constants
 DEFAULT_PARAMS = (("chip.op_overhead_us", 0.2, 50.0), ("fabric.collective_overhead_us", 0.2, 100.0),

@@ -187,12 +187,14 @@ def evaluate(d: Design) -> Metrics:
         d, s, d.serving.arrival_rate, b_rep, tpot, tau_w, t_p)
     good = serving.goodput(d, s, b_rep, tpot, tau_w, t_p)
     online = serving.is_online(d)
+    tpot_before = tpot
     new_tpot = jnp.where(online, tpot_on, jnp.where(offline, tpot_off, tpot))
     tpot_scaled = tpot_scaled * new_tpot / tpot
     ttft = jnp.where(online, ttft_on, jnp.where(offline, ttft_off, ttft))
     running = jnp.where(online, n_on * s.dp_attn, r.batch)
     tpot = new_tpot
-    decode_tps = jnp.where(online, d.serving.arrival_rate * r.output_len, running / tpot)
+    fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre.total)   # 1 unless N is finite
+    decode_tps = jnp.where(online, d.serving.arrival_rate * r.output_len, fill * running / tpot)
     prefill_tps = jnp.where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
     e_token = n_dev * p_chip * tpot_scaled / running
 

@@ -91,12 +91,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ..physics import memory
+from ..physics import memory, relax
 from ..types.design import Design
 
 __all__ = ["engine_limits", "resolve_limits", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
-           "running_batch", "offline_times", "md1_wait", "online", "goodput", "Z99"]
+           "running_batch", "offline_times", "offline_fill", "md1_wait", "online", "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
 _TINY = 1e-30
@@ -186,7 +186,29 @@ def running_batch(d: Design, s, weights, act, kv_per_token):
     fit = jnp.floor(jnp.maximum(budget, 0.0) / per_req)
     tokens = jnp.floor(sv.max_num_batched_tokens * r.output_len / (r.input_len + r.output_len))
     b_rep = jnp.maximum(jnp.minimum(jnp.minimum(fit, sv.max_num_seqs), tokens), 1.0)
+    n_rep = relax.ceil(sv.num_requests / s.dp_attn)          # a finite run: never more than its requests
+    b_rep = jnp.where(sv.num_requests > 0, jnp.minimum(b_rep, jnp.maximum(n_rep, 1.0)), b_rep)
     return jnp.where(is_offline(d), b_rep * s.dp_attn, r.batch)
+
+
+def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre):
+    """Offline with ``num_requests`` N > 0: the fraction of the steady rate ``batch / (tpot +
+    t_pre / O)`` that N equal requests get. Equal requests admitted together finish together,
+    so they run in waves of B = batch / replicas; a wave of b requests takes T(b) = (b / B)
+    t_pre + O (tau_w + k b) (prefill linear in the prompts, the decode step affine in the batch
+    as in ``online``: k = (tpot - tau_w) / B), and the n = N / replicas requests of a replica
+    take floor(n / B) T(B) + T(n mod B): fill = n T(B) / (B x that). 1 for N = 0 (the steady
+    state) and whenever B divides n."""
+    n = d.serving.num_requests / s.dp_attn
+    b = batch / s.dp_attn
+    o = d.request.output_len
+    k = jnp.maximum(tpot - tau_w, 0.0) / b
+    t_full = t_pre + o * tpot
+    full = jnp.floor(n / b)
+    rem = n - full * b
+    t_rem = jnp.where(rem > 0, rem / b * t_pre + o * (tau_w + k * rem), 0.0)
+    fill = n * t_full / (b * jnp.maximum(full * t_full + t_rem, _TINY))
+    return jnp.where(is_offline(d) & (d.serving.num_requests > 0), jnp.minimum(fill, 1.0), 1.0)
 
 
 def offline_times(d: Design, s, batch, tpot, t_pre):

@@ -74,6 +74,9 @@ class Serving:
                               "sequence length, rounded up; token budget from that batch and ISL / OSL), capped "
                               "by max_num_seqs and max_num_batched_tokens; 0: those two leaves as given",
                               default=0.0, domain="{0,1}")
+    num_requests: float = leaf("1", "offline: requests in the run (0 = an endless queue, the steady state); "
+                               "N equal requests run in waves of the running batch, the last one partial",
+                               default=0.0, domain="int>=0")
     arrival_rate: float = leaf("1", "online: Poisson arrival rate of requests for the whole system (requests/s)",
                                default=1.0, domain=">0")
     ttft_slo: float = leaf("s", "p99 TTFT limit of the goodput metric (largest arrival rate meeting both limits)",
