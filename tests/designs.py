@@ -25,10 +25,11 @@ def stack(designs):
     return jax.tree_util.tree_map(lambda *xs: np.asarray(xs, dtype=np.float32), *designs)
 
 
-def random_designs(n: int, seed: int = 0) -> Design:
-    """A batch of n designs (numpy float32 leaves) spanning presets, mappings and requests."""
+def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
+    """A batch of n designs (numpy float32 leaves) spanning presets, mappings and requests
+    (``calibrated=False``: the raw presets, which no refit of the calibration moves)."""
     rng = np.random.default_rng(seed)
-    bases = [base_design(h, f, m) for h, f, m in itertools.product(HARDWARE, FABRICS, MODELS)]
+    bases = [base_design(h, f, m, calibrated=calibrated) for h, f, m in itertools.product(HARDWARE, FABRICS, MODELS)]
     table = stack(bases)
     pick = rng.integers(0, len(bases), n)
     d = jax.tree_util.tree_map(lambda x: x[pick].copy(), table)

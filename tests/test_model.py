@@ -91,9 +91,10 @@ def test_kv_bytes_per_token_gqa_and_mla():
 
 
 def _ideal(d):
-    """Free compute, no fixed overheads, 100 % DRAM efficiency: a pure bandwidth machine."""
+    """Free compute, no fixed overheads, 100 % DRAM efficiency (attention's too): a pure bandwidth machine."""
     return dataclasses.replace(
-        d, chip=dataclasses.replace(d.chip, op_overhead=0.0, clock=d.chip.clock * 1e4),
+        d, chip=dataclasses.replace(d.chip, op_overhead=0.0, clock=d.chip.clock * 1e4,
+                                    attention_bandwidth_efficiency=1.0),
         dram=dataclasses.replace(d.dram, efficiency=1.0),
         fabric=dataclasses.replace(d.fabric, collective_overhead=0.0))
 

@@ -199,16 +199,17 @@ def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre):
     as in ``online``: k = (tpot - tau_w) / B), and the n = N / replicas requests of a replica
     take floor(n / B) T(B) + T(n mod B): fill = n T(B) / (B x that). 1 for N = 0 (the steady
     state) and whenever B divides n."""
-    n = d.serving.num_requests / s.dp_attn
+    finite = is_offline(d) & (d.serving.num_requests > 0)
     b = batch / s.dp_attn
+    n = jnp.where(finite, d.serving.num_requests / s.dp_attn, b)   # N = 0: one whole wave (no 0/0 in gradients)
     o = d.request.output_len
     k = jnp.maximum(tpot - tau_w, 0.0) / b
     t_full = t_pre + o * tpot
     full = jnp.floor(n / b)
     rem = n - full * b
     t_rem = jnp.where(rem > 0, rem / b * t_pre + o * (tau_w + k * rem), 0.0)
-    fill = n * t_full / (b * jnp.maximum(full * t_full + t_rem, _TINY))
-    return jnp.where(is_offline(d) & (d.serving.num_requests > 0), jnp.minimum(fill, 1.0), 1.0)
+    fill = n * t_full / (b * (full * t_full + t_rem))
+    return jnp.where(finite, jnp.minimum(fill, 1.0), 1.0)
 
 
 def offline_times(d: Design, s, batch, tpot, t_pre):
