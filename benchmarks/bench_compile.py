@@ -9,7 +9,8 @@ For each program (``evaluate`` of one point, the sweep step = ``jit(vmap(evaluat
 chunk, the relaxed gradient ``grad(decode_tokens_per_s)`` of one point, and with
 ``--legacy`` the same ``evaluate`` from ``tests/legacy``, the core this replaced): top-level
 and total jaxpr equations (nested jaxprs counted), StableHLO lines, ``lower`` s and XLA
-``compile`` s with the persistent cache off (a cold compile). Then each CLI command runs
+``compile`` s with the persistent cache off (a cold compile); ``evaluate_1pt_opts`` is the
+one-point program as ``jaxstack eval`` compiles it (``jaxstack.edges.xla.single_point_options``). Then each CLI command runs
 twice as a subprocess on a fresh, empty cache directory: ``cold`` (compiles and writes the
 cache) and ``warm`` (loads it), wall seconds including Python and JAX start-up.
 
@@ -47,12 +48,12 @@ def _count(jaxpr) -> int:
     return n
 
 
-def program(name, fn, *args) -> dict:
+def program(name, fn, *args, options=None) -> dict:
     import jax
 
     closed = jax.make_jaxpr(fn)(*args)
     t0 = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
+    lowered = jax.jit(fn, compiler_options=options).lower(*args)
     lower_s = time.perf_counter() - t0
     hlo_lines = lowered.as_text().count("\n")
     t0 = time.perf_counter()
@@ -97,8 +98,12 @@ def main(argv=None) -> int:
         with relax.relaxed(0.05):
             return jax.grad(lambda y: evaluate(y).decode_tokens_per_s)(x)
 
-    rows = [program("evaluate", evaluate, d), program("sweep_step", jax.vmap(evaluate), batch),
-            program("relaxed_grad", grad_fn, d)]
+    from jaxstack.edges import xla
+
+    rows = [program("evaluate", evaluate, d),
+            # what `jaxstack eval` and point_evaluator compile: XLA:CPU's one-point options (edges/xla.py)
+            program("evaluate_1pt_opts", evaluate, d, options=xla.single_point_options()),
+            program("sweep_step", jax.vmap(evaluate), batch), program("relaxed_grad", grad_fn, d)]
     if args.legacy:
         from legacy.evaluate import evaluate as legacy
 
@@ -120,7 +125,7 @@ def main(argv=None) -> int:
                       "jax": jax.__version__, "cores": os.cpu_count(), "chunk": args.chunk, "programs": rows,
                       "commands": cmds}))
     for r in rows:
-        print(f"{r['program']:16s} {r['jaxpr_eqns']:7,d} eqns ({r['jaxpr_eqns_total']:,d} total) "
+        print(f"{r['program']:18s} {r['jaxpr_eqns']:7,d} eqns ({r['jaxpr_eqns_total']:,d} total) "
               f"{r['stablehlo_lines']:7,d} StableHLO lines  lower {r['lower_s']:6.2f} s  "
               f"compile {r['compile_s']:6.2f} s", file=sys.stderr)
     for c in cmds:
