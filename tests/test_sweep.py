@@ -258,6 +258,8 @@ def test_cli_sweep_smoke(toy_path, tmp_path, capsys, monkeypatch):
     assert main(args + ["--no-hoist"]) == 0
     flat = capsys.readouterr().out
     assert "hoisted" not in flat and flat.split("infeasible:")[0] == out.split("infeasible:")[0]
+    assert main(args + ["--prune"]) == 0                # ranked metrics in the steps, the rest for the rows shown
+    assert capsys.readouterr().out.split("infeasible:")[0] == out.split("infeasible:")[0]
     assert main(args + ["--json", "--max-points", "1e3"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["points"] == 1000 and len(data["top"]) == 7 and data["top"][0]["rank"] == 1
