@@ -10,8 +10,8 @@ chunk, the relaxed gradient ``grad(decode_tokens_per_s)`` of one point, and with
 ``--legacy`` the same ``evaluate`` from ``tests/legacy``, the core this replaced): top-level
 and total jaxpr equations (nested jaxprs counted), StableHLO lines, ``lower`` s and XLA
 ``compile`` s with the persistent cache off (a cold compile); ``evaluate_1pt_opts`` is the
-one-point program as ``jaxstack eval`` compiles it (``jaxstack.edges.xla.single_point_options``). Then each CLI command runs
-twice as a subprocess on a fresh, empty cache directory: ``cold`` (compiles and writes the
+one-point program as ``jaxstack eval`` compiles it (``jaxstack.edges.xla.single_point_options``).
+Then each CLI command runs twice as a subprocess on a fresh, empty cache directory: ``cold`` (compiles and writes the
 cache) and ``warm`` (loads it), wall seconds including Python and JAX start-up.
 
 Prints ONE JSON line (device kind, JAX version, sizes, seconds) and a human summary on stderr.

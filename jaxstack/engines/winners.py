@@ -3,12 +3,12 @@
 Each chunk step of ``sweep`` evaluates ``pruned(evaluate_fn, keep)``: the model with every
 metric outside ``keep`` (the objective, the Pareto metrics and the limited metrics) replaced
 by a NaN that depends on nothing, so XLA drops the work only those metrics need (goodput
-bisection, prefill power, energy, ...): hbm-whatif sweeps ~1.6x faster on the 2-core CPU
+bisection, prefill power, energy, ...): hbm-whatif sweeps 1.2-1.6x faster on the 2-core CPU
 (``benchmarks/bench_sweep.py``). The few rows a sweep returns (top-k and Pareto front) are
-then evaluated once more, one design at a time (``point_evaluator``: the program
-``jaxstack eval`` compiles too, so the persistent cache serves both), and their other
-metrics filled in; the metrics the sweep computed keep the step's values, so ranks and
-limits read exactly what was ranked.
+then evaluated once more, one design at a time (``point_evaluator``, with the one-point XLA
+options and, for the shipped model, the executable cache that ``jaxstack eval`` uses), and
+their other metrics filled in; the metrics the sweep computed keep the step's values, so
+ranks and limits read exactly what was ranked.
 """
 
 import dataclasses

@@ -27,6 +27,10 @@ decode step ``tpot(batch)`` (mean over the generation) and its prefill of the sa
     TTFT = max(1, O / B_rep) x TPOT   (from admission into the running batch; time queued
                                        before admission depends on the queue, not the design)
 
+A finite run (``serving.num_requests`` N > 0, as ``trtllm-bench --num_requests``) never runs
+more than N requests at once, and N equal requests run in waves of the running batch, the
+last one partial (``offline_fill``): output tokens/s = fill x batch / TPOT.
+
 The mixed step is costed as the sum of a decode step and its prefill share (no credit for
 the prefill tokens sharing the decode step's weight reads: slightly pessimistic for small
 batches, exact when prefill is compute-bound). With ``max_num_seqs`` equal to a static
