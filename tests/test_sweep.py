@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxstack.engines.step as step_mod
 import jaxstack.engines.sweep as sweep_mod
 from jaxstack.edges import io
 from jaxstack.engines.space import load_space, metric_fields
@@ -414,5 +415,5 @@ def test_folded_base_is_part_of_the_compiled_step(tmp_path):
 
 
 def test_folded_equals_runtime_base(toy_path, ref, monkeypatch):
-    monkeypatch.setattr(sweep_mod, "FOLD_BASE", False)
+    monkeypatch.setattr(step_mod, "FOLD_BASE", False)
     assert _report(sweep(toy_path, evaluate_fn=toy_evaluate, **SWEEP_KW)) == _report(ref)

@@ -55,6 +55,7 @@ from . import bounds, reducers
 from .bounds import Roles, roles
 from .space import Space, check_metric, leaf_paths, load_space, metric_fields
 from .space_axes import restrict
+from .step import base_leaves_of, folded
 from .sweep import (
     DEFAULT_OBJECTIVE,
     _progress_bar,
@@ -63,8 +64,6 @@ from .sweep import (
     _write_json,
     _write_table,
     auto_chunk,
-    base_leaves_of,
-    folded,
     map_chunks,
     resume_state,
 )
