@@ -43,19 +43,16 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from .. import __version__
-from ..edges import cache, io
+from ..edges import io
 from ..types.metrics import HIGHER_IS_BETTER, Reason
 from . import bounds, reducers
 from .bounds import Roles, roles
-from .space import Space, check_metric, leaf_paths, load_space, metric_fields
+from .space import Space, check_metric, load_space, metric_fields
 from .space_axes import restrict
-from .step import base_leaves_of, folded
+from .step import digits_step
 from .sweep import (
     DEFAULT_OBJECTIVE,
     _progress_bar,
@@ -74,57 +71,6 @@ SUPER_CHUNKS = 8                 # level-1 chunks between seedings / checkpoints
 SMALL_GROUPS = 2**20             # fewer level-1 groups: level 1 uses the level-2 step too (one compile less)
 SURVIVOR_CAP = 2**21             # level-1 survivors before a level-2 pass raises the incumbent
 _COUNTERS = ("points", "feasibility_pruned", "groups", "level1_pruned", "bound_evals", "exact_evals", "seeds")
-
-
-# ---------------------------------------------------------------- compiled steps
-_CACHE: dict = {}
-
-
-def _step(space: Space, kind: str, fn, devices, chunk: int):
-    """(compiled digits[chunk, A] -> outputs of ``fn`` vmapped (constant leaves not batched),
-    compile seconds: 0 when cached)."""
-    paths = leaf_paths(space.base)
-    pos = {p: i for i, p in enumerate(paths)}
-    targets = tuple(tuple(pos[t] for t in a.targets) for a in space.axes)
-    treedef = jax.tree_util.tree_structure(space.base)
-    shapes = tuple(a.table.shape for a in space.axes)
-    base = folded(space)
-    key = (kind, fn, treedef, targets, shapes, tuple(devices), chunk, base)
-    if key in _CACHE:
-        return _CACHE[key], 0.0
-    fields = tuple(metric_fields())
-
-    def run(base_leaves, tables, digits):
-        base_leaves = base_leaves_of(base, base_leaves)
-        leaves, axes = [base_leaves[i] for i in range(len(paths))], [None] * len(paths)
-        for a, tg in enumerate(targets):
-            if tg:
-                rows = tables[a][digits[:, a]]
-                for j, i in enumerate(tg):
-                    leaves[i], axes[i] = rows[:, j], 0
-        design = jax.tree_util.tree_unflatten(treedef, leaves)
-        out = jax.vmap(fn, in_axes=(jax.tree_util.tree_unflatten(treedef, axes),), axis_size=digits.shape[0])(design)
-        n = digits.shape[0]
-        if kind == "exact":
-            f = jnp.stack([jnp.broadcast_to(jnp.asarray(getattr(out, k), jnp.float32), (n,)) for k in fields], -1)
-            return f, jnp.broadcast_to(out.feasible, (n,)), jnp.broadcast_to(jnp.asarray(out.reason, jnp.int32), (n,))
-        return tuple(jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)) for x in out)
-
-    mesh = Mesh(np.array(devices), ("d",)) if len(devices) > 1 else None
-    rep = NamedSharding(mesh, P()) if mesh else devices[0]
-    shard = NamedSharding(mesh, P("d")) if mesh else devices[0]
-    args = (jax.device_put(np.array(jax.tree_util.tree_leaves(space.base), np.float32), rep),
-            tuple(jax.device_put(a.table.astype(np.float32), rep) for a in space.axes))
-    t0 = time.perf_counter()
-    jitted = jax.jit(run, in_shardings=(rep, rep, shard)) if mesh else jax.jit(run)
-    with cache.compile_note(f"the {kind} step"):
-        compiled = jitted.lower(*args, jax.ShapeDtypeStruct((chunk, len(space.axes)), np.int32)).compile()
-
-    def call(digits):
-        return compiled(*args, jax.device_put(digits, shard))
-
-    _CACHE[key] = call
-    return call, time.perf_counter() - t0
 
 
 def _grid(lists) -> np.ndarray:
@@ -202,7 +148,7 @@ class _Search:
         """Compiled step ``kind`` (bound | node | exact; compiled on first use) over digits."""
         fn = {"bound": bounds.bound_point, "node": bounds.bound_node, "exact": self.evaluate_fn}[kind]
         chunk = self.xchunk if kind == "exact" else self.chunk
-        call, c = _step(self.space, kind, fn, self.devices, chunk)
+        call, c = digits_step(self.space, kind, fn, self.devices, chunk)
         self.compile_s += c
         return tuple(map_chunks(call, digits, chunk))
 

@@ -1,10 +1,11 @@
 """L4: the compiled chunk step of a sweep: its static plan, decode -> ``vmap(evaluate)`` ->
 limits -> reducers in one jit, and the per-process cache of AOT-compiled steps.
 
-``sweep.py`` drives it (chunks, host merges, checkpoints); ``search.py`` reuses ``folded``
-and ``base_leaves_of`` for its own steps. A ``_Plan`` is everything static about a step
-(its hashable cache key): the space's shape and targets, the reducers' sizes, the layout
-(flat, sampled or hoisted, ``hoist.py``), and the base leaves folded in as constants.
+``sweep.py`` drives it (chunks, host merges, checkpoints); ``digits_step`` is ``search.py``'s
+step (every point's digits from the host), with the same folded base leaves. A ``_Plan`` is
+everything static about a sweep step (its hashable cache key): the space's shape and
+targets, the reducers' sizes, the layout (flat, sampled or hoisted, ``hoist.py``), and the
+base leaves folded in as constants.
 """
 
 import contextlib
@@ -26,7 +27,7 @@ from . import hoist as hoisting
 from . import reducers
 from .space import Space, decode_offsets, leaf_paths, metric_fields
 
-__all__ = ["folded", "base_leaves_of", "FOLD_BASE", "NR"]
+__all__ = ["folded", "base_leaves_of", "digits_step", "FOLD_BASE", "NR"]
 
 FOLD_BASE = True                  # bake the base leaves into the step (``folded``)
 NR = len(Reason)
@@ -242,3 +243,54 @@ def _compiled(plan: _Plan, evaluate_fn, devices, args):
         fn = jitted.lower(*args).compile()
     _CACHE[key] = fn
     return fn, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- search's steps (digits from the host)
+_DIGITS_CACHE: dict = {}
+
+
+def digits_step(space: Space, kind: str, fn, devices, chunk: int):
+    """``search``'s steps: (compiled digits[chunk, A] -> outputs of ``fn`` vmapped (constant leaves not batched),
+    compile seconds: 0 when cached)."""
+    paths = leaf_paths(space.base)
+    pos = {p: i for i, p in enumerate(paths)}
+    targets = tuple(tuple(pos[t] for t in a.targets) for a in space.axes)
+    treedef = jax.tree_util.tree_structure(space.base)
+    shapes = tuple(a.table.shape for a in space.axes)
+    base = folded(space)
+    key = (kind, fn, treedef, targets, shapes, tuple(devices), chunk, base)
+    if key in _DIGITS_CACHE:
+        return _DIGITS_CACHE[key], 0.0
+    fields = tuple(metric_fields())
+
+    def run(base_leaves, tables, digits):
+        base_leaves = base_leaves_of(base, base_leaves)
+        leaves, axes = [base_leaves[i] for i in range(len(paths))], [None] * len(paths)
+        for a, tg in enumerate(targets):
+            if tg:
+                rows = tables[a][digits[:, a]]
+                for j, i in enumerate(tg):
+                    leaves[i], axes[i] = rows[:, j], 0
+        design = jax.tree_util.tree_unflatten(treedef, leaves)
+        out = jax.vmap(fn, in_axes=(jax.tree_util.tree_unflatten(treedef, axes),), axis_size=digits.shape[0])(design)
+        n = digits.shape[0]
+        if kind == "exact":
+            f = jnp.stack([jnp.broadcast_to(jnp.asarray(getattr(out, k), jnp.float32), (n,)) for k in fields], -1)
+            return f, jnp.broadcast_to(out.feasible, (n,)), jnp.broadcast_to(jnp.asarray(out.reason, jnp.int32), (n,))
+        return tuple(jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)) for x in out)
+
+    mesh = Mesh(np.array(devices), ("d",)) if len(devices) > 1 else None
+    rep = NamedSharding(mesh, P()) if mesh else devices[0]
+    shard = NamedSharding(mesh, P("d")) if mesh else devices[0]
+    args = (jax.device_put(np.array(jax.tree_util.tree_leaves(space.base), np.float32), rep),
+            tuple(jax.device_put(a.table.astype(np.float32), rep) for a in space.axes))
+    t0 = time.perf_counter()
+    jitted = jax.jit(run, in_shardings=(rep, rep, shard)) if mesh else jax.jit(run)
+    with cache.compile_note(f"the {kind} step"):
+        compiled = jitted.lower(*args, jax.ShapeDtypeStruct((chunk, len(space.axes)), np.int32)).compile()
+
+    def call(digits):
+        return compiled(*args, jax.device_put(digits, shard))
+
+    _DIGITS_CACHE[key] = call
+    return call, time.perf_counter() - t0
