@@ -10,8 +10,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jaxstack.engines import hoist
+from jaxstack.engines import hoist, step
 from jaxstack.engines.space import host_digits, load_space
 from jaxstack.engines.sweep import _targets, sweep
 from jaxstack.recipe.evaluate import evaluate
@@ -91,9 +92,21 @@ def test_choose_inner_skips_an_axis_sharing_a_leaf():
 TOY = TOY_SPACE + "pareto: [decode_tokens_per_s, user_tokens_per_s]\n"
 
 
-def test_hoisted_sweep_equals_flat_with_dump(tmp_path):
+@pytest.mark.parametrize("order", ["declared", "hoisted-first"])
+def test_hoisted_sweep_equals_flat_with_dump(tmp_path, order):
+    """Hoisted axes interleaved with the others (the toy as declared: a shard is put into
+    index order by a sort on its points' digits) and declared first (by a fixed transpose)."""
     p = tmp_path / "toy.yaml"
-    p.write_text(TOY)
+    text = TOY
+    if order == "hoisted-first":                 # the cheap DRAM layers axis right after DRAM efficiency
+        layers = "  dram.total_layers: {choices: [1, 2]}\n"
+        assert layers in text
+        link = "  fabric.l1.link_bandwidth_GBps:"
+        text = text.replace(layers, "").replace(link, layers + link)
+    p.write_text(text)
+    space = load_space(p)
+    inner = hoist.choose_inner(toy_evaluate, space.base, _targets(space), space.radices)[0]
+    assert inner and step.inner_major(space.radices, inner) == (order == "hoisted-first")
     kw = dict(evaluate_fn=toy_evaluate, top_k=9, chunk=96, dump=True, progress=False)
     hoisted = sweep(p, **kw)
     flat = sweep(p, hoist=False, **kw)
@@ -109,6 +122,12 @@ def test_hoisted_sweep_equals_flat_with_dump(tmp_path):
         else:
             np.testing.assert_array_equal(hoisted.dump[k], flat.dump[k], err_msg=k)
     assert flat.dump["index"].tolist() == list(range(flat.points))
+
+
+def test_inner_major():
+    assert step.inner_major((4, 5, 9, 2), (0, 1)) and step.inner_major((4, 1, 5, 9), (0, 2))
+    assert not step.inner_major((4, 5, 9, 2), (0, 2)) and not step.inner_major((4, 5, 9), ())
+    assert step.inner_major((1, 4, 5, 9), (1,)) and step.inner_major((4, 5, 1), (0, 1))
 
 
 def test_hoisted_sweep_of_the_real_model_equals_flat():

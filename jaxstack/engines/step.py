@@ -27,7 +27,7 @@ from . import hoist as hoisting
 from . import reducers
 from .space import Space, decode_offsets, leaf_paths, metric_fields
 
-__all__ = ["folded", "base_leaves_of", "digits_step", "FOLD_BASE", "NR"]
+__all__ = ["folded", "base_leaves_of", "digits_step", "inner_major", "FOLD_BASE", "NR"]
 
 FOLD_BASE = True                  # bake the base leaves into the step (``folded``)
 NR = len(Reason)
@@ -57,6 +57,7 @@ class _Plan:
     inner: tuple[int, ...] = ()               # hoisted axes (hoist.py): vmap(vmap(., inner), outer)
     n_outer: int = 0                          # outer rows per chunk when ``inner`` (chunk = n_outer x n_inner)
     base: tuple = ()                          # the base leaves as compile-time constants (``folded``), or ()
+    inner_major: bool = False                 # every hoisted axis precedes every other (``inner_major``)
 
 
 def _targets(space: Space) -> tuple[tuple[int, ...], ...]:
@@ -75,7 +76,19 @@ def _plan(space: Space, objective, pareto, k, cap, shards, chunk, dump, platform
         pareto_signs=tuple(1.0 if HIGHER_IS_BETTER[m] else -1.0 for m in pareto),
         limits=tuple(lim.metric for lim in space.limits), k=min(k, per), cap=min(cap, per),
         shards=shards, chunk=chunk, dump=dump, barrier=platform == "cpu", sampled=sampled, inner=tuple(inner),
-        n_outer=n_outer, base=folded(space))
+        n_outer=n_outer, base=folded(space), inner_major=inner_major(space.radices, inner))
+
+
+def inner_major(radices, inner) -> bool:
+    """Whether every hoisted axis (of more than one value) is declared before every other
+    one: a shard's points (outer rows x inner combinations, row-major) are then in declared
+    index order after a fixed transpose, and the step needs no sort (the hoisted axes of
+    hbm-whatif and quickstart come first)."""
+    if not inner:
+        return False
+    wide = [a for a, r in enumerate(radices) if r > 1]
+    ins, outs = [a for a in wide if a in inner], [a for a in wide if a not in inner]
+    return not ins or not outs or max(ins) < min(outs)
 
 
 def folded(space: Space) -> tuple:
@@ -126,8 +139,12 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
         perm = None
         if dig is not None:       # only what the reducers rank is permuted; outputs gather through perm
             per = good.shape[0]
-            keys = [sum(dig[:, a] * m for a, m in key) for key in hoisting.sort_keys(plan.radices)]
-            perm = lax.sort((*keys, jnp.arange(per, dtype=jnp.int32)), num_keys=len(keys))[-1]
+            if plan.inner_major:      # index order = (inner combination, outer row): a fixed transpose
+                n_in = plan.chunk // plan.n_outer
+                perm = jnp.arange(per, dtype=jnp.int32).reshape(per // n_in, n_in).T.reshape(-1)
+            else:
+                keys = [sum(dig[:, a] * m for a, m in key) for key in hoisting.sort_keys(plan.radices)]
+                perm = lax.sort((*keys, jnp.arange(per, dtype=jnp.int32)), num_keys=len(keys))[-1]
             good = good[perm]
         ranked = (lambda n: f[n][perm]) if perm is not None else (lambda n: f[n])  # noqa: E731
         at = (lambda p: perm[p]) if perm is not None else (lambda p: p)              # noqa: E731
