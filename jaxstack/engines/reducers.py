@@ -9,7 +9,8 @@ Device side (traced inside the sweep's single jit, once per *shard* of a chunk u
 - ``pareto_candidates``: a bounded candidate set that never drops a non-dominated point
   unless more than ``cap`` survive (counted, reported as ``pareto_dropped``). With two
   metrics it is the exact shard front (sort by m0 desc, m1 desc, index; keep points whose
-  m1 beats the running maximum). With three, points dominated by any of a fixed set of
+  m1 beats the running maximum; on CPU the points a higher m0 bin dominates are dropped
+  first, so usually only a few hundred are sorted: +15 % on a pruned hbm-whatif sweep). With three, points dominated by any of a fixed set of
   scalarisation optima ("seeds", all Pareto-optimal) are removed.
 - ``counts`` (``jnp.bincount`` of the reason code, padded points in an extra bucket) and a
   log2 histogram of the objective over feasible points.
@@ -32,6 +33,8 @@ __all__ = ["top_k", "pareto_candidates", "counts", "log2_histogram", "TopK", "Fr
 
 HIST_BINS = 128          # log2 bins 2**-64 ... 2**63 of the objective value
 HIST_OFFSET = 64
+PREFILTER = 512          # 2-metric front: survivors of the bin filter sorted (more: the whole shard)
+PREFILTER_BINS = 64      # m0 bins of that filter
 
 
 # ---------------------------------------------------------------- device side
@@ -53,17 +56,51 @@ def _seed_weights(m: int) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
-def _front_2d(x, ok, cap: int):
+def _front_2d(x, ok, cap: int, prefilter: bool = False):
     per = x.shape[0]
     pos = jnp.arange(per, dtype=jnp.int32)
-    n0, n1, perm = lax.sort((-x[:, 0], -x[:, 1], pos), num_keys=3)
-    del n0
-    x1 = -n1
-    prev = jnp.concatenate([jnp.full((1,), -jnp.inf, x.dtype), lax.cummax(x1)[:-1]])
-    cand = ok[perm] & (x1 > prev)
-    score = jnp.where(cand, -pos.astype(jnp.float32), -jnp.inf)
-    _, j = lax.top_k(score, cap)
-    return perm[j], cand[j], jnp.sum(cand, dtype=jnp.int32)
+
+    def exact(_):
+        n0, n1, perm = lax.sort((-x[:, 0], -x[:, 1], pos), num_keys=3)
+        del n0
+        x1 = -n1
+        prev = jnp.concatenate([jnp.full((1,), -jnp.inf, x.dtype), lax.cummax(x1)[:-1]])
+        cand = ok[perm] & (x1 > prev)
+        score = jnp.where(cand, -pos.astype(jnp.float32), -jnp.inf)      # the first cap in sorted order
+        _, j = lax.top_k(score, cap)
+        return perm[j], cand[j], jnp.sum(cand, dtype=jnp.int32)
+
+    if not prefilter or per <= 2 * PREFILTER:
+        return exact(None)
+    # A point is dominated by any point of a strictly higher m0 bin with m1 at least its own
+    # (bins are monotone in m0, so a higher bin means a strictly larger m0): drop those in
+    # O(n), then sort only the survivors (the first PREFILTER by position; when more survive,
+    # the full sort). Dropping dominated points changes neither the front nor its sorted
+    # order, so the candidates and their order are ``exact``'s.
+    x0, x1 = x[:, 0], x[:, 1]
+    lo = jnp.min(jnp.where(ok, x0, jnp.inf))
+    hi = jnp.max(jnp.where(ok, x0, -jnp.inf))
+    width = jnp.where(hi > lo, hi - lo, 1.0)
+    b = jnp.clip(jnp.floor((jnp.where(ok, x0, lo) - lo) / width * PREFILTER_BINS), 0, PREFILTER_BINS - 1)
+    b = b.astype(jnp.int32)
+    top = jax.ops.segment_max(jnp.where(ok, x1, -jnp.inf), b, num_segments=PREFILTER_BINS)
+    above = jnp.concatenate([lax.cummax(top, reverse=True)[1:], jnp.full((1,), -jnp.inf, x.dtype)])
+    keep = ok & ~(above[b] >= x1)
+    n_keep = jnp.sum(keep, dtype=jnp.int32)
+
+    def small(_):
+        _, idx = lax.top_k(jnp.where(keep, -pos.astype(jnp.float32), -jnp.inf), PREFILTER)
+        xs = jnp.where(keep[idx][:, None], x[idx], -jnp.inf)
+        n0, n1, order = lax.sort((-xs[:, 0], -xs[:, 1], idx), num_keys=3)
+        del n0
+        s1 = -n1
+        prev = jnp.concatenate([jnp.full((1,), -jnp.inf, x.dtype), lax.cummax(s1)[:-1]])
+        cand = keep[order] & (s1 > prev)
+        score = jnp.where(cand, -jnp.arange(PREFILTER, dtype=jnp.float32), -jnp.inf)   # as in ``exact``
+        _, j = lax.top_k(score, cap)
+        return order[j], cand[j], jnp.sum(cand, dtype=jnp.int32)
+
+    return lax.cond(n_keep <= PREFILTER, small, exact, None)
 
 
 def _front_seeded(x, ok, cap: int):
@@ -84,14 +121,18 @@ def _front_seeded(x, ok, cap: int):
     return j.astype(jnp.int32), cand[j], jnp.sum(cand, dtype=jnp.int32)
 
 
-def pareto_candidates(x, ok, cap: int):
-    """Candidates of one shard. x: float32[per, m] (maximise), ok: bool[per].
+def pareto_candidates(x, ok, cap: int, prefilter: bool = False):
+    """Candidates of one shard. x: float32[per, m] (maximise), ok: bool[per]. ``prefilter``
+    (two metrics): drop points a higher m0 bin dominates before the sort (CPU: the sort of
+    the whole shard was ~30 % of a pruned sweep step; the result is the same).
 
     Returns (pos int32[cap], sel bool[cap], n_candidates int32[]).
     """
     ok = ok & jnp.all(jnp.isfinite(x), axis=-1)
     x = jnp.where(ok[:, None], x, -jnp.inf)
-    return (_front_2d if x.shape[-1] == 2 else _front_seeded)(x, ok, cap)
+    if x.shape[-1] == 2:
+        return _front_2d(x, ok, cap, prefilter)
+    return _front_seeded(x, ok, cap)
 
 
 def counts(code, n: int):

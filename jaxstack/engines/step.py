@@ -155,7 +155,7 @@ def _step_fn(plan: _Plan, evaluate_fn, mesh):
             out["top_digits"] = dig[at(pos)]
         if plan.pareto:
             x = jnp.stack([s * ranked(n) for s, n in zip(plan.pareto_signs, plan.pareto, strict=True)], -1)
-            pos, sel, ncand = reducers.pareto_candidates(x, good, plan.cap)
+            pos, sel, ncand = reducers.pareto_candidates(x, good, plan.cap, prefilter=plan.barrier)
             out.update(par_pos=pos, par_sel=sel, par_n=ncand,
                        par_fields=jnp.stack([f[n][at(pos)] for n in plan.fields], -1))
             if dig is not None:
