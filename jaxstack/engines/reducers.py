@@ -10,7 +10,8 @@ Device side (traced inside the sweep's single jit, once per *shard* of a chunk u
   unless more than ``cap`` survive (counted, reported as ``pareto_dropped``). With two
   metrics it is the exact shard front (sort by m0 desc, m1 desc, index; keep points whose
   m1 beats the running maximum; on CPU the points a higher m0 bin dominates are dropped
-  first, so usually only a few hundred are sorted: +15 % on a pruned hbm-whatif sweep). With three, points dominated by any of a fixed set of
+  first, so usually only a few hundred are sorted: +15 % on a pruned hbm-whatif sweep).
+  With three, points dominated by any of a fixed set of
   scalarisation optima ("seeds", all Pareto-optimal) are removed.
 - ``counts`` (``jnp.bincount`` of the reason code, padded points in an extra bucket) and a
   log2 histogram of the objective over feasible points.
