@@ -25,9 +25,10 @@ __all__ = ["kept", "pruned", "complete", "worth_it", "MIN_POINTS"]
 
 # Automatic pruning (``sweep(prune=None)``) when a sweep has at least this many points: the
 # returned rows cost one more program (a one-point ``evaluate``: ~2-4 s to compile, ~0.7 s to
-# load from the cache), while pruning saves ~0.5 us per point on the 2-core CPU (hbm-whatif:
-# 0.73 -> 1.14 M points/s) and ~0.002 us per point on an H200-class GPU (estimated from the
-# same 1.6x at 1.7e8 points/s).
+# load from the cache), while pruning saves ~0.3-0.5 us per point on the 2-core CPU
+# (hbm-whatif: 1.05 -> 1.50 M points/s at session 9's final code, 0.73 -> 1.14 M before its
+# reducer changes) and ~0.002 us per point on an H200-class GPU (estimated from a 1.4-1.6x
+# gain at 1.7e8 points/s).
 MIN_POINTS = {"cpu": 2**22}
 MIN_POINTS_ACCELERATOR = 2**30
 
