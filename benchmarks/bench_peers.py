@@ -357,8 +357,9 @@ NOTES = [
     "Speed: GenZ builds its op graph as pandas DataFrames and writes it as a CSV to /tmp/genz/data/model on "
     "every model build (2 per decode call; the helper deletes the files it made), ~0.13-0.25 s per point; "
     "llm-analysis is closed-form Python, ~0.2-0.6 ms per point; one jaxstack point_evaluator call (one packed "
-    "input and output vector around jit(evaluate)) takes ~0.17-0.21 ms on the 2-core CPU, ~0.15 ms of it the "
-    "XLA program itself (about a thousand fused kernels on scalars). jaxstack's advantage is the vmapped batch.",
+    "input and output vector around jit(evaluate)) takes ~0.16-0.24 ms on the 2-core CPU (best of 5 blocks "
+    "0.16 ms), ~0.15 ms of it the XLA program itself (about a thousand fused kernels on scalars). jaxstack's "
+    "advantage is the vmapped batch.",
 ]
 
 
