@@ -1,5 +1,6 @@
 """L5: ``jaxstack eval`` — evaluate one design point and print every metric."""
 
+import dataclasses
 import sys
 
 import jax
@@ -121,8 +122,6 @@ def _fmt(name, value):
 
 
 def _eval_and_breakdown(d):
-    import dataclasses
-
     from ..recipe.evaluate import breakdown, evaluate
 
     m = evaluate(d)     # the breakdown at the batch that runs (offline / online: the engine's, not request.batch)

@@ -57,27 +57,30 @@ def _seed_weights(m: int) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
+def _front_sorted(xs, keys, mask, cap: int):
+    """The front of the points ``xs`` (``keys``: their shard positions, the tie order; ``mask``:
+    the shard's points that count): sort by m0 desc, m1 desc, position, keep each point whose
+    m1 beats the running maximum, and the first ``cap`` of those in sorted order."""
+    n0, n1, order = lax.sort((-xs[:, 0], -xs[:, 1], keys), num_keys=3)
+    del n0
+    s1 = -n1
+    prev = jnp.concatenate([jnp.full((1,), -jnp.inf, xs.dtype), lax.cummax(s1)[:-1]])
+    cand = mask[order] & (s1 > prev)
+    score = jnp.where(cand, -jnp.arange(xs.shape[0], dtype=jnp.float32), -jnp.inf)
+    _, j = lax.top_k(score, cap)
+    return order[j], cand[j], jnp.sum(cand, dtype=jnp.int32)
+
+
 def _front_2d(x, ok, cap: int, prefilter: bool = False):
     per = x.shape[0]
     pos = jnp.arange(per, dtype=jnp.int32)
-
-    def exact(_):
-        n0, n1, perm = lax.sort((-x[:, 0], -x[:, 1], pos), num_keys=3)
-        del n0
-        x1 = -n1
-        prev = jnp.concatenate([jnp.full((1,), -jnp.inf, x.dtype), lax.cummax(x1)[:-1]])
-        cand = ok[perm] & (x1 > prev)
-        score = jnp.where(cand, -pos.astype(jnp.float32), -jnp.inf)      # the first cap in sorted order
-        _, j = lax.top_k(score, cap)
-        return perm[j], cand[j], jnp.sum(cand, dtype=jnp.int32)
-
     if not prefilter or per <= 2 * PREFILTER:
-        return exact(None)
+        return _front_sorted(x, pos, ok, cap)
     # A point is dominated by any point of a strictly higher m0 bin with m1 at least its own
     # (bins are monotone in m0, so a higher bin means a strictly larger m0): drop those in
     # O(n), then sort only the survivors (the first PREFILTER by position; when more survive,
-    # the full sort). Dropping dominated points changes neither the front nor its sorted
-    # order, so the candidates and their order are ``exact``'s.
+    # the whole shard). Dropping dominated points changes neither the front nor its sorted
+    # order, so the candidates and their order are the same.
     x0, x1 = x[:, 0], x[:, 1]
     lo = jnp.min(jnp.where(ok, x0, jnp.inf))
     hi = jnp.max(jnp.where(ok, x0, -jnp.inf))
@@ -87,21 +90,12 @@ def _front_2d(x, ok, cap: int, prefilter: bool = False):
     top = jax.ops.segment_max(jnp.where(ok, x1, -jnp.inf), b, num_segments=PREFILTER_BINS)
     above = jnp.concatenate([lax.cummax(top, reverse=True)[1:], jnp.full((1,), -jnp.inf, x.dtype)])
     keep = ok & ~(above[b] >= x1)
-    n_keep = jnp.sum(keep, dtype=jnp.int32)
 
-    def small(_):
+    def survivors(_):
         _, idx = lax.top_k(jnp.where(keep, -pos.astype(jnp.float32), -jnp.inf), PREFILTER)
-        xs = jnp.where(keep[idx][:, None], x[idx], -jnp.inf)
-        n0, n1, order = lax.sort((-xs[:, 0], -xs[:, 1], idx), num_keys=3)
-        del n0
-        s1 = -n1
-        prev = jnp.concatenate([jnp.full((1,), -jnp.inf, x.dtype), lax.cummax(s1)[:-1]])
-        cand = keep[order] & (s1 > prev)
-        score = jnp.where(cand, -jnp.arange(PREFILTER, dtype=jnp.float32), -jnp.inf)   # as in ``exact``
-        _, j = lax.top_k(score, cap)
-        return order[j], cand[j], jnp.sum(cand, dtype=jnp.int32)
+        return _front_sorted(jnp.where(keep[idx][:, None], x[idx], -jnp.inf), idx, keep, cap)
 
-    return lax.cond(n_keep <= PREFILTER, small, exact, None)
+    return lax.cond(jnp.sum(keep) <= PREFILTER, survivors, lambda _: _front_sorted(x, pos, ok, cap), None)
 
 
 def _front_seeded(x, ok, cap: int):
