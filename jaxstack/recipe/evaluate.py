@@ -153,7 +153,7 @@ def evaluate(d: Design) -> Metrics:
     one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
     q_len = jnp.stack([r.input_len, one, one])
     decode = jnp.array([False, True, True])
-    frac = jnp.linspace(0.0, 1.0, KV_POINTS)
+    frac = np.linspace(0.0, 1.0, KV_POINTS, dtype=np.float32)      # a constant: no traced linspace
     kv = jnp.concatenate([jnp.stack([0.5 * (r.input_len + 1.0)]), r.input_len + r.output_len * frac,
                           jnp.stack([r.input_len + r.output_len * frac[REF_POINT]])])
     lin_of = np.array([0] + [1] * KV_POINTS + [2])
