@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from ..types.hardware import Chip, Dram
 from . import relax
+from .lean import clip, where
 
 __all__ = ["SRAM_AREA_PER_BYTE", "L1_AREA_PER_BYTE_PER_CYCLE", "FABRIC_AREA_PER_BPS", "UNCORE_FRACTION",
            "unit_area", "vertical_area", "fixed_area", "fit_units", "compute_units", "area_feasible",
@@ -67,8 +68,8 @@ def fit_units(chip: Chip, dram: Dram):
 
 def compute_units(chip: Chip, dram: Dram):
     """Compute units of the design: fixed (die_area = 0) or as many as fit, at most compute_units."""
-    fit = jnp.clip(fit_units(chip, dram), 1.0, chip.compute_units)
-    return jnp.where(chip.die_area > 0, fit, chip.compute_units)
+    fit = clip(fit_units(chip, dram), 1.0, chip.compute_units)
+    return where(chip.die_area > 0, fit, chip.compute_units)
 
 
 def area_feasible(chip: Chip, dram: Dram):

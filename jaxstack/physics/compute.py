@@ -65,6 +65,7 @@ import numpy as np
 
 from ..types.hardware import Chip, Dram
 from . import area, memory, relax
+from .lean import clip, where
 
 __all__ = ["Cost", "Tiling", "Ctx", "context", "tiling", "attention_ctx", "attention_waves_ctx",
            "elementwise_ctx", "keep", "keep_all", "hoisted_layout", "TILES", "TILE_EFFICIENCY", "STAGES",
@@ -138,8 +139,8 @@ def flops_per_cycle(chip: Chip, elem_bytes):
     """Dense FLOP per cycle per unit at operand width ``elem_bytes``: tensor units for
     16/8/4-bit operands (FP8 x fp8_speedup, FP4 x fp4_speedup; widths with block scales,
     e.g. NVFP4 0.5625 B, count as their format), vector units for FP32."""
-    speedup = jnp.where(elem_bytes < 0.75, chip.fp4_speedup, jnp.where(elem_bytes < 1.5, chip.fp8_speedup, 1.0))
-    return jnp.where(elem_bytes >= 4.0, chip.vector_flops_per_cycle, chip.tensor_flops_per_cycle * speedup)
+    speedup = where(elem_bytes < 0.75, chip.fp4_speedup, where(elem_bytes < 1.5, chip.fp8_speedup, 1.0))
+    return where(elem_bytes >= 4.0, chip.vector_flops_per_cycle, chip.tensor_flops_per_cycle * speedup)
 
 
 def tensor_peak(chip: Chip, elem_bytes, units=None):
@@ -174,7 +175,7 @@ def _candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env):
     Mt = relax.ceil(M * ((1.0 - _TOL) / tm))
     Nt = relax.ceil(N * ((1.0 - _TOL) / tn))
     mn = groups * Mt * Nt
-    split = jnp.clip(_floor(U / jnp.maximum(mn, 1.0)), 1.0, jnp.maximum(Kt, 1.0))
+    split = clip(_floor(U / jnp.maximum(mn, 1.0)), 1.0, jnp.maximum(Kt, 1.0))
     tiles = mn * split
     waves = relax.ceil(tiles * env["inv_u_tol"])
     work = 2.0 * tm * tn * tk / float(TILE_EFFICIENCY[j])
@@ -182,20 +183,20 @@ def _candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env):
     # DRAM traffic with SRAM-limited reuse, shared through the L2 by the p x (U/p) block of a wave
     A, B, q = env["A"], env["B"], env["q"]
     p = jnp.maximum(jnp.minimum(Mt, env["side"]), 1.0)
-    r_a = jnp.where(env["l2_a"], 1.0, jnp.where(env["has_l2"], jnp.maximum(_ceil(Nt * p * env["inv_u"]), 1.0), Nt))
-    r_b = jnp.where(env["l2_b"], 1.0, jnp.where(env["has_l2"], jnp.maximum(_ceil(Mt * env["inv_side"]), 1.0), Mt))
+    r_a = where(env["l2_a"], 1.0, where(env["has_l2"], jnp.maximum(_ceil(Nt * p * env["inv_u"]), 1.0), Nt))
+    r_b = where(env["l2_b"], 1.0, where(env["has_l2"], jnp.maximum(_ceil(Mt * env["inv_side"]), 1.0), Mt))
     rows, cols = jnp.minimum(M, tm), jnp.minimum(N, tn)
-    panels = jnp.where(env["qon"], r_a * Mt * q(rows * K * a_bytes) + r_b * Nt * q(K * cols * w_bytes)
+    panels = where(env["qon"], r_a * Mt * q(rows * K * a_bytes) + r_b * Nt * q(K * cols * w_bytes)
                        + Mt * Nt * q(rows * cols * env["c_bytes"]), r_a * A + r_b * B + env["C"])
-    part_tr = jnp.where(env["has_l2"] & (env["part"] * split <= env["share"]), 0.0, 2.0 * (split - 1.0) * env["part"])
+    part_tr = where(env["has_l2"] & (env["part"] * split <= env["share"]), 0.0, 2.0 * (split - 1.0) * env["part"])
     nbytes = groups * panels + part_tr
     # memory time (``_time``): the stack's bandwidth, or what the active units buffer / pass per
     # unit, and the SRAM fill of every tile's operand panels (unfiltered) at FETCH_SHARE of SRAM bandwidth
-    inv_active = 1.0 / jnp.clip(tiles, 1.0, U)
+    inv_active = 1.0 / clip(tiles, 1.0, U)
     t_fetch = groups * (A * Nt + B * Mt) * env["inv_fetch"] * inv_active
     fit = 1.0
     if j < len(TILES) - 1:  # the last tile always runs
-        fit = jnp.where(STAGES * (tm * tk * a_bytes + tk * tn * w_bytes) <= env["sram"], 1.0, 0.0)
+        fit = where(STAGES * (tm * tk * a_bytes + tk * tn * w_bytes) <= env["sram"], 1.0, 0.0)
     return t_c, nbytes, waves, tiles, t_fetch, nbytes * inv_active, fit
 
 
@@ -206,7 +207,7 @@ def _time(geo, env):
     """Time of a candidate from its geometry (everything but the DRAM bandwidth)."""
     t_c, nbytes, _, _, t_fetch, per_unit, fit = geo
     t = relax.maximum(t_c, jnp.maximum(jnp.maximum(nbytes * env["inv_bw"], per_unit * env["inv_cap"]), t_fetch))
-    return jnp.where(fit > 0.5, t, _NEVER)
+    return where(fit > 0.5, t, _NEVER)
 
 
 class Ctx(NamedTuple):
@@ -252,7 +253,7 @@ def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0, c_bytes=None) -> Til
     A, B = M * K * a_bytes, K * N * w_bytes  # per group
     wave = ctx.wave
     qon = wave > 0
-    inv_w = (1.0 - 1e-5) / jnp.where(qon, wave, 1.0)
+    inv_w = (1.0 - 1e-5) / where(qon, wave, 1.0)
     side = _ceil(jnp.sqrt(U))
     env = {
         "U": U, "inv_u": 1.0 / U, "inv_u_tol": (1.0 - _TOL) / U, "side": side, "inv_side": 1.0 / side,
@@ -284,18 +285,18 @@ def tiling(ctx: Ctx, M, K, N, w_bytes, a_bytes, groups=1.0, c_bytes=None) -> Til
     t_best, better = times[0], []
     for j in range(1, len(TILES)):
         b = times[j] < t_best * (1.0 - 1e-5)
-        t_best = jnp.where(b, times[j], t_best)
+        t_best = where(b, times[j], t_best)
         better.append(b)
 
     def pick(i):
         out = cand[0][i]
         for j, b in enumerate(better, start=1):
-            out = jnp.where(b, cand[j][i], out)
+            out = where(b, cand[j][i], out)
         return out
 
     index = jnp.float32(0.0)
     for j, b in enumerate(better, start=1):
-        index = jnp.where(b, float(j), index)
+        index = where(b, float(j), index)
     if _HOISTED[-1]:
         t_best, nbytes = keep_all(t_best, pick(1))
         return Tiling(t_best, nbytes, pick(2), pick(3), U, index)
@@ -366,11 +367,11 @@ def elementwise(chip: Chip, dram: Dram, flops, nbytes, kernels, temperature=None
 
 def elementwise_ctx(ctx: Ctx, flops, nbytes, kernels) -> Cost:
     """``elementwise`` on a resolved chip; array arguments cost a set of kernels at once."""
-    active = jnp.clip(_ceil(nbytes * (1.0 / ELEM_TILE_BYTES)), 1.0, ctx.U)
+    active = clip(_ceil(nbytes * (1.0 / ELEM_TILE_BYTES)), 1.0, ctx.U)
     t_c = flops / (active * ctx.clock * ctx.vector_fpc)
     wave = ctx.wave
     on = wave > 0
-    w = jnp.where(on, wave, 1.0)
-    moved = jnp.where(on, relax.ceil(nbytes / w * (1.0 - 1e-5)) * w, nbytes)  # memory.quantize
+    w = where(on, wave, 1.0)
+    moved = where(on, relax.ceil(nbytes / w * (1.0 - 1e-5)) * w, nbytes)  # memory.quantize
     t_m = moved / jnp.minimum(ctx.bw, active * ctx.ucap)
     return Cost(keep(relax.maximum(t_c, t_m) + kernels * ctx.overhead), flops, keep(moved))

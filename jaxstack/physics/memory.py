@@ -62,6 +62,7 @@ import jax.numpy as jnp
 
 from ..types.hardware import Chip, Dram
 from . import area, relax
+from .lean import clip, where
 
 __all__ = ["peak_bandwidth", "capacity", "usable_capacity", "vertical_bandwidth", "access_efficiency",
            "row_cycle_efficiency", "refresh_efficiency", "dram_bandwidth", "littles_law_cap", "sram_cap", "unit_cap",
@@ -85,10 +86,10 @@ def usable_capacity(dram: Dram):
 def vertical_bandwidth(dram: Dram):
     """Bytes/s the bond fields of the n vertical ports can carry (UNLIMITED when off)."""
     on = (dram.bond_pitch > 0) & (dram.port_area > 0)
-    pitch = jnp.where(on, dram.bond_pitch, 1.0)
+    pitch = where(on, dram.bond_pitch, 1.0)
     per_layer = (dram.port_area / (pitch * pitch) * dram.bond_signal_fraction * dram.bond_bits_per_transfer
                  * dram.transfer_rate / 8.0)
-    return jnp.where(on, dram.connected_layers * per_layer, UNLIMITED)
+    return where(on, dram.connected_layers * per_layer, UNLIMITED)
 
 
 def access_efficiency(dram: Dram, access_bytes=None):
@@ -96,17 +97,17 @@ def access_efficiency(dram: Dram, access_bytes=None):
     m, n = dram.total_layers, dram.connected_layers
     k_bar = m / n
     k_hi = jnp.maximum(relax.ceil(k_bar * (1.0 - 1e-6)), 1.0)  # tolerance: m/n may be a few ulps high
-    e = jnp.clip(dram.row_cycle_efficiency, 1e-6, 1.0)
+    e = clip(dram.row_cycle_efficiency, 1e-6, 1.0)
     rows = dram.row_bytes > 0
-    row = jnp.where(rows, dram.row_bytes, 1.0)
-    s = row if access_bytes is None else jnp.clip(access_bytes, 1e-9, row)
+    row = where(rows, dram.row_bytes, 1.0)
+    s = row if access_bytes is None else clip(access_bytes, 1e-9, row)
     txn = dram.transaction_bytes
-    s_q = jnp.where(txn > 0, relax.ceil(s / jnp.where(txn > 0, txn, 1.0) * (1.0 - 1e-6)) * txn, s)
+    s_q = where(txn > 0, relax.ceil(s / where(txn > 0, txn, 1.0) * (1.0 - 1e-6)) * txn, s)
     s_q = jnp.minimum(s_q, row)
     x, u = s_q / row, s / row  # transferred and useful fractions of a row (1 when rows are off)
-    x, u = jnp.where(rows, x, 1.0), jnp.where(rows, u, 1.0)
-    d_row = jnp.where(rows, row / dram.bytes_per_transfer, 1.0)
-    act = jnp.where(rows, jnp.maximum(dram.t_rrd, 0.25 * dram.t_faw) / d_row, 0.0)
+    x, u = where(rows, x, 1.0), where(rows, u, 1.0)
+    d_row = where(rows, row / dram.bytes_per_transfer, 1.0)
+    act = where(rows, jnp.maximum(dram.t_rrd, 0.25 * dram.t_faw) / d_row, 0.0)
     banks = k_hi * dram.banks_per_port
     interval = jnp.maximum(jnp.maximum(x, (x + 1.0 / e - 1.0) / banks), act)
     return (k_bar / k_hi) * u / interval
@@ -123,7 +124,7 @@ def refresh_efficiency(dram: Dram, temperature=None, hot=None):
     frac = dram.t_rfc / jnp.maximum(dram.t_refi, 1e-12)
     if hot is None:
         hot = 0.0 if temperature is None else relax.step(temperature - dram.refresh_double_temp)
-    return jnp.clip(1.0 - (1.0 + hot) * frac, 0.0, 1.0)
+    return clip(1.0 - (1.0 + hot) * frac, 0.0, 1.0)
 
 
 def dram_bandwidth(dram: Dram, temperature=None, access_bytes=None, hot=None):
@@ -136,16 +137,16 @@ def dram_bandwidth(dram: Dram, temperature=None, access_bytes=None, hot=None):
 def littles_law_cap(chip: Chip, dram: Dram, units):
     """Bytes/s ``units`` SRAMs can keep in flight over one round trip (UNLIMITED when off)."""
     on = dram.round_trip_cycles > 0
-    t_rt = jnp.where(on, dram.round_trip_cycles, 1.0) / chip.clock
+    t_rt = where(on, dram.round_trip_cycles, 1.0) / chip.clock
     cap = units * chip.sram_capacity / (t_rt * jnp.maximum(chip.buffering_factor, 1e-6))
-    return jnp.where(on, cap, UNLIMITED)
+    return where(on, cap, UNLIMITED)
 
 
 def sram_cap(chip: Chip, units):
     """Bytes/s the SRAMs of ``units`` units pass on, sram_traffic_factor bytes per DRAM byte."""
     on = chip.sram_traffic_factor > 0
-    k = jnp.where(on, chip.sram_traffic_factor, 1.0)
-    return jnp.where(on, units * chip.clock * chip.sram_bandwidth / k, UNLIMITED)
+    k = where(on, chip.sram_traffic_factor, 1.0)
+    return where(on, units * chip.clock * chip.sram_bandwidth / k, UNLIMITED)
 
 
 def unit_cap(chip: Chip, dram: Dram):
@@ -172,7 +173,7 @@ def quantize(dram: Dram, nbytes):
     """Bytes actually moved by a transfer of ``nbytes``: whole waves (identity when off)."""
     wave = wave_bytes(dram)
     on = wave > 0
-    w = jnp.where(on, wave, 1.0)
+    w = where(on, wave, 1.0)
     # ceil with a 1e-5 relative tolerance: float32 products such as rows*K*a land a few ulps above
     # an exact multiple of the wave, and a bare ceil would add a whole wave
-    return jnp.where(on, relax.ceil(nbytes / w * (1.0 - 1e-5)) * w, nbytes)
+    return where(on, relax.ceil(nbytes / w * (1.0 - 1e-5)) * w, nbytes)

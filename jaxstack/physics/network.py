@@ -64,6 +64,7 @@ import numpy as np
 
 from ..types.hardware import Fabric
 from .compute import keep
+from .lean import where
 from .topology import (
     Level,
     Steps,
@@ -117,7 +118,7 @@ def _link(lv: Level, l1: Level, rt, ack_rt) -> _Link:
 
 
 def _sel(rev, a, b):
-    return a if rev is True else jnp.where(rev, a, b)
+    return a if rev is True else where(rev, a, b)
 
 
 class _Alg(NamedTuple):
@@ -142,7 +143,7 @@ def _add(a: _Alg, b: _Alg) -> _Alg:
 
 
 def _where(c, a: _Alg, b: _Alg) -> _Alg:
-    return _Alg(*(jnp.where(c, x, y) for x, y in zip(a, b, strict=True)))
+    return _Alg(*(where(c, x, y) for x, y in zip(a, b, strict=True)))
 
 
 def _rows(trees, shape):
@@ -238,7 +239,7 @@ class _Net:
     def coefficients(self, a: _Alg):
         """(α, SF at full packets / P, β, mean message per byte of n): n-independent."""
         P = self.payload
-        sf = jnp.where(P > 0, a.sf / jnp.where(P > 0, P, 1.0), 0.0)
+        sf = where(P > 0, a.sf / where(P > 0, P, 1.0), 0.0)
         return a.alpha, sf, a.beta, a.msg / jnp.maximum(a.steps, 1.0)
 
     def at(self, coef, n):
@@ -268,7 +269,7 @@ class _Net:
         dl, d = self.dim_links, self.D
         out = self._sum(st)
         link = jnp.maximum(_sel(st.rev, dl.kwa, dl.kw) * cross, dl.tr)
-        per = jnp.maximum(0.0, jnp.max(jnp.where(d.k > 1.0, link / d.K, 0.0), axis=0))
+        per = jnp.maximum(0.0, jnp.max(where(d.k > 1.0, link / d.K, 0.0), axis=0))
         return out._replace(beta=2.0 * per)
 
     def _outermost(self, c: _Alg) -> _Alg:
@@ -286,7 +287,7 @@ class _Net:
         lam, eta = a2a_level(lv)
         msgs = lv.G * lam + (p - lv.G * lv.g)           # messages per rank on the node's busiest link
         c = _cost(self.links, Steps(1.0, eta, msgs / p, 0.0, eta, True, 1.0 / p))
-        beta = jnp.maximum(0.0, jnp.max(jnp.where(p - lv.G > 0.5, c.beta, 0.0), axis=0))
+        beta = jnp.maximum(0.0, jnp.max(where(p - lv.G > 0.5, c.beta, 0.0), axis=0))
         return self._outermost(c)._replace(beta=beta)
 
     def p2p(self) -> _Alg:
@@ -312,7 +313,7 @@ def _pick(net: _Net, costs: dict, algorithm: str | None, op: str, n):
             lat, bw = la, ba
         else:
             better = la + ba < lat + bw
-            lat, bw = jnp.where(better, la, lat), jnp.where(better, ba, bw)
+            lat, bw = where(better, la, lat), where(better, ba, bw)
     return lat, bw
 
 
@@ -321,7 +322,7 @@ _keep = keep  # compute.keep: materialise (XLA otherwise recomputes the chain in
 
 def _finish(fabric: Fabric, size, lat_bw):
     on = size > 1.0
-    return _keep(jnp.where(on, lat_bw[0] + fabric.collective_overhead, 0.0)), _keep(jnp.where(on, lat_bw[1], 0.0))
+    return _keep(where(on, lat_bw[0] + fabric.collective_overhead, 0.0)), _keep(where(on, lat_bw[1], 0.0))
 
 
 def all_reduce(fabric: Fabric, stride, size, nbytes, algorithm: str | None = None):
@@ -423,8 +424,8 @@ def cost(pl: Plan, g: int, n):
     bw = beta * n1
     if lat.shape[0] > 1:
         pick = jnp.arange(lat.shape[0]).reshape((-1,) + (1,) * n.ndim) == jnp.argmin(lat + bw, axis=0, keepdims=True)
-        lat, bw = jnp.where(pick, lat, 0.0).sum(axis=0), jnp.where(pick, bw, 0.0).sum(axis=0)
+        lat, bw = where(pick, lat, 0.0).sum(axis=0), where(pick, bw, 0.0).sum(axis=0)
     else:
         lat, bw = lat[0], bw[0]
     on = pl.on[g]
-    return _keep(jnp.where(on, lat + pl.overhead, 0.0)), _keep(jnp.where(on, bw, 0.0))
+    return _keep(where(on, lat + pl.overhead, 0.0)), _keep(where(on, bw, 0.0))

@@ -20,6 +20,7 @@ validation/kernels.py for how the kernel set accounts for it), PP micro-batch bu
 import jax.numpy as jnp
 
 from . import relax
+from .lean import where
 
 __all__ = ["overlapped", "pipelined", "sequential", "effective_waves"]
 
@@ -39,7 +40,7 @@ def pipelined(compute, latency, bandwidth, waves):
     W = jnp.maximum(relax.ceil(waves), 1.0)
     C, H, B = compute, latency, bandwidth
     pipe = C / W + jnp.maximum(C * (W - 1.0) / W, H + B * (W - 1.0) / W) + H + B / W
-    return jnp.where(W > 1.0, pipe, sequential(C, H, B))
+    return where(W > 1.0, pipe, sequential(C, H, B))
 
 
 def effective_waves(waves, chunks=None):

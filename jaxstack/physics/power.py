@@ -55,6 +55,7 @@ import numpy as np
 
 from ..types.hardware import Chip, Dram, Fabric
 from . import relax
+from .lean import clip, where
 
 __all__ = ["Work", "Energy", "total", "step_energy", "tensor_energy_per_flop",
            "sram_energy_per_bit", "link_energy_level", "level_energy_per_bit", "link_bytes_by_level",
@@ -121,9 +122,9 @@ def total(e: Energy):
 
 def tensor_energy_per_flop(chip: Chip, op_bytes):
     """J per tensor FLOP with ``op_bytes``-byte operands (2 BF16, 1 FP8, 0.5 FP4, 4 FP32 -> vector)."""
-    speedup = jnp.where(op_bytes < 0.75, chip.fp4_speedup, jnp.where(op_bytes < 1.5, chip.fp8_speedup, 1.0))
+    speedup = where(op_bytes < 0.75, chip.fp4_speedup, where(op_bytes < 1.5, chip.fp8_speedup, 1.0))
     tensor = chip.energy_per_flop / jnp.maximum(speedup, 1e-6)
-    return jnp.where(op_bytes >= 4.0, chip.vector_energy_per_flop, tensor)
+    return where(op_bytes >= 4.0, chip.vector_energy_per_flop, tensor)
 
 
 _LOG_S = np.log(SRAM_TABLE_BYTES)
@@ -147,8 +148,8 @@ def _activations_per_row(dram: Dram, access_bytes):
     if access_bytes is None:
         return 1.0
     rows = dram.row_bytes > 0
-    row = jnp.where(rows, dram.row_bytes, 1.0)
-    return jnp.where(rows, row / jnp.clip(access_bytes, 1e-9, row), 1.0)
+    row = where(rows, dram.row_bytes, 1.0)
+    return where(rows, row / clip(access_bytes, 1e-9, row), 1.0)
 
 
 def step_energy(chip: Chip, dram: Dram, fabric: Fabric, work: Work, op_bytes=2.0, *, access_bytes=None):
@@ -180,8 +181,8 @@ def link_energy_level(fabric: Fabric, stride, size):
 
 
 def _level_weights(level):
-    w3 = jnp.clip(level - 1.0, 0.0, 1.0)
-    w1 = 1.0 - jnp.clip(level, 0.0, 1.0)
+    w3 = clip(level - 1.0, 0.0, 1.0)
+    w1 = 1.0 - clip(level, 0.0, 1.0)
     return w1, 1.0 - w1 - w3, w3
 
 

@@ -12,6 +12,8 @@ import contextlib
 import jax
 import jax.numpy as jnp
 
+from .lean import where
+
 __all__ = ["relaxed", "is_relaxed", "ceil", "maximum", "minimum", "clip_min", "step", "cdiv",
            "log2"]
 
@@ -74,14 +76,14 @@ def _smooth_max_jvp(primals, tangents):
     a, b, tau = primals
     da, db, dtau = tangents
     big_a = jnp.abs(a) >= jnp.abs(b)
-    s_raw = jnp.where(big_a, jnp.abs(a), jnp.abs(b))
+    s_raw = where(big_a, jnp.abs(a), jnp.abs(b))
     s = jnp.maximum(s_raw, _TINY)
     k = s * tau
     u, v = a / k, b / k
     lse = jnp.logaddexp(u, v)
     w = jax.nn.sigmoid(u - v)
     h = lse - w * u - (1.0 - w) * v
-    ds = jnp.where(s_raw > _TINY, jnp.where(big_a, jnp.sign(a) * da, jnp.sign(b) * db), 0.0)
+    ds = where(s_raw > _TINY, where(big_a, jnp.sign(a) * da, jnp.sign(b) * db), 0.0)
     return k * lse, w * da + (1.0 - w) * db + h * (tau * ds + s * dtau)
 
 

@@ -61,6 +61,7 @@ import numpy as np
 
 from ..types.hardware import Chip, Dram, Thermal
 from . import relax
+from .lean import clip, where
 from .power import LEAKAGE_CAP, Energy, dram_background_power, dram_refresh_power, leakage_power
 
 __all__ = ["ThermalState", "temperatures", "junction_line", "leakage_root", "solve", "ITERATIONS"]
@@ -123,7 +124,7 @@ def leakage_root(chip: Chip, a, r_j, iterations: int = ITERATIONS):
     capped = a + k * LEAKAGE_CAP
     q = k * beta
     x_m = chip.leakage_ref_temp - jnp.log(jnp.maximum(q, _TINY)) / jnp.maximum(beta, _TINY)
-    hi = jnp.clip(jnp.minimum(x_m, capped), a, capped)
+    hi = clip(jnp.minimum(x_m, capped), a, capped)
     lo, hi = jax.lax.stop_gradient(a), jax.lax.stop_gradient(hi)
     stable = relax.step(g(hi))
 
@@ -134,14 +135,14 @@ def leakage_root(chip: Chip, a, r_j, iterations: int = ITERATIONS):
         x = beta * (t - chip.leakage_ref_temp)
         e = jnp.exp(jnp.minimum(x, ln_cap))
         gv = t - a - k * e
-        slope = 1.0 - jnp.where(x < ln_cap, q * e, 0.0)
-        step = jnp.where(slope > _TINY, -gv / jnp.maximum(slope, _TINY), hi - t)
-        return jnp.clip(t + jnp.maximum(step, 0.0), lo, hi)
+        slope = 1.0 - where(x < ln_cap, q * e, 0.0)
+        step = where(slope > _TINY, -gv / jnp.maximum(slope, _TINY), hi - t)
+        return clip(t + jnp.maximum(step, 0.0), lo, hi)
 
     t0 = jax.lax.stop_gradient(jax.lax.fori_loop(0, iterations, newton, lo, unroll=True))
     # implicit Newton step: value t0, derivative -g_theta / g_T
     x = beta * (t0 - chip.leakage_ref_temp)
-    slope = 1.0 - jnp.where(x < ln_cap, q * jnp.exp(jnp.minimum(x, ln_cap)), 0.0)
+    slope = 1.0 - where(x < ln_cap, q * jnp.exp(jnp.minimum(x, ln_cap)), 0.0)
     gt = g(t0)
     root = t0 - (gt - jax.lax.stop_gradient(gt)) / jax.lax.stop_gradient(jnp.maximum(slope, _MIN_SLOPE))
     return stable * root + (1.0 - stable) * capped
@@ -189,8 +190,8 @@ def solve(chip: Chip, dram: Dram, thermal: Thermal, energy: Energy, t_cool, t_ho
     thr = dram.refresh_double_temp
     den = c.t_d - h.t_d
     ok = den > 1e-6
-    ratio = jnp.clip((c.t_d - thr) / jnp.where(ok, den, 1.0), 0.0, 1.0)
-    ratio = jnp.where(ok, ratio, 1.0)
+    ratio = clip((c.t_d - thr) / where(ok, den, 1.0), 0.0, 1.0)
+    ratio = where(ok, ratio, 1.0)
     s_h = relax.step(h.t_d - thr)
     hot = relax.step(c.t_d - thr) * (s_h + (1.0 - s_h) * ratio)
 

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 
 from ..types.hardware import Fabric, TopologyKind
 from . import relax
+from .lean import clip, where
 
 __all__ = ["Level", "Dim", "Steps", "group_levels", "geometry", "shift", "ring_steps", "tree_steps", "xor_steps",
            "a2a_steps", "a2a_ring_steps", "a2a_level", "p2p_level"]
@@ -65,9 +66,9 @@ def _floor(x):
 def group_levels(fabric: Fabric, stride, size):
     """Members of a (stride, size) rank group inside each fabric level: (g1, g2, g3)."""
     n1, n2 = fabric.l1.size, fabric.l2.size
-    g1 = jnp.clip(n1 / stride, 1.0, size)
+    g1 = clip(n1 / stride, 1.0, size)
     rest = size / g1
-    g2 = jnp.clip(n2 / jnp.maximum(stride / n1, 1.0), 1.0, rest)
+    g2 = clip(n2 / jnp.maximum(stride / n1, 1.0), 1.0, rest)
     return g1, g2, rest / g2
 
 
@@ -134,23 +135,23 @@ def geometry(fabric: Fabric, stride, size) -> tuple[list[Level], list[Dim]]:
         kind = f.kind
         sw = kind == _K.switch
         raw = f.link_bandwidth * f.links_per_node
-        cap = jnp.where(sw & (f.switch_bandwidth > 0), jnp.minimum(raw, f.switch_bandwidth / f.size), raw)
+        cap = where(sw & (f.switch_bandwidth > 0), jnp.minimum(raw, f.switch_bandwidth / f.size), raw)
         bw = fabric.bandwidth_efficiency * cap
         pkt = f.packet_payload > 0
-        P = jnp.where(pkt, f.packet_payload, 1.0)
-        hdr, ackr = jnp.where(pkt, f.packet_header / P, 0.0), jnp.where(pkt, f.ack_bytes / P, 0.0)
-        q = jnp.where(pkt, 1.0 / bw, 0.0)
+        P = where(pkt, f.packet_payload, 1.0)
+        hdr, ackr = where(pkt, f.packet_header / P, 0.0), where(pkt, f.ack_bytes / P, 0.0)
+        q = where(pkt, 1.0 / bw, 0.0)
         is2d = (kind == _K.mesh2d) | (kind == _K.torus2d)
-        X = jnp.where(is2d, f.dim_x, f.size)
+        X = where(is2d, f.dim_x, f.size)
         sigma = jnp.maximum(stride / N, 1.0)
-        gx = jnp.clip(X / sigma, 1.0, g)
+        gx = clip(X / sigma, 1.0, g)
         lv = Level(sw=sw, a2a=kind == _K.all_to_all, wrap=(kind == _K.ring) | (kind == _K.torus2d),
                    g=g, N=N, G=G, bw=bw, hdr=hdr, ackr=ackr,
                    payload=f.packet_payload * pkt, q=q, hop=f.hop_latency, lat_in=lat_in, tr_in=tr_in, pk_in=pk_in,
                    hd_in=hd_in, ak_in=ak_in, header=f.packet_header * pkt, ack=f.ack_bytes * q, gx=gx, gy=g / gx,
-                   sx=sigma, sy=jnp.maximum(sigma / X, 1.0), X=X, Y=jnp.where(is2d, f.dim_y, 1.0))
+                   sx=sigma, sy=jnp.maximum(sigma / X, 1.0), X=X, Y=where(is2d, f.dim_y, 1.0))
         out.append(lv)
-        t = jnp.where(sw, 2.0, 1.0)
+        t = where(sw, 2.0, 1.0)
         lat_in = lat_in + t * f.hop_latency
         tr_in = jnp.maximum(tr_in, N * (1.0 + hdr + ackr) / bw)
         pk_in, hd_in, ak_in = pk_in + t * q, hd_in + t * q * lv.header, ak_in + t * lv.ack
@@ -169,11 +170,11 @@ def shift(d: Dim):
     lv = d.lv
     full = d.k * d.sp >= d.D
     span = (d.k - 1.0) * d.sp
-    lam = jnp.where(lv.sw | lv.a2a, 1.0, d.sp)
-    eta = jnp.where(lv.sw, 2.0, jnp.where(lv.a2a, 1.0, jnp.where(
-        lv.wrap, jnp.where(full, d.sp, jnp.minimum(span, d.D - span)), d.sp * jnp.minimum(2.0, d.k - 1.0))))
-    rev = jnp.where(lv.a2a, d.k <= 2.0, jnp.where(lv.wrap, ~full | (d.D <= 2.0), True))
-    gain = jnp.where(lv.a2a, d.k > 2.0, lv.wrap & full & (d.D > 2.0))
+    lam = where(lv.sw | lv.a2a, 1.0, d.sp)
+    eta = where(lv.sw, 2.0, where(lv.a2a, 1.0, where(
+        lv.wrap, where(full, d.sp, jnp.minimum(span, d.D - span)), d.sp * jnp.minimum(2.0, d.k - 1.0))))
+    rev = where(lv.a2a, d.k <= 2.0, where(lv.wrap, ~full | (d.D <= 2.0), True))
+    gain = where(lv.a2a, d.k > 2.0, lv.wrap & full & (d.D > 2.0))
     return lam, eta, rev, gain
 
 
@@ -181,7 +182,7 @@ def ring_steps(d: Dim, sh, bidirectional: bool = False) -> Steps:
     """One reduce-scatter pass of a ring along the dim: k - 1 shifts of n / (K k)."""
     lam, eta, rev, gain = sh
     if bidirectional:
-        lam, rev = jnp.where(gain, 0.5 * lam, lam), rev | gain
+        lam, rev = where(gain, 0.5 * lam, lam), rev | gain
     steps = d.k - 1.0
     per = steps / (d.K * d.k)
     return Steps(steps, steps * eta, per * lam, per, eta, rev, per)
@@ -213,24 +214,24 @@ def xor_steps(d: Dim, series: str, p) -> Steps:
         chunk, moment, last = c0 * (e2 - 1.0), c0 * (e2 * e2 - 1.0) / 3.0, 0.5 * c0 * e2
     flat = lv.sw | lv.a2a
     halve_last = lv.wrap & (e2 * d.sp >= d.D) & (S > 0)
-    load = jnp.where(flat, chunk, d.sp * moment - jnp.where(halve_last, 0.25 * e2 * d.sp * last, 0.0))
-    hops = jnp.where(lv.sw, 2.0 * S, jnp.where(lv.a2a, S, d.sp * (e2 - 1.0)))
+    load = where(flat, chunk, d.sp * moment - where(halve_last, 0.25 * e2 * d.sp * last, 0.0))
+    hops = where(lv.sw, 2.0 * S, where(lv.a2a, S, d.sp * (e2 - 1.0)))
     return Steps(S, hops, load, chunk, hops / jnp.maximum(S, 1.0), True, chunk)
 
 
 def _a2a_1d(sw, a2a, wrap, k, sp):
     ring = _floor(k * k / 4.0) / 2.0
     chain = _floor(k / 2.0) * relax.ceil(k / 2.0)
-    lam = jnp.where(sw, k - 1.0, jnp.where(a2a, 1.0, sp * jnp.where(wrap, ring, chain)))
-    eta = jnp.where(sw, 2.0, jnp.where(a2a, 1.0, sp * jnp.where(wrap, _floor(k / 2.0), k - 1.0)))
-    return jnp.where(k > 1.0, lam, 0.0), jnp.where(k > 1.0, eta, 0.0)
+    lam = where(sw, k - 1.0, where(a2a, 1.0, sp * where(wrap, ring, chain)))
+    eta = where(sw, 2.0, where(a2a, 1.0, sp * where(wrap, _floor(k / 2.0), k - 1.0)))
+    return where(k > 1.0, lam, 0.0), where(k > 1.0, eta, 0.0)
 
 
 def a2a_steps(d: Dim) -> Steps:
     """One all-to-all step among the k members of a dim, messages of c p / k = n / k bytes
     (the hierarchical all-to-all: dim by dim, n = p c)."""
     lam, eta = _a2a_1d(d.lv.sw, d.lv.a2a, d.lv.wrap, d.k, d.sp)
-    on = jnp.where(d.k > 1.0, 1.0, 0.0)
+    on = where(d.k > 1.0, 1.0, 0.0)
     return Steps(on, on * eta, lam / d.k, (d.k - 1.0) / d.k, eta, True, on / d.k)
 
 
@@ -241,7 +242,7 @@ def a2a_ring_steps(d: Dim, sh) -> Steps:
     collective's chunks alternate ring directions (``get_next_queue_at_level``), so a full wrap
     dim carries half of it each way (the bidirectional ring's λ/2)."""
     lam, eta, rev, gain = sh
-    lam, rev = jnp.where(gain, 0.5 * lam, lam), rev | gain
+    lam, rev = where(gain, 0.5 * lam, lam), rev | gain
     steps = 0.5 * d.k * (d.k - 1.0)
     per = 0.5 * (d.k - 1.0)
     return Steps(steps, steps * eta, per * lam, per, eta, rev, steps / d.k)
@@ -249,16 +250,16 @@ def a2a_ring_steps(d: Dim, sh) -> Steps:
 
 def a2a_level(lv: Level):
     """Flat all-to-all among a level's g members (per-pair volume units): (λ_a, η_a)."""
-    lx, ex = _a2a_1d(lv.sw, lv.a2a, lv.wrap, jnp.where(lv.sw | lv.a2a, lv.g, lv.gx), lv.sx)
+    lx, ex = _a2a_1d(lv.sw, lv.a2a, lv.wrap, where(lv.sw | lv.a2a, lv.g, lv.gx), lv.sx)
     ly, ey = _a2a_1d(False, False, lv.wrap, lv.gy, lv.sy)
-    return jnp.maximum(lx * jnp.where(lv.sw | lv.a2a, 1.0, lv.gy), ly * lv.gx), ex + ey
+    return jnp.maximum(lx * where(lv.sw | lv.a2a, 1.0, lv.gy), ly * lv.gx), ex + ey
 
 
 def p2p_level(lv: Level):
     """Send to the member σ nodes away at this level: (λ, η)."""
     along_x = lv.gx > 1.0
-    delta = jnp.where(along_x, lv.sx, lv.sy)
-    D = jnp.where(along_x, lv.X, lv.Y)
-    hops = jnp.where(lv.wrap, jnp.minimum(delta, jnp.maximum(D - delta, 1.0)), delta)
+    delta = where(along_x, lv.sx, lv.sy)
+    D = where(along_x, lv.X, lv.Y)
+    hops = where(lv.wrap, jnp.minimum(delta, jnp.maximum(D - delta, 1.0)), delta)
     flat = lv.sw | lv.a2a
-    return jnp.where(flat, 1.0, hops), jnp.where(lv.sw, 2.0, jnp.where(lv.a2a, 1.0, hops))
+    return where(flat, 1.0, hops), where(lv.sw, 2.0, where(lv.a2a, 1.0, hops))

@@ -22,9 +22,9 @@ separate evaluations (``tests/test_serving.py``). Python API and ``jaxstack disa
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from ..physics.lean import where
 from ..types.design import Design
 from .evaluate import evaluate, world_size
 
@@ -36,7 +36,7 @@ def kv_bytes_per_request(d: Design):
     w = d.model
     gqa = 2.0 * w.num_key_value_heads * w.head_dim
     mla = w.kv_lora_rank + w.qk_rope_head_dim
-    per_token = jnp.where(w.kv_lora_rank > 0, mla, gqa) * w.kv_bytes
+    per_token = where(w.kv_lora_rank > 0, mla, gqa) * w.kv_bytes
     return per_token * w.num_hidden_layers * d.request.input_len
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..physics import compute, memory, power, relax, thermal
+from ..physics.lean import strong, where
 from ..types.design import Design
 from ..types.metrics import Metrics, Reason
 from ..types.workload import gemm_operand_bytes
@@ -71,17 +72,17 @@ def memory_parts(d: Design, s):
     L_s = relax.cdiv(L, s.pp)
     attn, dense, moe, embed = weight_elems(d, s)
     moe_span = jnp.minimum(L_s, L - jnp.minimum(w.first_k_dense_replace, L))      # layers past the dense lead
-    n_moe = jnp.where(s.is_moe, relax.cdiv(moe_span, w.moe_layer_step), 0.0)         # every step-th one is MoE
+    n_moe = where(s.is_moe, relax.cdiv(moe_span, w.moe_layer_step), 0.0)         # every step-th one is MoE
     elems = L_s * attn + n_moe * moe + (L_s - n_moe) * dense + embed
     fsdp = (m.fsdp > 0.5) & (s.dp > 1)
-    layer_max = attn + jnp.where(s.is_moe, moe, dense)
-    elems = jnp.where(fsdp, elems / s.dp + layer_max, elems)
+    layer_max = attn + where(s.is_moe, moe, dense)
+    elems = where(fsdp, elems / s.dp + layer_max, elems)
     weights = elems * w.weight_bytes
     kv_token = L_s * kv_bytes_per_token(d, s) / s.cp
     reqs = relax.cdiv(d.request.batch, s.dp_attn)
     static_chunk = relax.cdiv(relax.cdiv(reqs, s.mb) * d.request.input_len, s.sp * s.cp)
     offline_chunk = jnp.minimum(d.serving.max_num_batched_tokens, PREFILL_CHUNK_TOKENS) / (s.sp * s.cp)
-    chunk = jnp.minimum(jnp.where(serving.is_offline(d), offline_chunk, static_chunk), PREFILL_CHUNK_TOKENS)
+    chunk = jnp.minimum(where(serving.is_offline(d), offline_chunk, static_chunk), PREFILL_CHUNK_TOKENS)
     widest = jnp.maximum(w.intermediate_size / s.tp, w.num_experts_per_tok * w.moe_intermediate_size / s.tp_moe)
     act = chunk * (4.0 * w.hidden_size + 2.0 * widest) * w.act_bytes
     return weights, kv_token, act
@@ -101,7 +102,7 @@ def _reason(d: Design, s, mem_total, temp):
     nh = w.num_attention_heads
     E = w.n_routed_experts
     heads_ok = jnp.mod(nh, m.tp * m.sp) == 0
-    experts_ok = jnp.where(E > 0, (jnp.mod(E, s.ep_moe) == 0) & (m.ep <= E), m.ep == 1)
+    experts_ok = where(E > 0, (jnp.mod(E, s.ep_moe) == 0) & (m.ep <= E), m.ep == 1)
     layers_ok = m.pp <= w.num_hidden_layers
     bad_div = ~(heads_ok & experts_ok & layers_ok)
     bad_batch = r.batch < m.dp * m.pp
@@ -111,7 +112,7 @@ def _reason(d: Design, s, mem_total, temp):
     for bad, code in reversed([(bad_devices, Reason.device_count), (bad_div, Reason.divisibility),
                                (bad_batch, Reason.batch), (bad_mem, Reason.memory),
                                (bad_temp, Reason.thermal)]):
-        reason = jnp.where(bad, jnp.int32(code), reason)
+        reason = where(bad, jnp.int32(code), reason)
     return reason
 
 
@@ -131,6 +132,7 @@ def step_energy(d: Design, st) -> power.Energy:
 
 def evaluate(d: Design) -> Metrics:
     """All metrics of one design point (see module docstring)."""
+    d = strong(d)                   # Python-float leaves: one conversion each, not one per use
     s = shard(d)
     d = serving.resolve_limits(d, s, param_count(d.model))   # the limits the engine runs with
     weights, kv_token, act = memory_parts(d, s)
@@ -188,20 +190,20 @@ def evaluate(d: Design) -> Metrics:
     good = serving.goodput(d, s, b_rep, tpot, tau_w, t_p)
     online = serving.is_online(d)
     tpot_before = tpot
-    new_tpot = jnp.where(online, tpot_on, jnp.where(offline, tpot_off, tpot))
+    new_tpot = where(online, tpot_on, where(offline, tpot_off, tpot))
     tpot_scaled = tpot_scaled * new_tpot / tpot
-    ttft = jnp.where(online, ttft_on, jnp.where(offline, ttft_off, ttft))
-    running = jnp.where(online, n_on * s.dp_attn, r.batch)
+    ttft = where(online, ttft_on, where(offline, ttft_off, ttft))
+    running = where(online, n_on * s.dp_attn, r.batch)
     tpot = new_tpot
     fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre.total)   # 1 unless N is finite
-    decode_tps = jnp.where(online, d.serving.arrival_rate * r.output_len, fill * running / tpot)
-    prefill_tps = jnp.where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
+    decode_tps = where(online, d.serving.arrival_rate * r.output_len, fill * running / tpot)
+    prefill_tps = where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
     e_token = n_dev * p_chip * tpot_scaled / running
 
     kv = relax.cdiv(r.batch, s.dp_attn) * serving.kv_tokens_per_request(d) * kv_token
     mem_total = weights + kv + act
     reason = _reason(d, s, mem_total, st.t_dram)
-    reason = jnp.where(online & ~stable & (reason == Reason.ok), jnp.int32(Reason.unstable), reason)
+    reason = where(online & ~stable & (reason == Reason.ok), jnp.int32(Reason.unstable), reason)
     return _finite(
         reason, ttft_s=ttft, tpot_s=tpot,
         prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
@@ -212,8 +214,8 @@ def evaluate(d: Design) -> Metrics:
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
         t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=jnp.maximum(mean.exposed, 0.0),
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=running,
-        requests_per_s=decode_tps / r.output_len, ttft_p99_s=jnp.where(online, ttft99_on, ttft),
-        tpot_p99_s=jnp.where(online, tpot99_on, tpot), goodput_requests_per_s=good,
+        requests_per_s=decode_tps / r.output_len, ttft_p99_s=where(online, ttft99_on, ttft),
+        tpot_p99_s=where(online, tpot99_on, tpot), goodput_requests_per_s=good,
     )
 
 
@@ -227,7 +229,7 @@ def _finite(reason, **values) -> Metrics:
     probe = sum(values[k] * 0.0 for k in roots)           # NaN iff a root is NaN or infinite
     ok = jnp.isfinite(probe) & (jnp.minimum(jnp.minimum(values["tpot_s"], values["ttft_s"]),
                                             values["energy_per_token_J"]) > 0)
-    reason = jnp.where(ok | (reason != Reason.ok), reason, jnp.int32(Reason.numerical))
+    reason = where(ok | (reason != Reason.ok), reason, jnp.int32(Reason.numerical))
     values = {k: jax.lax.select(ok, v, jnp.zeros_like(v)) for k, v in values.items()}
     return Metrics(feasible=reason == Reason.ok, reason=reason, **values)
 

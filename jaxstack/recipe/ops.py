@@ -40,6 +40,7 @@ import jax.numpy as jnp
 
 from ..physics import compute, relax
 from ..physics.compute import Cost
+from ..physics.lean import clip, where
 from ..types.design import Design
 from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
 
@@ -74,9 +75,9 @@ def shard(d: Design) -> Shard:
     is_moe = E > 0
     tpep = m.tp * m.ep
     ep_moe_t = jnp.minimum(tpep, jnp.maximum(E, 1.0))
-    ep_moe = jnp.where(m.moe_tp_to_ep > 0.5, ep_moe_t, m.ep)
+    ep_moe = where(m.moe_tp_to_ep > 0.5, ep_moe_t, m.ep)
     tp_moe = tpep / ep_moe
-    mb = jnp.where(m.micro_batches > 0.5, m.micro_batches, m.pp)
+    mb = where(m.micro_batches > 0.5, m.micro_batches, m.pp)
     return Shard(m.tp, m.ep, m.sp, m.cp, m.dp, m.pp, m.dp * m.ep, ep_moe, tp_moe, is_moe,
                  w.kv_lora_rank > 0, mb)
 
@@ -86,7 +87,7 @@ def kv_bytes_per_token(d: Design, s: Shard):
     w = d.model
     gqa = 2.0 * w.head_dim * jnp.maximum(w.num_key_value_heads / (s.tp * s.sp), 1.0) * w.kv_bytes
     mla = (w.kv_lora_rank + w.qk_rope_head_dim) * w.kv_bytes
-    return jnp.where(s.is_mla, mla, gqa)
+    return where(s.is_mla, mla, gqa)
 
 
 def _add(*cs: Cost) -> Cost:
@@ -100,14 +101,14 @@ def weight_elems(d: Design, s: Shard):
     h, nh = w.hidden_size, w.num_attention_heads
     gqa = h * (nh + 2 * w.num_key_value_heads) * w.head_dim / s.tp + nh * w.head_dim * h / s.tp
     qk = w.qk_nope_head_dim + w.qk_rope_head_dim
-    q_in = jnp.where(w.q_lora_rank > 0, w.q_lora_rank, h)
+    q_in = where(w.q_lora_rank > 0, w.q_lora_rank, h)
     mla = (h * w.q_lora_rank + q_in * nh * qk / s.tp + h * (w.kv_lora_rank + w.qk_rope_head_dim)
            + w.kv_lora_rank * nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp + nh * w.v_head_dim * h / s.tp)
-    attn = jnp.where(s.is_mla, mla, gqa)
+    attn = where(s.is_mla, mla, gqa)
     dense = 3.0 * h * w.intermediate_size / s.tp
     experts = w.n_routed_experts / s.ep_moe * 3.0 * h * w.moe_intermediate_size / s.tp_moe
     moe = experts + 3.0 * h * w.moe_intermediate_size * w.n_shared_experts / s.tp + h * w.n_routed_experts
-    embed = w.vocab_size * h / s.tp * jnp.where(s.pp > 1, 1.0, 2.0 - w.tie_word_embeddings)
+    embed = w.vocab_size * h / s.tp * where(s.pp > 1, 1.0, 2.0 - w.tie_word_embeddings)
     return attn, dense, moe, embed
 
 
@@ -117,13 +118,13 @@ def param_count(m):
     h, nh, L = m.hidden_size, m.num_attention_heads, m.num_hidden_layers
     gqa = h * (nh + 2 * m.num_key_value_heads) * m.head_dim + nh * m.head_dim * h
     qk = m.qk_nope_head_dim + m.qk_rope_head_dim
-    q_in = jnp.where(m.q_lora_rank > 0, m.q_lora_rank, h)
+    q_in = where(m.q_lora_rank > 0, m.q_lora_rank, h)
     mla = (h * m.q_lora_rank + q_in * nh * qk + h * (m.kv_lora_rank + m.qk_rope_head_dim)
            + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim) + nh * m.v_head_dim * h)
-    attn = jnp.where(m.kv_lora_rank > 0, mla, gqa)
+    attn = where(m.kv_lora_rank > 0, mla, gqa)
     moe = (m.n_routed_experts + m.n_shared_experts) * 3.0 * h * m.moe_intermediate_size + h * m.n_routed_experts
     span = L - jnp.minimum(m.first_k_dense_replace, L)
-    n_moe = jnp.where(m.n_routed_experts > 0, jnp.ceil(span / m.moe_layer_step), 0.0)
+    n_moe = where(m.n_routed_experts > 0, jnp.ceil(span / m.moe_layer_step), 0.0)
     embed = m.vocab_size * h * (2.0 - m.tie_word_embeddings)
     return L * attn + n_moe * moe + (L - n_moe) * 3.0 * h * m.intermediate_size + embed
 
@@ -188,21 +189,21 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     wb, ab = w.weight_bytes, gemm_act_operand_bytes(w)
     # activation quantisation kernel: dynamic per-token quant of every W8A8/W4A4 GEMM's input
     # (with gemm_act_bytes unset: whenever the weights are quantised, the historical rule)
-    quantised = jnp.where(w.gemm_act_bytes > 0, ab < w.act_bytes, wb < 2.0).astype(wb.dtype)
-    q_bytes = jnp.where(w.gemm_act_bytes > 0, ab, 1.0)
+    quantised = where(w.gemm_act_bytes > 0, ab < w.act_bytes, wb < 2.0).astype(wb.dtype)
+    q_bytes = where(w.gemm_act_bytes > 0, ab, 1.0)
     h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
     reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.mb)
     T = relax.cdiv(reqs * q_len, s.sp * s.cp)
     mla, gqa = s.is_mla.astype(h.dtype), 1.0 - s.is_mla.astype(h.dtype)
     qk = w.qk_nope_head_dim + w.qk_rope_head_dim
     has_qa = (w.q_lora_rank > 0).astype(h.dtype) * mla
-    q_in = jnp.where(w.q_lora_rank > 0, w.q_lora_rank, h)
+    q_in = where(w.q_lora_rank > 0, w.q_lora_rank, h)
     inter = w.intermediate_size / s.tp
     E, k, mi = w.n_routed_experts, w.num_experts_per_tok, w.moe_intermediate_size
     on = s.is_moe.astype(h.dtype)
     si = w.n_shared_experts * mi / s.tp
     has_sh = on * (w.n_shared_experts > 0).astype(h.dtype)
-    lm_T = jnp.where(decode, T, relax.cdiv(reqs, s.sp * s.cp))
+    lm_T = where(decode, T, relax.cdiv(reqs, s.sp * s.cp))
     # the layer's dense GEMMs (M, K, N, on), in a fixed order
     gemms = [(T, h, (nh + 2 * w.num_key_value_heads) * hd / s.tp, gqa),      # 0 qkv (GQA)
              (T, nh * hd / s.tp, h, gqa),                                    # 1 o (GQA)
@@ -220,7 +221,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     # routed experts: two grouped GEMMs over the touched experts
     e_safe = jnp.maximum(E, 1.0)
     assign = T * s.ep * k / s.ep_moe * w.moe_imbalance
-    touched = E / s.ep_moe * (1.0 - jnp.power(jnp.clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep))
+    touched = E / s.ep_moe * (1.0 - jnp.power(clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep))
     g = jnp.maximum(touched, 1e-6)
     rows = assign / g
     third = 3.0 * mi / s.tp_moe / 3.0  # exact for N = 3 x intermediate (N * 2/3 is not)
@@ -237,7 +238,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     # quant), rotary embedding + KV-cache write, MLA latent norms + second absorbed BMM,
     # SwiGLU activation, routing (top-k, sort/align, combine), 2 fused add + RMSNorm
     kv_tok = kv_bytes_per_token(d, s)
-    qkv_width = jnp.where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
+    qkv_width = where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
                           (nh + 2 * w.num_key_value_heads) * hd / s.tp)
     lat = w.q_lora_rank + w.kv_lora_rank
     vec = [(6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0),           # rope
@@ -273,7 +274,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     shared = _add(gemm(9), gemm(10))
     moe = _add(gemm(11), route, experts, shared)
     o_proj = _add(o_gqa, o_mla)
-    waves_o = jnp.where(s.is_mla, tl.waves[6], tl.waves[1])
+    waves_o = where(s.is_mla, tl.waves[6], tl.waves[1])
     heads = nh / (s.tp * s.sp)
     waves_core = compute.attention_waves_ctx(ctx.U, reqs * heads * relax.ceil(q_len / ATTN_Q_BLOCK))
     return Linear(_add(qkv_gqa, o_gqa, mla_proj, rope), mla_extra, dense, moe, norms, gemm(12), T, reqs, o_proj,
@@ -291,10 +292,10 @@ def core_cost(d: Design, s: Shard, ctx: compute.Ctx, reqs, q_len, kv_len, decode
     kv_eff = kv_len / s.cp
     pairs = reqs * q_len * heads * kv_eff  # query-key pairs
     # absorbed MLA in decode: scores over the latent + rope part, values over the latent
-    mla_pair = jnp.where(decode, 2.0 * (2.0 * w.kv_lora_rank + w.qk_rope_head_dim), 2.0 * (qk + w.v_head_dim))
-    flops_core = pairs * jnp.where(s.is_mla, mla_pair, 4.0 * hd)
+    mla_pair = where(decode, 2.0 * (2.0 * w.kv_lora_rank + w.qk_rope_head_dim), 2.0 * (qk + w.v_head_dim))
+    flops_core = pairs * where(s.is_mla, mla_pair, 4.0 * hd)
     kv_tok = kv_bytes_per_token(d, s)
-    q_out = reqs * q_len * heads * jnp.where(s.is_mla, qk + w.v_head_dim, 2.0 * hd) * w.act_bytes
+    q_out = reqs * q_len * heads * where(s.is_mla, qk + w.v_head_dim, 2.0 * hd) * w.act_bytes
     return compute.attention_ctx(ctx, flops_core, reqs * kv_eff * kv_tok, q_out)
 
 

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from ..physics import compute, network, overlap, power, relax
+from ..physics.lean import where
 from ..types.design import Design
 from ..types.workload import gemm_operand_bytes
 from .ops import Linear, Shard, assemble, core_cost, kv_bytes_per_token, linear_costs, weight_elems
@@ -81,7 +82,7 @@ def _sum(*parts):
 def _exposed(on, compute, lat_bw, waves):
     """Communication left after wave-pipelining it with ``compute`` (all of it when off)."""
     H, B = lat_bw
-    return jnp.where(on, overlap.overlapped(compute, H, B, waves) - compute, H + B)
+    return where(on, overlap.overlapped(compute, H, B, waves) - compute, H + B)
 
 
 # the design point's collective groups: each op's plan holds its own groups, in this order
@@ -94,7 +95,7 @@ def plans(d: Design, s: Shard) -> dict:
     TP (all-reduce), CP and DP/FSDP (all-gathers), SP and the MoE group (all-to-alls) and
     the PP neighbour (send). One geometry pass, shared by every stage and KV point."""
     tp, ep, sp, cp = s.tp, s.ep, s.sp, s.cp
-    moe_stride = jnp.where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
+    moe_stride = where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
     g_stride = tp * ep * sp * cp
     one = jnp.ones_like(tp)
     stride = jnp.stack([one, tp * ep * sp, g_stride, tp * ep, moe_stride, g_stride * s.dp])
@@ -122,16 +123,16 @@ def collectives(d: Design, s: Shard, pl: dict, lin: Linear, q_len, decode) -> _C
     ar_tp = network.cost(pl["all_reduce"], TP, x)
     sp_a2a = network.cost(pl["all_to_all"], SP, x / tp)
     # CP: decode all-gathers + reduce-scatters the partial outputs; prefill all-gathers the KV shard
-    cp_bytes = jnp.where(decode, lin.reqs * h / (tp * sp) * a, lin.reqs * q_len * kv_bytes_per_token(d, s))
+    cp_bytes = where(decode, lin.reqs * h / (tp * sp) * a, lin.reqs * q_len * kv_bytes_per_token(d, s))
     ag = network.cost(pl["all_gather"], CP, cp_bytes)
-    cp_c = (jnp.where(decode, ag[0] + ag[0], ag[0]), jnp.where(decode, ag[1] + ag[1], ag[1]))
-    cp_link = jnp.where(decode, 2 * cp_bytes, cp_bytes)
+    cp_c = (where(decode, ag[0] + ag[0], ag[0]), where(decode, ag[1] + ag[1], ag[1]))
+    cp_link = where(decode, 2 * cp_bytes, cp_bytes)
     t_own = T * s.ep / s.ep_moe
     a2a_bytes = t_own * w.num_experts_per_tok * h * a * w.moe_imbalance
     a2a = network.cost(pl["all_to_all"], MOE, a2a_bytes)
     moe_c = _sum(a2a, a2a, ar_tp)
-    moe_c = (jnp.where(s.is_moe, moe_c[0], 0.0), jnp.where(s.is_moe, moe_c[1], 0.0))
-    c_pp = jnp.where(s.pp > 1, sum(network.cost(pl["p2p"], PP, x)), 0.0)
+    moe_c = (where(s.is_moe, moe_c[0], 0.0), where(s.is_moe, moe_c[1], 0.0))
+    c_pp = where(s.pp > 1, sum(network.cost(pl["p2p"], PP, x)), 0.0)
     return _Comm(ar_tp, sp_a2a, cp_c, moe_c, c_pp, cp_link, a2a_bytes)
 
 
@@ -141,7 +142,7 @@ def layers(d: Design, s: Shard):
     L = w.num_hidden_layers
     L_s = relax.cdiv(L, s.pp)
     n_moe = jnp.floor((L - jnp.minimum(w.first_k_dense_replace, L)) / w.moe_layer_step)
-    dense_frac = jnp.where(s.is_moe, (L - n_moe) / L, 1.0)
+    dense_frac = where(s.is_moe, (L - n_moe) / L, 1.0)
     return L_s, L_s * dense_frac, L_s * (1.0 - dense_frac)
 
 
@@ -182,12 +183,12 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     fsdp = (d.mapping.fsdp > 0.5) & (s.dp > 1)
     g_stride = tp * ep * sp * cp
 
-    gc = jnp.where(fsdp, sum(network.cost(pl["all_gather"], FSDP, jnp.stack([attn_w, dense_w, moe_w])
+    gc = where(fsdp, sum(network.cost(pl["all_gather"], FSDP, jnp.stack([attn_w, dense_w, moe_w])
                                           * w.weight_bytes)), 0.0)
     gc_attn, gc_dense, gc_moe = gc[0], gc[1], gc[2]
 
     def gathered(t_layer, t_g):
-        return jnp.where(fsdp, relax.maximum(t_layer, t_g), t_layer)
+        return where(fsdp, relax.maximum(t_layer, t_g), t_layer)
 
     g_attn, g_dense, g_moe = gathered(layer_attn, gc_attn), gathered(layer_dense, gc_dense), gathered(layer_moe, gc_moe)
     total = L_s * g_attn + L_dense * g_dense + L_moe * g_moe + lc.lm_head.time + c_pp
@@ -202,7 +203,7 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
             + L_moe * lc.moe.nbytes + lc.lm_head.nbytes)
     # bytes put on links by this chip (α–β bandwidth terms, coarse: AR 2x, others 1x), per
     # collective on the outermost fabric level its group spans (one vector of the 6 groups)
-    moe_stride = jnp.where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
+    moe_stride = where(d.mapping.moe_tp_to_ep > 0.5, 1.0, tp)
     on_links = [
         (1.0, tp, (L_s + L_dense + L_moe * s.is_moe) * 2 * x),        # TP all-reduces
         (tp * ep, sp, L_s * 2 * x / tp),                               # Ulysses all-to-alls
@@ -213,7 +214,7 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
          * (1.0 - 1.0 / s.dp)),                                        # FSDP gathers
     ]
     stride, size, nbytes = (_vec([g[i] for g in on_links]) for i in range(3))
-    lv = power.link_bytes_by_level(f, stride, size, jnp.where(size > 1.5, nbytes, 0.0))
+    lv = power.link_bytes_by_level(f, stride, size, where(size > 1.5, nbytes, 0.0))
     l1, l2, l3 = (sum(lv[i][j] for j in range(len(on_links))) for i in range(3))
     return StageTime(total, L_s * lc.attention.time, L_dense * lc.dense_ffn.time, L_moe * lc.moe.time,
                      L_s * lc.norms.time + lc.lm_head.time, comm, exposed, L_s * c_attn, L_dense * c_ffn,

@@ -96,6 +96,7 @@ import jax
 import jax.numpy as jnp
 
 from ..physics import memory, relax
+from ..physics.lean import where
 from ..types.design import Design
 
 __all__ = ["engine_limits", "resolve_limits", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
@@ -119,13 +120,13 @@ def _up(x, q):
 
 def trt_round_batch(b):
     """trtllm-bench's optimistic max batch size from a raw batch ``b``."""
-    return jnp.where(b < 256.0, jnp.maximum(64.0, _up(b, 32.0)), jnp.where(b < 1024.0, _up(b, 128.0), _up(b, 256.0)))
+    return where(b < 256.0, jnp.maximum(64.0, _up(b, 32.0)), where(b < 1024.0, _up(b, 128.0), _up(b, 256.0)))
 
 
 def trt_round_tokens(t):
     """trtllm-bench's max tokens per step from a raw token count ``t``."""
-    return jnp.where(t < 4096.0, jnp.maximum(2048.0, _up(t, 256.0)),
-                     jnp.where(t < 8192.0, _up(t, 512.0), _up(t, 1024.0)))
+    return where(t < 4096.0, jnp.maximum(2048.0, _up(t, 256.0)),
+                     where(t < 8192.0, _up(t, 512.0), _up(t, 1024.0)))
 
 
 def engine_limits(d: Design, s, params):
@@ -135,14 +136,14 @@ def engine_limits(d: Design, s, params):
     w, r, sv = d.model, d.request, d.serving
     n = s.tp * s.ep * s.sp * s.cp * s.pp
     gqa = 2.0 * jnp.maximum(s.tp, w.num_key_value_heads) * w.head_dim
-    per_token = w.num_hidden_layers * jnp.where(s.is_mla, w.kv_lora_rank + w.qk_rope_head_dim, gqa) * w.kv_bytes
+    per_token = w.num_hidden_layers * where(s.is_mla, w.kv_lora_rank + w.qk_rope_head_dim, gqa) * w.kv_bytes
     free = n * memory.capacity(d.dram) - params * w.weight_bytes
     requests = TRT_KV_FRACTION * jnp.maximum(free, 0.0) / (per_token * (r.input_len + r.output_len))
     b = jnp.minimum(requests, TRT_MAX_REQUESTS) / s.pp
     bs, tok = trt_round_batch(b), trt_round_tokens(jnp.minimum(b * (1.0 + r.input_len / r.output_len), TRT_MAX_TOKENS))
     auto = sv.auto_limits > 0.5
-    return (jnp.where(auto, jnp.minimum(sv.max_num_seqs, bs), sv.max_num_seqs),
-            jnp.where(auto, jnp.minimum(sv.max_num_batched_tokens, tok), sv.max_num_batched_tokens))
+    return (where(auto, jnp.minimum(sv.max_num_seqs, bs), sv.max_num_seqs),
+            where(auto, jnp.minimum(sv.max_num_batched_tokens, tok), sv.max_num_batched_tokens))
 
 
 def resolve_limits(d: Design, s, params) -> Design:
@@ -155,8 +156,8 @@ def resolve_limits(d: Design, s, params) -> Design:
 def spec_tokens_per_step(d: Design):
     """Expected tokens a request gains per verify step: (1 - a^(k+1)) / (1 - a) (k + 1 at a = 1)."""
     k, a = d.serving.spec_tokens, d.serving.spec_acceptance
-    geo = (1.0 - a ** (k + 1.0)) / jnp.where(a < 1.0, 1.0 - a, 1.0)
-    return jnp.where(a < 1.0, geo, k + 1.0)
+    geo = (1.0 - a ** (k + 1.0)) / where(a < 1.0, 1.0 - a, 1.0)
+    return where(a < 1.0, geo, k + 1.0)
 
 
 def spec_time_factor(d: Design):
@@ -177,7 +178,7 @@ def is_online(d: Design):
 def kv_tokens_per_request(d: Design):
     """KV tokens a request holds: at its longest (static) or on average over its life (offline)."""
     r = d.request
-    return r.input_len + jnp.where(is_offline(d), 0.5, 1.0) * r.output_len
+    return r.input_len + where(is_offline(d), 0.5, 1.0) * r.output_len
 
 
 def running_batch(d: Design, s, weights, act, kv_per_token):
@@ -191,8 +192,8 @@ def running_batch(d: Design, s, weights, act, kv_per_token):
     tokens = jnp.floor(sv.max_num_batched_tokens * r.output_len / (r.input_len + r.output_len))
     b_rep = jnp.maximum(jnp.minimum(jnp.minimum(fit, sv.max_num_seqs), tokens), 1.0)
     n_rep = relax.ceil(sv.num_requests / s.dp_attn)          # a finite run: never more than its requests
-    b_rep = jnp.where(sv.num_requests > 0, jnp.minimum(b_rep, jnp.maximum(n_rep, 1.0)), b_rep)
-    return jnp.where(is_offline(d), b_rep * s.dp_attn, r.batch)
+    b_rep = where(sv.num_requests > 0, jnp.minimum(b_rep, jnp.maximum(n_rep, 1.0)), b_rep)
+    return where(is_offline(d), b_rep * s.dp_attn, r.batch)
 
 
 def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre):
@@ -205,15 +206,15 @@ def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre):
     state) and whenever B divides n."""
     finite = is_offline(d) & (d.serving.num_requests > 0)
     b = batch / s.dp_attn
-    n = jnp.where(finite, d.serving.num_requests / s.dp_attn, b)   # N = 0: one whole wave (no 0/0 in gradients)
+    n = where(finite, d.serving.num_requests / s.dp_attn, b)   # N = 0: one whole wave (no 0/0 in gradients)
     o = d.request.output_len
     k = jnp.maximum(tpot - tau_w, 0.0) / b
     t_full = t_pre + o * tpot
     full = jnp.floor(n / b)
     rem = n - full * b
-    t_rem = jnp.where(rem > 0, rem / b * t_pre + o * (tau_w + k * rem), 0.0)
+    t_rem = where(rem > 0, rem / b * t_pre + o * (tau_w + k * rem), 0.0)
     fill = n * t_full / (b * (full * t_full + t_rem))
-    return jnp.where(finite, jnp.minimum(fill, 1.0), 1.0)
+    return where(finite, jnp.minimum(fill, 1.0), 1.0)
 
 
 def offline_times(d: Design, s, batch, tpot, t_pre):
@@ -242,9 +243,9 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
     wq = rho * t_p / (2.0 * free)                    # md1_wait
     c = 1.0 + o / free
     den = 1.0 - lam_r * c * k
-    n_free = lam_r * (t_p + wq + c * tau_w) / jnp.where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
+    n_free = lam_r * (t_p + wq + c * tau_w) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
     stable = (rho < 1.0) & (den > 0.0) & (n_free <= cap)
-    n = jnp.where(den > 0.0, jnp.minimum(n_free, cap), cap)   # an unstable engine runs at its cap
+    n = where(den > 0.0, jnp.minimum(n_free, cap), cap)   # an unstable engine runs at its cap
     tau_n = tau_w + k * n
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau_w + k * n99
@@ -269,7 +270,7 @@ def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p):
         # the bracket [lo, lo + w_i] halves every step whatever the test says, so its width is
         # hi 2^-i and the carry is lo alone (one output: XLA fuses the step into one loop)
         mid = lo + hi * jnp.exp2(-(i + 1.0))
-        return jnp.where(ok(mid), mid, lo)
+        return where(ok(mid), mid, lo)
 
     lo = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, jnp.zeros_like(hi))
     return lo                                           # lo only ever moves to a rate that met both limits
