@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import jax
+    import numpy as np
 
     jax.config.update("jax_enable_compilation_cache", False)     # cold compiles in this process
     from designs import base_design, random_designs
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
     rows = [program("evaluate", evaluate, d),
             # what `jaxstack eval` and point_evaluator compile: XLA:CPU's one-point options (edges/xla.py)
             program("evaluate_1pt_opts", evaluate, d, options=xla.single_point_options()),
+            # float32 leaves (what the engines, point_evaluator and `jaxstack eval` pass)
+            program("evaluate_f32", evaluate, jax.tree_util.tree_map(np.float32, d)),
             program("sweep_step", jax.vmap(evaluate), batch), program("relaxed_grad", grad_fn, d)]
     if args.legacy:
         from legacy.evaluate import evaluate as legacy

@@ -4,6 +4,7 @@ import dataclasses
 import sys
 
 import jax
+import numpy as np
 
 from ..edges import cache, io, xla
 from ..recipe import checks
@@ -134,8 +135,9 @@ def run(args) -> int:
     d = design_from_args(args)
     if getattr(args, "grad", False):
         return _run_grad(args, d)
-    fn = cache.compiled("the model", _eval_and_breakdown, d, options=xla.single_point_options())
-    m, bd = fn(d)
+    d32 = jax.tree_util.tree_map(np.float32, d)     # float32 leaves, as the engines pass (no weak-type conversions)
+    fn = cache.compiled("the model", _eval_and_breakdown, d32, options=xla.single_point_options())
+    m, bd = fn(d32)
     out = {k: (bool(v) if k == "feasible" else int(v) if k == "reason" else float(v)) for k, v in vars(m).items()}
     out["reason_name"] = Reason(out["reason"]).name
     out["explanation"] = checks.explain(d, m)
