@@ -26,8 +26,9 @@ N = 70_000            # ~10^4 designs per hardware preset (7 presets)
 # design of Python floats, 4,723 / 4,839 for float32 leaves (session 10: jnp.where / jnp.clip inline,
 # weak leaves converted once, ``physics/lean.py``; 4,930 / 5,679 before)
 EVALUATE_CEILING = 5_000
-# the search's level-2 bound: 5,021 today (one shared linear part, the latency floor from the
-# plans' coefficients; it was 8,990 with a second geometry pass and stage evaluation)
+# the search's level-2 bound: 5,154 today (one shared linear part, the latency floor from the
+# plans' coefficients; it was 8,990 with a second geometry pass and stage evaluation; session 10
+# added the running batch of the offline regime, ``bounds.as_run``)
 BOUND_CEILING = 5_500
 
 

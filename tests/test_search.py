@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from yaml import safe_load as yaml_load
 
 import jaxstack.engines.search as search_mod
 from jaxstack import cli
@@ -158,6 +159,89 @@ def test_bounds_are_optimistic_on_random_designs():
     # and decode tok/s <= batch / bound (what search compares)
     up = bounds.objective_bound("decode_tokens_per_s", box[: 2 * n], batch[: 2 * n], mem[: 2 * n])
     assert np.all(np.asarray(m.decode_tokens_per_s) <= up * (1 + rtol))
+
+
+def _serving_variety(d, seed):
+    """Half the points offline (engine limits, trtllm-style auto limits, finite runs), half with
+    speculative decoding (k proposed tokens, acceptance, draft cost), independently."""
+    rng = np.random.default_rng(seed)
+    n = len(d.request.batch)
+
+    def f32(x):
+        return np.asarray(x, np.float32)
+
+    sv = dataclasses.replace(
+        d.serving, regime=f32(rng.random(n) < 0.5), max_num_seqs=f32(rng.integers(1, 4097, n)),
+        max_num_batched_tokens=f32(rng.choice([512, 2048, 8192, 32768], n)), auto_limits=f32(rng.random(n) < 0.3),
+        num_requests=f32(np.where(rng.random(n) < 0.5, 0, rng.integers(1, 5000, n))),
+        spec_tokens=f32(np.where(rng.random(n) < 0.5, rng.integers(1, 5, n), 0)),
+        spec_acceptance=f32(rng.uniform(0.0, 0.95, n)), draft_cost=f32(rng.uniform(0.0, 0.3, n)))
+    return dataclasses.replace(d, serving=sv)
+
+
+def test_bounds_hold_offline_and_with_speculation():
+    """B1-B4 on offline designs (the running batch from the KV budget and limits) and with
+    speculative decoding (TPOT below the step time when tokens are accepted: before session 10
+    the bound ignored it and exceeded TPOT ~3x, so a search over such a space could prune its
+    best designs), at the design and at a faster fabric."""
+    n = 6000
+    d = _serving_variety(random_designs(n, seed=21), seed=5)
+    both = jax.tree_util.tree_map(lambda a, b: np.concatenate([a, b]), d, _faster(d, 4))
+    box, mem, ok, batch, own = map(np.asarray, jax.jit(jax.vmap(bounds.bound_node))(both))
+    m = jax.jit(jax.vmap(evaluate))(d)
+    tpot, reason, feas = np.asarray(m.tpot_s), np.asarray(m.reason), np.asarray(m.feasible)
+    offline, spec = np.asarray(d.serving.regime) > 0.5, np.asarray(d.serving.spec_tokens) > 0
+    assert (offline & feas).sum() > 300 and (spec & feas).sum() > 300
+    rtol = 1e-5
+    for b in (box[:n], own[:n], box[n:]):
+        assert np.all(b[feas] <= tpot[feas] * (1 + rtol)), np.max(b[feas] / tpot[feas])
+    assert np.all((ok[:n] > 0.5) == ~np.isin(reason, [1, 2, 3, 4]))                     # B3 exact offline too
+    np.testing.assert_allclose(batch[:n][feas], np.asarray(m.running_batch)[feas], rtol=1e-6)
+    for name in ("decode_tokens_per_s", "scaled_decode_tokens_per_s", "user_tokens_per_s"):
+        up = bounds.objective_bound(name, box[n:], batch[:n], mem[:n])
+        assert np.all(np.asarray(getattr(m, name))[feas] <= up[feas] * (1 + rtol)), name
+    # the bound is tight where nothing is hidden (static, overlap off, cool DRAM), speculation included
+    tight = feas & ~offline & spec & (np.asarray(d.mapping.overlap) < 0.5) & (np.asarray(m.refresh_hot_fraction) == 0)
+    assert tight.sum() > 50
+    np.testing.assert_allclose(box[:n][tight], tpot[tight], rtol=1e-5)
+
+
+OFFLINE_SPACE = """\
+version: 1
+base:
+  hardware: h200
+  fabric: nvlink-h200x8
+  model: llama-3-70b
+  request: {batch: 1, input_len: 1024, output_len: 512}
+  serving: {regime: offline, num_requests: 3000, draft_cost: 0.05, spec_acceptance: 0.7}
+axes:
+  fabric.l1.link_bandwidth_GBps: {choices: [900, 450, 200]}
+  fabric.l1.hop_latency_ns: {choices: [100, 1000]}
+  serving.spec_tokens: {choices: [0, 3]}
+  serving.max_num_seqs: {choices: [32, 256, 2048]}
+  request.input_len: {choices: [256, 4096]}
+  chip.tdp_W: {choices: [700, 350]}
+mapping: {factorizations: 8, axes: [tp, dp, pp], overlap: [0, 1]}
+objective: decode_tokens_per_s
+"""
+
+
+@pytest.mark.parametrize("objective", ["decode_tokens_per_s", "user_tokens_per_s"])
+def test_search_equals_sweep_offline_with_speculation(objective):
+    """An offline space with speculative decoding as an axis: search's top-k is the exhaustive
+    sweep's (offline spaces were refused before session 10; online ones still are)."""
+    sp = space_from_dict(yaml_load(OFFLINE_SPACE))
+    res = sweep(sp, top_k=K, objective=objective, dump=True, progress=False, hoist=False)
+    d = res.dump
+    dump = {"f": np.stack([d[n] for n in FIELDS], -1), "feasible": d["feasible"].astype(bool),
+            "digits": np.stack(np.unravel_index(np.arange(sp.size), sp.radices), -1)}
+    found = search(sp, top_k=K, objective=objective, progress=False)
+    same(pairs(found, objective), brute_top(sp, dump, K, objective))
+    assert found.stats["level1_pruned"] + found.stats["feasibility_pruned"] > 0      # the bounds did prune
+    online = yaml_load(OFFLINE_SPACE)
+    online["base"]["serving"]["regime"] = "online"
+    with pytest.raises(io.ConfigError, match="serving.regime"):
+        search(space_from_dict(online), top_k=K, progress=False)
 
 
 def test_host_bounds_and_limits():

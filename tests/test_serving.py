@@ -141,7 +141,7 @@ def test_serving_public_set_is_expressed_and_scored():
     assert all(r["design"]["engine"] == "trtllm-throughput" for r in rows)
 
 
-def test_search_refuses_offline_spaces_and_sweep_takes_them():
+def test_search_takes_static_and_offline_refuses_online():
     from jaxstack.edges import io
     from jaxstack.engines.search import search
     from jaxstack.engines.space import space_from_dict
@@ -150,6 +150,9 @@ def test_search_refuses_offline_spaces_and_sweep_takes_them():
             "request": {"batch": 1, "input_len": 128, "output_len": 128}, "mapping": {"tp": 8}}
     sp = space_from_dict({"version": 1, "base": base, "axes": {"serving.regime": {"choices": ["static", "offline"]}}})
     assert sp.size == 2 and [r[0] for r in sp.axes[0].display] == ["static", "offline"]
+    top = search(sp, top_k=2, progress=False).top           # offline (its engine-sized batch) beats batch 1
+    assert [r["serving.regime"] for r in top] == ["offline", "static"]
+    sp = space_from_dict({"version": 1, "base": base, "axes": {"serving.regime": {"choices": ["static", "online"]}}})
     with pytest.raises(io.ConfigError, match="serving.regime"):
         search(sp, top_k=1)
 

@@ -16,6 +16,18 @@ power, leakage or thermal state enters t_cool; hence
     TPOT >= f (t_cool + o),   decode tok/s = batch / TPOT <= batch / (f (t_cool + o)),
     user tok/s <= 1 / (f (t_cool + o)),   scaled decode tok/s = f_clk batch / TPOT <= that (f_clk <= 1).
 
+Speculative decoding: the step verifies 1 + k tokens and TPOT carries the factor
+g = (1 + k draft_cost) / E (``serving.spec_time_factor``, a function of the design's own
+values), so the bound is f g (t_cool + o) with t_cool at 1 + k query tokens.
+
+Offline (``serving.regime = 1``): ``evaluate`` runs the design at its running batch B (from
+the KV budget and the engine's limits, neither of which reads the fabric or the power
+model; ``as_run`` resolves them the same way), with TPOT = tpot(B) + t_pre / O >= tpot(B),
+decode tok/s = fill B / TPOT with fill <= 1 (``serving.offline_fill``) and scaled decode
+tok/s = B / TPOT_scaled <= B / TPOT: every bound above holds with batch = B. Online is
+refused by ``search``: under Poisson load the decode step runs at the mean number in the
+system, which can be below B, so tpot(B) is not a lower bound there.
+
 **B2 communication.** stage_time = C + E: C (= total - exposed) is the compute of the stage
 and does not read the fabric; E >= 0 is the exposed communication. With overlap off every
 collective is exposed in full: x = H + B of the cheapest algorithm (``network._pick``),
@@ -71,8 +83,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..physics import compute, relax
-from ..recipe.evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_use
-from ..recipe.ops import shard
+from ..physics.lean import strong
+from ..recipe import serving
+from ..recipe.evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_parts, memory_use
+from ..recipe.ops import param_count, shard
 from ..recipe.schedule import block_comm, collectives, compose, layers, linear_part, plans
 from ..types.design import Design
 from ..types.workload import gemm_operand_bytes
@@ -104,7 +118,7 @@ def decode_time_bound(d: Design, point: bool = False):
     thr = d.dram.refresh_double_temp
     hot = jnp.stack([relax.step((thr - HOT_OFFSET_K) - thr)])
     ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
-    q, dec = jnp.ones_like(ctx.bw), jnp.array([True])
+    q, dec = jnp.ones_like(ctx.bw) + d.serving.spec_tokens, jnp.array([True])     # 1 + k verified tokens
     kv = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
     pl = plans(d, s)
     part = linear_part(d, s, pl, ctx, q, dec, np.zeros(KV_POINTS, int))    # shared by every composition
@@ -125,7 +139,7 @@ def decode_time_bound(d: Design, point: bool = False):
     t_on = compute_t + st.comm_pp + hidden + st.exposed_fsdp / W
     box = jnp.where(on, jnp.minimum(t_on, st.total), st.total)
     own = jnp.where(on, compose(d, s, pl, part, kv).total, st.total) if point else jnp.zeros_like(box)
-    f = jnp.maximum(s.pp, s.mb)
+    f = jnp.maximum(s.pp, s.mb) * serving.spec_time_factor(d)     # x the design's own speculation factor
     o = d.serving.step_overhead
     return f * (jnp.mean(box) + o), f * (jnp.mean(own) + o)
 
@@ -142,6 +156,18 @@ def _row(tree):
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
+def as_run(d: Design) -> Design:
+    """``d`` as ``evaluate`` runs it: the engine's limits resolved and ``request.batch`` the
+    running batch (offline: from the KV budget and limits; static: unchanged). B1-B4 then
+    hold for the offline regime too (module docstring)."""
+    d = strong(d)                   # Python-float leaves: one conversion each (lean.strong)
+    s = shard(d)
+    d = serving.resolve_limits(d, s, param_count(d.model))
+    weights, kv_token, act = memory_parts(d, s)
+    batch = serving.running_batch(d, s, weights, act, kv_token)
+    return dataclasses.replace(d, request=dataclasses.replace(d.request, batch=batch))
+
+
 def structural(d: Design):
     """B3: (feasible apart from temperature, memory bytes per chip) for ONE design point."""
     s = shard(d)
@@ -153,12 +179,14 @@ def structural(d: Design):
 
 def bound_point(d: Design):
     """(TPOT lower bound s of the box at ``d``, memory bytes, structurally feasible, batch)."""
+    d = as_run(d)
     ok, mem = structural(d)
     return decode_time_bound(d)[0], mem, ok, d.request.batch
 
 
 def bound_node(d: Design):
     """``bound_point`` and the TPOT lower bound of ``d`` itself (level 2 of ``search``)."""
+    d = as_run(d)
     ok, mem = structural(d)
     box, own = decode_time_bound(d, point=True)
     return box, mem, ok, d.request.batch, own

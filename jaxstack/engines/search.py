@@ -314,9 +314,11 @@ def search(space, *, objective: str | None = None, top_k: int = 10, fix: dict | 
         raise io.ConfigError(f"search: key 'top_k': {top_k!r}; allowed: an integer >= 1")
     if space.size >= 2**62:
         raise io.ConfigError(f"search: {space.size:.3g} points; allowed: < 2^62 (int64 indices)")
-    if float(space.base.serving.regime) > 0.5 or any(("serving", "regime") in a.targets for a in space.axes):
-        raise io.ConfigError(f"{space.path}: key 'serving.regime': search's bounds assume the static regime; "
-                             "allowed: static (use sweep --sample or optimize for offline serving)")
+    regimes = [float(space.base.serving.regime)] + [float(v) for a in space.axes for j, t in enumerate(a.targets)
+                                                     if t == ("serving", "regime") for v in a.table[:, j]]
+    if max(regimes) > 1.5:
+        raise io.ConfigError(f"{space.path}: key 'serving.regime': search's bounds hold for the static and offline "
+                             "regimes; allowed: static, offline (use sweep --sample or optimize for online serving)")
     allowed = [np.asarray(a, np.int64) for a in (allowed if allowed is not None else restrict(space, fix))]
     devices = list(devices or jax.local_devices())
     if evaluate_fn is None:
