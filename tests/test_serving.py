@@ -134,11 +134,20 @@ def test_serving_public_set_is_expressed_and_scored():
     from jaxstack.validation import serving_public as sp
 
     cov = sp.coverage()
-    assert cov["records"] == 75 and cov["expressed"] == 63
-    assert sum(cov["not_expressed"].values()) == 12
+    assert cov["records"] == 75 and cov["expressed"] == 75 and not cov["not_expressed"]
     rows = sp.cases()
+    assert cov["rows"] == len(rows) == 63 + 7 + 5 * 4            # TRT10, MLPerf Offline, Server x 4 latencies
     assert {r["split"] for r in rows} == {"calibration", "holdout"}
-    assert all(r["design"]["engine"] == "trtllm-throughput" for r in rows)
+    trt = [r for r in rows if r["case"].startswith("TRT10")]
+    assert all(r["design"]["engine"] == "trtllm-throughput" for r in trt)
+    server = [r for r in rows if r["panel"].startswith("MLPerf Server")]
+    assert {r["metric"] for r in server} == {"ttft_s", "ttft_p99_s", "tpot_s", "tpot_p99_s"}
+    assert all(r["split"] == "holdout" and r["design"]["overrides"]["serving.regime"] == 2 for r in server)
+    # NVIDIA's harness settings reach the design: Llama-3.1-405B on 8 x B200 runs 2 instances of TP2 x PP2
+    r = next(r for r in rows if r["case"].startswith("MLP50-003"))
+    assert r["design"]["mapping"] == {"tp": 2, "pp": 2, "dp": 2}
+    assert r["design"]["overrides"]["serving.max_num_seqs"] == 128
+    assert r["design"]["request"]["input_len"] == 9429                 # the data set's mean prompt
 
 
 def test_search_takes_static_and_offline_refuses_online():
