@@ -71,6 +71,10 @@ def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
     # engine host time per step on a share of the points (the calibration model's software constant)
     serving = type(d.serving)(**{**vars(d.serving), "step_overhead": np.where(
         rng.random(n) < 0.3, rng.uniform(0.0, 2e-3, n), 0.0).astype(np.float32)})
+    # the routed experts' grouped-GEMM efficiency (a calibration constant) on a share of the points,
+    # drawn last so that every earlier draw is unchanged
+    chip = type(chip)(**{**vars(chip), "moe_gemm_efficiency": np.where(
+        rng.random(n) < 0.3, rng.uniform(0.3, 1.0, n), 1.0).astype(np.float32)})
     return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=model, request=req, mapping=mp,
                    serving=serving)
 

@@ -159,7 +159,9 @@ def expert_gemm_w(chip, dram, assign, touched, K, N, wb, ab, on, **kw):
     g = np.maximum(touched, 1e-6)
     t1, b1, w1 = tiled(chip, dram, g, assign / g, K, 2 * N / 3, wb, ab, **kw)
     t2, b2, w2 = tiled(chip, dram, g, assign / g, N / 3, K, wb, ab, **kw)
-    return ((t1 + t2) * on + 3 * on * chip["op_overhead"], 2 * assign * K * N * on, (b1 + b2) * on), w1 + w2
+    # grouped GEMMs at moe_gemm_efficiency of the dense rate (the whole kernel time scales)
+    t = (t1 + t2) / chip.get("moe_gemm_efficiency", 1.0)
+    return (t * on + 3 * on * chip["op_overhead"], 2 * assign * K * N * on, (b1 + b2) * on), w1 + w2
 
 
 def expert_gemm(chip, dram, assign, touched, K, N, wb, ab, on):

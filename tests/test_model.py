@@ -247,3 +247,26 @@ def test_pipeline_micro_batches_and_bubbles_by_hand():
         np.testing.assert_allclose(float(m.tpot_s), max(4, n_mb) * stage, rtol=1e-5)  # a token = every stage
         np.testing.assert_allclose(float(m.ttft_s), (n_mb + 4 - 1) * float(pre(d)), rtol=1e-5)  # fill + drain
         assert float(reqs(d)) == np.ceil(64 / n_mb)
+
+
+def test_moe_gemm_efficiency_slows_only_the_routed_experts():
+    """chip.moe_gemm_efficiency (a calibration constant, session 10) divides the routed experts'
+    grouped-GEMM time: a dense model is untouched, an MoE model's MoE time grows by less than
+    1 / efficiency (router, shared experts and collectives are not grouped GEMMs) and its
+    attention and dense-FFN times do not move."""
+    f = jax.jit(evaluate)
+
+    def with_eff(d, e):
+        return dataclasses.replace(d, chip=dataclasses.replace(d.chip, moe_gemm_efficiency=e))
+
+    dense = base_design(model="llama-3-70b", tp=8, calibrated=False)
+    a, b = f(dense), f(with_eff(dense, 0.5))
+    for name in ("tpot_s", "ttft_s", "decode_tokens_per_s", "energy_per_token_J"):
+        assert float(getattr(a, name)) == float(getattr(b, name)), name
+    moe = base_design(model="mixtral-8x7b", tp=8, calibrated=False)
+    a, b = f(moe), f(with_eff(moe, 0.5))
+    assert a.feasible and b.feasible
+    assert float(a.t_moe_s) < float(b.t_moe_s) < 2.0 * float(a.t_moe_s)
+    assert float(b.tpot_s) > float(a.tpot_s)
+    for name in ("t_attention_s", "t_ffn_s"):
+        assert float(getattr(a, name)) == float(getattr(b, name)), name

@@ -40,7 +40,8 @@ DEFAULT_SOFTWARE = "vllm"
 # (dotted path with unit suffix, lo, hi): the grid's range in that unit
 # (serving.step_overhead, an engine's host time per iteration, is not fitted: with it the shipped
 # data give the same error, 18.34 / 7.89 % vs 18.22 / 7.99 %, so they do not identify it)
-SOFTWARE_PARAMS = (("chip.op_overhead_us", 0.2, 50.0), ("fabric.collective_overhead_us", 0.2, 100.0))
+SOFTWARE_PARAMS = (("chip.op_overhead_us", 0.2, 50.0), ("fabric.collective_overhead_us", 0.2, 100.0),
+                   ("chip.moe_gemm_efficiency", 0.3, 1.0))
 HARDWARE_PARAMS = (("chip.attention_bandwidth_efficiency", 0.2, 1.0), ("chip.compute_efficiency", 0.5, 1.0),
                    ("dram.efficiency", 0.7, 1.0))
 _KEYS = {"source", "sets", "split", "error", "software", "hardware", "families", "default"}

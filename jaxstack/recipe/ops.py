@@ -269,7 +269,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     down = gemm(8)
     dense = _add(gemm(7), act, down)
     up, dn = n_g, n_g + 1
-    experts = Cost((tl.time[up] + tl.time[dn]) * on + 3.0 * on * ctx.overhead,
+    experts = Cost((tl.time[up] + tl.time[dn]) / d.chip.moe_gemm_efficiency * on + 3.0 * on * ctx.overhead,
                    2.0 * assign * h * (3.0 * mi / s.tp_moe) * on, (tl.nbytes[up] + tl.nbytes[dn]) * on)
     shared = _add(gemm(9), gemm(10))
     moe = _add(gemm(11), route, experts, shared)

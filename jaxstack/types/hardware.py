@@ -64,6 +64,9 @@ class Chip:
     attention_bandwidth_efficiency: float = leaf("1", "achieved fraction of the DRAM bandwidth in the "
                                                  "attention kernel (paged KV reads; 1 = streaming)",
                                                  default=1.0, domain="(0,1]")
+    moe_gemm_efficiency: float = leaf("1", "achieved fraction of the dense GEMM rate in the routed experts' "
+                                      "grouped GEMMs (MoE kernels; 1 = as dense GEMMs)", default=1.0,
+                                      domain="(0,1]")
     # issue 6 (power.py, thermal.py): energy and leakage; defaults leave the pre-issue-6 model unchanged
     vector_energy_per_flop: float = leaf("J/FLOP", "dynamic energy per FP32 vector (SIMT) FLOP incl. amortised "
                                          "instruction issue", default=2.0e-12, domain=">=0")
