@@ -279,6 +279,17 @@ def test_engine_presets(capsys):
     assert (float(d.serving.regime), float(d.serving.max_num_seqs)) == (2.0, 64.0)     # the design's own wins
     with pytest.raises(io.ConfigError, match="unknown engine preset"):
         io.design_from_dict({**base, "engine": "sglang-9"})
+    # SGLang (session 10): 8192-token chunks, up to 4096 running requests (its KV pool binds first)
+    for name, regime in (("sglang-offline", 1.0), ("sglang-server", 2.0)):
+        d = io.design_from_dict({**base, "engine": name})
+        assert (float(d.serving.regime), float(d.serving.max_num_seqs), float(d.serving.max_num_batched_tokens)) == \
+            (regime, 4096.0, 8192.0)
+    from jaxstack.engines import calibration
+
+    assert calibration.software_of("sglang-offline") == "sglang"
+    doc = calibration.load_joint()
+    assert "sglang" not in doc["software"]           # no measurements: the raw presets' overheads
+    assert calibration.constants("h200", "sglang-offline", doc) == doc["hardware"]["h200"]
     assert main(["presets", "--show", "vllm-offline"]) == 0
     out = capsys.readouterr().out
     assert "arg_utils.py" in out
