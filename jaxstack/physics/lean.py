@@ -35,11 +35,17 @@ def _fit(v, dt, shape):
 
 def where(c, x, y):
     """``jnp.where(c, x, y)`` for a boolean ``c`` (three operands), without ``jit`` nesting."""
-    if isinstance(x, _SCALARS) and isinstance(y, _SCALARS):
-        return jnp.where(c, x, y)                     # both weak: keep jnp's weak result
     c = jnp.asarray(c)
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be boolean, got {c.dtype}")
+    if isinstance(x, _SCALARS) and isinstance(y, _SCALARS):
+        if type(x) is not type(y):
+            return jnp.where(c, x, y)
+        # two Python scalars of one kind: weakly typed constants, so the result stays weak as jnp's
+        a, b = jnp.asarray(x), jnp.asarray(y)
+        if c.ndim:
+            a, b = (lax.broadcast_in_dim(v, c.shape, ()) for v in (a, b))
+        return lax.select(c, a, b)
     dt = jnp.result_type(x, y)
     shape = tuple(np.broadcast_shapes(np.shape(c), np.shape(x), np.shape(y)))
     if c.ndim and c.shape != shape:

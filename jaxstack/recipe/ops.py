@@ -13,6 +13,8 @@ kv_len / cp keys. MoE layers run on ep_moe ranks with tp_moe-way sharded experts
 tp_moe = tp * ep / ep_moe. A rank receives T * ep * k / ep_moe * imbalance expert
 assignments; of its E / ep_moe experts it reads the expected number touched,
 E_loc * (1 - (1 - k / E)^(T * ep)), which is what makes small-batch MoE decode cheap.
+The routed experts' grouped GEMMs take their tiled time / chip.moe_gemm_efficiency (the
+engine's MoE kernels against its dense GEMMs; a calibration constant, 1 by default).
 GQA: KV per token per layer per chip = 2 * head_dim * max(kv_heads / (tp * sp), 1) * kv_bytes.
 MLA (kv_lora_rank > 0): the latent (kv_lora_rank + qk_rope_head_dim) * kv_bytes is
 replicated over TP; decode uses the absorbed form (2*kv_lora_rank + rope FLOP per
