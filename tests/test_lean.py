@@ -12,6 +12,7 @@ effect but not for a return of per-op recomputation.
 import dataclasses
 
 import jax
+import jax.extend.core as jex
 import numpy as np
 import pytest
 from designs import HARDWARE, base_design, random_designs
@@ -78,9 +79,9 @@ def _nested(jaxpr) -> int:
         n += 1
         for p in e.params.values():
             for s in p if isinstance(p, (list, tuple)) else [p]:
-                if isinstance(s, jax.extend.core.ClosedJaxpr):
+                if isinstance(s, jex.ClosedJaxpr):
                     n += _nested(s.jaxpr)
-                elif isinstance(s, jax.extend.core.Jaxpr):
+                elif isinstance(s, jex.Jaxpr):
                     n += _nested(s)
     return n
 
