@@ -40,13 +40,14 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     tp, ep, sp, cp, dp, pp = (mp[k] for k in ("tp", "ep", "sp", "cp", "dp", "pp"))
     h, nh, nkv, hd = w["hidden_size"], w["num_attention_heads"], w["num_key_value_heads"], w["head_dim"]
     wb, ab, kb = w["weight_bytes"], w["act_bytes"], w["kv_bytes"]
-    # the GEMM's activation operand: gemm_act_bytes, or act_bytes when 0; the wider operand
-    # sets the tensor rate; below act_bytes (or, unset, with quantised weights) a quant kernel
+    # the GEMM's activation operand: gemm_act_bytes, or when 0 like the weights (at most
+    # act_bytes); the wider operand sets the tensor rate; a quant kernel writes any operand
+    # narrower than the activations
     ga = w.get("gemm_act_bytes", 0.0)
-    a_op = np.where(ga > 0, ga, ab)
+    a_op = np.where(ga > 0, ga, np.minimum(wb, ab))
     op_b = np.where(ga > 0, np.maximum(wb, ga), wb)
-    quant_on = np.where(ga > 0, a_op < ab, wb < 2)
-    quant_out = np.where(ga > 0, a_op, 1.0)
+    quant_on = a_op < ab
+    quant_out = a_op
     E, k, mi = w["n_routed_experts"], w["num_experts_per_tok"], w["moe_intermediate_size"]
     moe = E > 0
     mla = w["kv_lora_rank"] > 0

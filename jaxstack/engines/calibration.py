@@ -183,7 +183,7 @@ def _assemble(theta: dict) -> dict:
 
 
 def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, rounds: int = 3,
-        generations: int = 40, population: int = 48) -> dict:
+        generations: int = 40, population: int = 48, restarts: int = 3) -> dict:
     """The calibration model fitted on the calibration rows of ``sets`` (without any row of
     ``exclude_hardware``): {software, hardware, families, default, error, split}."""
     rows = _rows(sets, lambda r: r["split"] == "calibration" and r["design"]["hardware"] != exclude_hardware)
@@ -230,12 +230,13 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
     # ... then a joint elitist evolution strategy in log space: constants that trade off (a
     # kernel overhead against a bandwidth fraction) move together, out of a coordinate trap
     rng = np.random.default_rng(0)
-    sigma = 0.25
-    for _ in range(generations):
-        T = np.clip(x[None] + sigma * rng.standard_normal((population, len(keys))), lo, hi)
-        T[0] = x
-        obj = objective(np.exp(T))
-        x, sigma = T[int(np.argmin(obj))], sigma * 0.93
+    for _ in range(restarts):          # the step size restarts: a narrowed search escapes again
+        sigma = 0.25
+        for _ in range(generations):
+            T = np.clip(x[None] + sigma * rng.standard_normal((population, len(keys))), lo, hi)
+            T[0] = x
+            obj = objective(np.exp(T))
+            x, sigma = T[int(np.argmin(obj))], sigma * 0.93
     theta = {k: float(np.exp(v)) for k, v in zip(keys, x, strict=True)}
     err = batch.errors(values(np.exp(x)[None]))[0]
     per_set = {s: round(100 * float(np.mean(err[[r["set"] == s for r in rows]])), 3) for s in sorted(set(sets))

@@ -178,7 +178,6 @@ def evaluate(d: Design) -> Metrics:
     st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
     tpot = factor * (st.step_time + o) * serving.spec_time_factor(d)  # per generated token (1 without speculation)
     f_clk = power.frequency_scale(d.chip, st.power)
-    tpot_scaled = power.scaled_time(tpot, f_clk)
     p_chip = power.throttled_power(st.power, f_clk)
     # offline and online (serving.py): steps carry prefill chunks; online adds Poisson queueing
     b_rep = r.batch / s.dp_attn
@@ -191,7 +190,7 @@ def evaluate(d: Design) -> Metrics:
     online = serving.is_online(d)
     tpot_before = tpot
     new_tpot = where(online, tpot_on, where(offline, tpot_off, tpot))
-    tpot_scaled = tpot_scaled * new_tpot / tpot
+    tpot_scaled = power.scaled_time(new_tpot, f_clk)       # linear in the step: exact at f = 1
     ttft = where(online, ttft_on, where(offline, ttft_off, ttft))
     running = where(online, n_on * s.dp_attn, r.batch)
     tpot = new_tpot

@@ -189,10 +189,9 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     one ``compute.elementwise_ctx`` call."""
     w = d.model
     wb, ab = w.weight_bytes, gemm_act_operand_bytes(w)
-    # activation quantisation kernel: dynamic per-token quant of every W8A8/W4A4 GEMM's input
-    # (with gemm_act_bytes unset: whenever the weights are quantised, the historical rule)
-    quantised = where(w.gemm_act_bytes > 0, ab < w.act_bytes, wb < 2.0).astype(wb.dtype)
-    q_bytes = where(w.gemm_act_bytes > 0, ab, 1.0)
+    # activation quantisation kernel: dynamic per-token quant of every GEMM input narrower than
+    # the activations (W8A8 / W4A4); it writes the operand the GEMM then reads
+    quantised = (ab < w.act_bytes).astype(wb.dtype)
     h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
     reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.mb)
     T = relax.cdiv(reqs * q_len, s.sp * s.cp)
@@ -249,7 +248,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
            (10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on),          # route
            (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)]                                 # norms
     qon = gon * quantised       # 16-bit GEMM inputs need no quantisation pass
-    q_moved = Mg * Kg * (w.act_bytes + q_bytes) * qon
+    q_moved = Mg * Kg * (w.act_bytes + ab) * qon
     el = compute.elementwise_ctx(ctx, jnp.concatenate([2.0 * Mg * Kg * qon, _stack([v[0] for v in vec])]),
                                  jnp.concatenate([q_moved, _stack([v[1] for v in vec])]),
                                  jnp.concatenate([qon, _stack([v[2] for v in vec])]))

@@ -102,5 +102,7 @@ def gemm_operand_bytes(m: Model):
 
 
 def gemm_act_operand_bytes(m: Model):
-    """Bytes per element of the activation operand a GEMM reads (``act_bytes`` when unset)."""
-    return jnp.where(m.gemm_act_bytes > 0, m.gemm_act_bytes, m.act_bytes)
+    """Bytes per element of the activation operand a GEMM reads: ``gemm_act_bytes``, or when
+    unset like the weights (W8A8 / W4A4 kernels read the quantised activations), never wider
+    than ``act_bytes``."""
+    return jnp.where(m.gemm_act_bytes > 0, m.gemm_act_bytes, jnp.minimum(m.weight_bytes, m.act_bytes))
