@@ -60,6 +60,33 @@ def test_gemm_operand_width_is_the_wider_operand():
         assert float(gemm_operand_bytes(m)) == pytest.approx(want)
 
 
+@pytest.mark.parametrize("wb", [1.0, 0.5, 0.5625])
+def test_unset_activation_operand_is_like_the_weights(wb):
+    """``gemm_act_bytes`` unset (0) means W8A8 / W4A4: the GEMMs read the quantised activation
+    operand the quantisation pass wrote, exactly as if it were set to the weights' width (session
+    11: the operand was read at 16 bits at the narrow rate, which made FP4 prefill GEMMs bound by
+    the SRAM fill); a 16-bit operand on the same weights (W8A16 / W4A16) is another design."""
+    d = _model(_design(), weight_bytes=np.float32(wb))
+    unset, like = _metrics(_model(d, gemm_act_bytes=np.float32(0))), _metrics(_model(d, gemm_act_bytes=np.float32(wb)))
+    assert unset == like
+    assert _metrics(_model(d, gemm_act_bytes=np.float32(2)))["ttft_s"] != unset["ttft_s"]
+
+
+def test_narrow_operand_shrinks_the_fetch_of_an_fp4_prefill_gemm_by_hand():
+    """A prefill GEMM (M = 16,384 tokens, K = N = 8,192) at the FP4 rate on B200: the operand
+    panels every tile fills its SRAM with are A Nt + B Mt = M K a (N / 256) + K N w (M / 128)
+    bytes (128 x 256 tiles); with a = w = 0.5 B that is a quarter of a = 2 B's A panel, so
+    the fetch-bound time drops and the GEMM is faster with the narrow operand."""
+    d = base_design("b200", "nvlink-b200x8", "llama-3-70b")
+    ctx = compute.context(d.chip, d.dram, 0.5)
+    M, K, N = 16384.0, 8192.0, 8192.0
+    narrow = float(compute.tiling(ctx, M, K, N, 0.5, 0.5).time)
+    wide = float(compute.tiling(ctx, M, K, N, 0.5, 2.0).time)
+    fetch = lambda a: (M * K * a * (N / 256) + K * N * 0.5 * (M / 128)) * float(ctx.inv_fetch) / float(ctx.U)  # noqa: E731
+    assert wide == pytest.approx(max(fetch(2.0), wide), rel=1e-5)     # 16-bit A: fill bound
+    assert narrow < wide and narrow >= fetch(0.5) * (1 - 1e-5)
+
+
 def test_compute_bound_gemm_time_scales_with_the_operand_rate_by_hand():
     """A 8192^3 GEMM on H100 is compute bound at every width: t_FP8 / t_BF16 = 1 / fp8_speedup,
     t_FP4-class (NVFP4 with its scales, 0.5625 B) uses fp4_speedup."""
