@@ -135,3 +135,17 @@ def test_leave_one_gpu_out_fits_without_the_held_out_gpu(monkeypatch):
     assert res[0]["prior"] == res[3]["prior"] == "default" and res[1]["prior"] == res[2]["prior"] == "family"
     # throughput rows only: the MLPerf Server latencies are scored on their own panels
     assert res[0]["test_rows"] == 44 and res[3]["test_rows"] == 1
+
+
+def test_logo_cli_prints_the_table_and_each_sets_error(tmp_path, capsys, monkeypatch):
+    """``validate --logo`` prints one row per held-out GPU and its error per measurement set (the
+    B200's vLLM rows lose their engine's fitted constants with it), and writes the JSON."""
+    res = [{"held_out": "b200", "family": "nvidia-blackwell", "test_rows": 44, "train_rows": 23, "prior": "default",
+            "held_out_mape_pct": 27.97, "raw_mape_pct": 67.76, "fitted_with_it_mape_pct": 12.55,
+            "per_set": {"serving-public": 23.34, "vllm-8xb200": 33.05}}]
+    monkeypatch.setattr(calibration, "leave_one_gpu_out", lambda: res)
+    assert main(["validate", "--logo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "b200          nvidia-blackwell    44 |         27.97" in out
+    assert "held-out MAPE per set: b200 serving-public 23.34, vllm-8xb200 33.05" in out
+    assert json.loads((tmp_path / "leave_one_out.json").read_text()) == res

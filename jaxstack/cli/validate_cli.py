@@ -87,6 +87,8 @@ def _run_logo(args) -> int:
         print(f"{r['held_out']:13s} {r['family']:17s} {r['test_rows']:4d} | {r['held_out_mape_pct']:13.2f} "
               f"{r['raw_mape_pct']:11.2f} {r['fitted_with_it_mape_pct']:14.2f} | "
               + ("its family" if r["prior"] == "family" else "every fitted GPU (no family member measured)"))
+    print("held-out MAPE per set: " + "; ".join(
+        f"{r['held_out']} " + ", ".join(f"{k} {v:.2f}" for k, v in r["per_set"].items()) for r in res))
     print(f"\nwrote {Path(args.out) / 'leave_one_out.json'}")
     return 0
 
