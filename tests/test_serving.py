@@ -207,6 +207,22 @@ def test_higher_load_never_lowers_latency(sweep_rate):
     assert (np.asarray(m.tpot_p99_s) >= np.asarray(m.tpot_s))[ok].all()
 
 
+def test_online_saturates_where_offline_does(ev):
+    """The online engine admits at most its full-load batch (KV budget, max_num_seqs, token
+    budget: ``offline``'s B per replica), so Poisson load just below the offline capacity
+    O-token requests/s is served and load just above it is unstable; before session 11 the cap
+    was max_num_seqs alone and a KV-bound engine stayed "stable" beyond its offline capacity by
+    holding more requests than its KV cache fits. Here the KV budget binds (B < max_num_seqs)."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=4096, out=1024, tp=8)
+    lim = {"max_num_seqs": np.float32(4096), "max_num_batched_tokens": np.float32(2**24)}
+    off = ev(_stack([_offline(d, **lim)]))
+    b, cap = float(off.running_batch[0]), float(off.decode_tokens_per_s[0]) / 1024.0
+    assert bool(off.feasible[0]) and b < 4096                            # KV-bound
+    m = ev(_stack([_online(d, cap * x, **lim) for x in (0.9, 0.97, 1.03, 1.2)]))
+    assert np.asarray(m.feasible).tolist() == [True, True, False, False]
+    assert (np.asarray(m.reason)[2:] == 8).all() and (np.asarray(m.running_batch)[:2] <= b).all()
+
+
 def test_goodput_is_the_largest_rate_meeting_the_slos(ev):
     d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=64, inp=1024, out=256, tp=8)
     slo = {"ttft_slo": np.float32(0.5), "tpot_slo": np.float32(0.03)}

@@ -54,7 +54,9 @@ operations per design inside ``jit(vmap(...))``:
 * TTFT = t_p + W_q + tau(n) (the first token leaves with the next decode step);
 * the running batch follows from Little's law, n = lambda_r (TTFT + O TPOT), linear in n
   for an affine tau: n = lambda_r (t_p + W_q + c tau_w) / (1 - lambda_r c k), c = 1 + O / (1 - rho);
-* stable iff rho < 1, lambda_r c k < 1 and n <= max_num_seqs; otherwise ``Reason.unstable``;
+* stable iff rho < 1, lambda_r c k < 1 and n <= the admission cap, the engine's full-load
+  batch per replica B (``offline``'s: KV budget, max_num_seqs, token budget), so the online
+  engine saturates where the offline one does; otherwise ``Reason.unstable``;
 * p99: the number in the system is Poisson (requests are served in parallel, M/G/inf up to
   the cap), n_99 = n + 2.326 sqrt(n): TPOT_99 = tau(n_99) / (1 - rho); the waiting time's
   tail as in M/M/1 with the M/D/1 mean: W_99 = max(0, ln(100 rho)) W_q / rho, TTFT_99 =
@@ -235,7 +237,9 @@ def md1_wait(lam, t):
 def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
     """Online steady state at arrival rate ``lam`` (module docstring): (n per replica, TTFT,
     TPOT, TTFT_99, TPOT_99, stable)."""
-    o, cap = d.request.output_len, d.serving.max_num_seqs
+    # admission cap: the engine's full-load batch (KV budget, max_num_seqs, token budget), so the
+    # online engine saturates where the offline one does and never holds more than its KV fits
+    o, cap = d.request.output_len, jnp.minimum(d.serving.max_num_seqs, b_rep)
     lam_r = lam / s.dp_attn
     rho = lam_r * t_p
     free = jnp.maximum(1.0 - rho, _SATURATED)        # values stay finite past saturation; ``stable`` says so
