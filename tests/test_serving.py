@@ -361,22 +361,26 @@ def test_param_count_matches_the_published_sizes():
         assert float(param_count(m)) == pytest.approx(hf, rel=2e-3), model
 
 
-@pytest.mark.parametrize("model,hw,fabric,tp,isl,osl,w_bytes", [
-    ("llama-3-8b", "h200", "nvlink-h200x8", 1, 128, 2048, 1.0),
-    ("llama-3-8b", "h100-sxm", "nvlink-h100x8", 1, 2048, 128, 1.0),
-    ("llama-3-70b", "h100-sxm", "nvlink-h100x8", 2, 5000, 500, 1.0),
-    ("llama-3.1-405b", "b200", "nvlink-b200x8", 4, 1000, 1000, 0.5),
-    ("llama-3.1-405b", "h200", "nvlink-h200x8", 8, 20000, 2000, 1.0),
+@pytest.mark.parametrize("model,hw,fabric,tp,isl,osl,w_bytes,adp", [
+    ("llama-3-8b", "h200", "nvlink-h200x8", 1, 128, 2048, 1.0, False),
+    ("llama-3-8b", "h100-sxm", "nvlink-h100x8", 1, 2048, 128, 1.0, False),
+    ("llama-3-70b", "h100-sxm", "nvlink-h100x8", 2, 5000, 500, 1.0, False),
+    ("llama-3.1-405b", "b200", "nvlink-b200x8", 4, 1000, 1000, 0.5, False),
+    ("llama-3.1-405b", "h200", "nvlink-h200x8", 8, 20000, 2000, 1.0, False),
+    ("qwen3-235b-a22b", "h200", "nvlink-h200x8", 8, 5000, 500, 1.0, True),    # 4 KV heads < --tp 8
 ])
-def test_auto_limits_are_trtllm_bench_sizing(model, hw, fabric, tp, isl, osl, w_bytes):
+def test_auto_limits_are_trtllm_bench_sizing(model, hw, fabric, tp, isl, osl, w_bytes, adp):
     """serving.auto_limits = 1 reproduces trtllm-bench's own batch / token sizing (an
-    independent transcription of its source, fed the preset's numbers); 0 keeps the leaves."""
+    independent transcription of its source, fed the preset's numbers); 0 keeps the leaves.
+    With attention DP (``adp``: jaxstack ``tp = 1, ep = n``) trtllm-bench still runs ``--tp n``,
+    so its KV-head adjustment max(tp, kv_heads) uses the whole group."""
     from jaxstack.edges import io
     from jaxstack.physics.memory import capacity
     from jaxstack.recipe import serving
     from jaxstack.recipe.ops import param_count, shard
 
-    d = io.design_from_dict({"hardware": hw, "fabric": fabric, "model": model, "mapping": {"tp": tp},
+    mapping = {"tp": 1, "ep": tp} if adp else {"tp": tp}
+    d = io.design_from_dict({"hardware": hw, "fabric": fabric, "model": model, "mapping": mapping,
                              "engine": "trtllm-throughput",
                              "request": {"batch": 1, "input_len": isl, "output_len": osl},
                              "overrides": {"model.weight_bytes": w_bytes, "model.kv_bytes": 1}})

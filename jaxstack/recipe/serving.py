@@ -75,14 +75,15 @@ does when none are given (``tensorrt_llm/bench/build/tuning.py``, ``calc_engine_
 ``finetune_setting``, NVIDIA/TensorRT-LLM @ 04cba882084a25665e7f80f5bda71b35b9790b6f): on the
 n = chips / dp GPUs of one engine,
 
-    KV per token  = 2 x layers x max(tp, kv_heads) x head_dim x kv_bytes      (MLA: layers x
+    KV per token  = 2 x layers x max(tp ep, kv_heads) x head_dim x kv_bytes   (MLA: layers x
                     (kv_lora_rank + rope dim) x kv_bytes)
     requests      = 0.95 (n x DRAM capacity - param_count x weight_bytes) / (KV per token x (ISL + OSL))
     raw batch     = min(requests, 4096) / pp,   raw tokens = min(raw batch x (1 + ISL / OSL), 32768)
     max batch     = max(64, 32 ceil(b / 32)) below 256, 128 ceil(b / 128) below 1024, else 256 ceil(b / 256)
     max tokens    = max(2048, 256 ceil(t / 256)) below 4096, 512 ceil(t / 512) below 8192, else 1024 ceil(t / 1024)
 
-(slightly optimistic bounds: the runtime batch is still what the KV cache holds), each capped
+(tp ep: trtllm-bench's --tp, the whole group when attention runs data-parallel; slightly
+optimistic bounds: the runtime batch is still what the KV cache holds), each capped
 by ``max_num_seqs`` / ``max_num_batched_tokens``. The max batch applies per attention
 replica (TensorRT-LLM's attention-DP ranks each schedule their own requests).
 
@@ -137,7 +138,7 @@ def engine_limits(d: Design, s, params):
     own sizing capped by them (module docstring). ``params``: ``ops.param_count``."""
     w, r, sv = d.model, d.request, d.serving
     n = s.tp * s.ep * s.sp * s.cp * s.pp
-    gqa = 2.0 * jnp.maximum(s.tp, w.num_key_value_heads) * w.head_dim
+    gqa = 2.0 * jnp.maximum(s.tp * s.ep, w.num_key_value_heads) * w.head_dim   # --tp: the whole group
     per_token = w.num_hidden_layers * where(s.is_mla, w.kv_lora_rank + w.qk_rope_head_dim, gqa) * w.kv_bytes
     free = n * memory.capacity(d.dram) - params * w.weight_bytes
     requests = TRT_KV_FRACTION * jnp.maximum(free, 0.0) / (per_token * (r.input_len + r.output_len))
