@@ -207,6 +207,18 @@ def test_higher_load_never_lowers_latency(sweep_rate):
     assert (np.asarray(m.tpot_p99_s) >= np.asarray(m.tpot_s))[ok].all()
 
 
+def test_online_ttft_waits_out_the_step_in_flight(ev):
+    """At vanishing load with a 16-token prompt (no queue; its prefill under a tenth of a step),
+    TTFT is half a step of residual (arrivals fall uniformly within the step in flight) plus
+    the step that carries the first token plus the prefill: 1.5-1.6 TPOT (1.0-1.1 before
+    session 11); its p99, 0.99 of a step plus the step plus the prefill: 1.99-2.1 TPOT."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=64, inp=16, out=256, tp=8)
+    m = ev(_stack([_online(d, 0.01)]))
+    tpot, ttft, ttft99 = float(m.tpot_s[0]), float(m.ttft_s[0]), float(m.ttft_p99_s[0])
+    assert bool(m.feasible[0]) and 1.5 <= ttft / tpot < 1.6
+    assert 1.99 <= ttft99 / tpot < 2.1
+
+
 def test_online_saturates_where_offline_does(ev):
     """The online engine admits at most its full-load batch (KV budget, max_num_seqs, token
     budget: ``offline``'s B per replica), so Poisson load just below the offline capacity

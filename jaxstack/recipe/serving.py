@@ -51,16 +51,20 @@ operations per design inside ``jit(vmap(...))``:
   throughput) and Poisson arrivals at lambda_r = lambda / (dp ep) per replica: M/D/1, load
   rho = lambda_r t_p, mean wait W_q = rho t_p / (2 (1 - rho)); decode steps run in the
   remaining 1 - rho of the time: TPOT = tau(n) / (1 - rho);
-* TTFT = t_p + W_q + tau(n) (the first token leaves with the next decode step);
+* TTFT = t_p + W_q + tau(n) + tau(n) / (2 (1 - rho)): the prefill, the step whose end
+  carries the first token, and before them the rest of the step in flight when the request
+  arrived (steps of TPOT = tau / (1 - rho), arrivals uniform within one: half a step on
+  average, 0.99 of one at the p99; session 11, before which TTFT had no such wait);
 * the running batch follows from Little's law, n = lambda_r (TTFT + O TPOT), linear in n
-  for an affine tau: n = lambda_r (t_p + W_q + c tau_w) / (1 - lambda_r c k), c = 1 + O / (1 - rho);
+  for an affine tau: n = lambda_r (t_p + W_q + c tau_w) / (1 - lambda_r c k),
+  c = 1 + (1/2 + O) / (1 - rho);
 * stable iff rho < 1, lambda_r c k < 1 and n <= the admission cap, the engine's full-load
   batch per replica B (``offline``'s: KV budget, max_num_seqs, token budget), so the online
   engine saturates where the offline one does; otherwise ``Reason.unstable``;
 * p99: the number in the system is Poisson (requests are served in parallel, M/G/inf up to
   the cap), n_99 = n + 2.326 sqrt(n): TPOT_99 = tau(n_99) / (1 - rho); the waiting time's
   tail as in M/M/1 with the M/D/1 mean: W_99 = max(0, ln(100 rho)) W_q / rho, TTFT_99 =
-  t_p + W_99 + tau(n_99).
+  t_p + W_99 + tau(n_99) (1 + 0.99 / (1 - rho)).
 
 Speculative decoding (every regime; ``serving.spec_tokens`` k > 0): each decode step
 verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: GEMMs on
@@ -246,7 +250,10 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
     free = jnp.maximum(1.0 - rho, _SATURATED)        # values stay finite past saturation; ``stable`` says so
     k = jnp.maximum(tau_b - tau_w, 0.0) / b_rep
     wq = rho * t_p / (2.0 * free)                    # md1_wait
-    c = 1.0 + o / free
+    # a request first waits out the step in flight (arrivals fall uniformly in a step of TPOT
+    # tau / free: residual tau / (2 free) on average), then its prefill and first token
+    res = 0.5 / free
+    c = 1.0 + res + o / free
     den = 1.0 - lam_r * c * k
     n_free = lam_r * (t_p + wq + c * tau_w) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
     stable = (rho < 1.0) & (den > 0.0) & (n_free <= cap)
@@ -255,10 +262,11 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau_w + k * n99
     w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho, _TINY)), 0.0) * wq / jnp.maximum(rho, _TINY)
-    ttft, tpot = t_p + wq + tau_n, tau_n / free
-    # the tail sum (p99 wait + p99 step) is below the mean when almost no request waits (rho <
-    # 1 %): the p99 is then the near-deterministic mean
-    return n, ttft, tpot, jnp.maximum(t_p + w99 + tau99, ttft), jnp.maximum(tau99 / free, tpot), stable
+    ttft, tpot = t_p + wq + tau_n * (1.0 + res), tau_n / free
+    # p99: the residual's 99th percentile is 0.99 of the step; the tail sum (p99 wait + p99
+    # step) is below the mean when almost no request waits (rho < 1 %): the p99 is then the mean
+    ttft99 = t_p + w99 + tau99 * (1.0 + 1.98 * res)
+    return n, ttft, tpot, jnp.maximum(ttft99, ttft), jnp.maximum(tau99 / free, tpot), stable
 
 
 def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p):
