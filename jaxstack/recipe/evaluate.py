@@ -184,9 +184,10 @@ def evaluate(d: Design) -> Metrics:
     tau_w = jnp.minimum(factor * weights / memory.dram_bandwidth(d.dram), tpot)   # weight-streaming floor
     t_p = s.mb * (pre.total + o) / b_rep                                            # one prompt's prefill
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre.total)
+    adm = serving.admission(d, b_rep, tpot, tau_w)                                 # load-independent, once
     n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable = serving.online(
-        d, s, d.serving.arrival_rate, b_rep, tpot, tau_w, t_p)
-    good = serving.goodput(d, s, b_rep, tpot, tau_w, t_p)
+        d, s, d.serving.arrival_rate, b_rep, tpot, tau_w, t_p, adm)
+    good = serving.goodput(d, s, b_rep, tpot, tau_w, t_p, adm)
     online = serving.is_online(d)
     tpot_before = tpot
     new_tpot = where(online, tpot_on, where(offline, tpot_off, tpot))

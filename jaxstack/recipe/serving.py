@@ -106,7 +106,7 @@ from ..physics import memory, relax
 from ..physics.lean import where
 from ..types.design import Design
 
-__all__ = ["engine_limits", "resolve_limits", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
+__all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
            "running_batch", "offline_times", "offline_fill", "md1_wait", "online", "goodput", "Z99"]
 
@@ -239,16 +239,22 @@ def md1_wait(lam, t):
     return rho * t / (2.0 * jnp.maximum(1.0 - rho, _TINY))
 
 
-def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
+def admission(d: Design, b_rep, tau_b, tau_w):
+    """(admission cap, decode-step slope k) of ``online``: load-independent, so the goodput
+    bisection computes them once, outside its loop. The cap is the engine's full-load batch
+    (KV budget, max_num_seqs, token budget): the online engine saturates where the offline one
+    does and never holds more than its KV fits."""
+    return jnp.minimum(d.serving.max_num_seqs, b_rep), jnp.maximum(tau_b - tau_w, 0.0) / b_rep
+
+
+def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     """Online steady state at arrival rate ``lam`` (module docstring): (n per replica, TTFT,
-    TPOT, TTFT_99, TPOT_99, stable)."""
-    # admission cap: the engine's full-load batch (KV budget, max_num_seqs, token budget), so the
-    # online engine saturates where the offline one does and never holds more than its KV fits
-    o, cap = d.request.output_len, jnp.minimum(d.serving.max_num_seqs, b_rep)
+    TPOT, TTFT_99, TPOT_99, stable); ``adm``: ``admission``'s values when already computed."""
+    cap, k = admission(d, b_rep, tau_b, tau_w) if adm is None else adm
+    o = d.request.output_len
     lam_r = lam / s.dp_attn
     rho = lam_r * t_p
     free = jnp.maximum(1.0 - rho, _SATURATED)        # values stay finite past saturation; ``stable`` says so
-    k = jnp.maximum(tau_b - tau_w, 0.0) / b_rep
     wq = rho * t_p / (2.0 * free)                    # md1_wait
     # a request first waits out the step in flight (arrivals fall uniformly in a step of TPOT
     # tau / free: residual tau / (2 free) on average), then its prefill and first token
@@ -269,12 +275,13 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p):
     return n, ttft, tpot, jnp.maximum(ttft99, ttft), jnp.maximum(tau99 / free, tpot), stable
 
 
-def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p):
+def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p, adm=None):
     """Largest arrival rate (requests/s) whose p99 TTFT / TPOT meet the design's SLOs (0 if none)."""
     sv = d.serving
+    adm = admission(d, b_rep, tau_b, tau_w) if adm is None else adm
 
     def ok(lam):
-        _, _, _, ttft99, tpot99, stable = online(d, s, lam, b_rep, tau_b, tau_w, t_p)
+        _, _, _, ttft99, tpot99, stable = online(d, s, lam, b_rep, tau_b, tau_w, t_p, adm)
         return stable & (ttft99 <= sv.ttft_slo) & (tpot99 <= sv.tpot_slo)
 
     hi = s.dp_attn / jnp.maximum(t_p, _TINY)            # prefill saturates here (rho = 1)
