@@ -82,7 +82,10 @@ def test_narrow_operand_shrinks_the_fetch_of_an_fp4_prefill_gemm_by_hand():
     M, K, N = 16384.0, 8192.0, 8192.0
     narrow = float(compute.tiling(ctx, M, K, N, 0.5, 0.5).time)
     wide = float(compute.tiling(ctx, M, K, N, 0.5, 2.0).time)
-    fetch = lambda a: (M * K * a * (N / 256) + K * N * 0.5 * (M / 128)) * float(ctx.inv_fetch) / float(ctx.U)  # noqa: E731
+
+    def fetch(a):       # s to fill every tile's SRAM with its A and B panels, all units at once
+        return (M * K * a * (N / 256) + K * N * 0.5 * (M / 128)) * float(ctx.inv_fetch) / float(ctx.U)
+
     assert wide == pytest.approx(max(fetch(2.0), wide), rel=1e-5)     # 16-bit A: fill bound
     assert narrow < wide and narrow >= fetch(0.5) * (1 - 1e-5)
 
