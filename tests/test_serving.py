@@ -219,6 +219,56 @@ def test_online_ttft_waits_out_the_step_in_flight(ev):
     assert 1.99 <= ttft99 / tpot < 2.1
 
 
+def test_online_light_load_decodes_at_the_one_request_step(ev):
+    """The online decode step is affine in the running requests through the full-load step and
+    the light-load one (one request per replica, all its kernel launches and KV reads): at
+    vanishing load TPOT is the static TPOT of one request per replica. Before session 12 the
+    intercept was the weight-streaming floor alone, 0.3-0.6 of that step on these designs."""
+    for hw, fab, model, tp in (("h100-sxm", "nvlink-h100x8", "llama-3-70b", 8), ("b200", "nvlink-b200x8",
+                                                                               "llama-3-8b", 1)):
+        d = base_design(hw, fab, model, batch=1, inp=512, out=256, tp=tp)
+        dp = 8 // tp
+        d = dataclasses.replace(d, mapping=dataclasses.replace(d.mapping, dp=np.float32(dp)))
+        static = dataclasses.replace(d, request=dataclasses.replace(d.request, batch=np.float32(dp)))
+        m = ev(_stack([_online(d, 1e-4), static]))
+        assert bool(m.feasible[0]) and bool(m.feasible[1])
+        assert float(m.tpot_s[0]) == pytest.approx(float(m.tpot_s[1]), rel=2e-3)
+
+
+def test_online_long_prompt_spans_budget_rounds(ev):
+    """A prompt longer than the per-step token budget is prefilled in chunks, one per engine
+    step (the rest of the step's budget carries the running requests' decode tokens): at
+    vanishing load a 4096-token prompt under a 1024-token budget reaches its first token 3 steps
+    later than under a budget it fits in (4 steps instead of 1, the same prefill compute)."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=4096, out=256, tp=8)
+    lim = {"max_num_seqs": np.float32(64)}
+    m = ev(_stack([_online(d, 1e-4, max_num_batched_tokens=np.float32(b), **lim) for b in (1024.0, 2.0**20)]))
+    assert np.asarray(m.feasible).all()
+    tpot = float(m.tpot_s[1])
+    assert float(m.tpot_s[0]) == pytest.approx(tpot, rel=1e-3)
+    assert float(m.ttft_s[0]) - float(m.ttft_s[1]) == pytest.approx(3.0 * tpot, rel=1e-2)
+
+
+def test_online_prefill_queue_is_mm1_for_exponential_prompts():
+    """Pollaczek-Khinchine: with prompt lengths of coefficient of variation 1 (service as
+    spread as an exponential) the prefill queue's mean wait is M/M/1's rho t / (1 - rho); with
+    equal prompts M/D/1's half of it (``md1_wait``). Hand-set step model: a constant decode step
+    tau (no slope), a budget no prompt fills, so TTFT = t_p + W_q + tau (1 + 1/2 / (1 - rho))."""
+    from jaxstack.physics.lean import strong
+    from jaxstack.recipe import serving
+    from jaxstack.recipe.ops import shard
+
+    d = strong(base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=64, out=100, tp=8))
+    d = dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_batched_tokens=np.float32(2.0**30)))
+    s = shard(d)
+    t_p, tau, lam = 0.2, 0.01, 2.0                       # rho = 0.4
+    for cv, wait in ((1.0, 0.4 * 0.2 / 0.6), (0.0, 0.4 * 0.2 / 1.2)):
+        dc = dataclasses.replace(d, request=dataclasses.replace(d.request, input_cv=np.float32(cv)))
+        _, ttft, tpot, _, _, stable = serving.online(dc, s, lam, 100.0, tau, tau, t_p)
+        assert bool(stable) and float(tpot) == pytest.approx(tau / 0.6, rel=1e-5)
+        assert float(ttft) - t_p - tau * (1.0 + 0.5 / 0.6) == pytest.approx(wait, rel=1e-4)
+
+
 def test_online_saturates_where_offline_does(ev):
     """The online engine admits at most its full-load batch (KV budget, max_num_seqs, token
     budget: ``offline``'s B per replica), so Poisson load just below the offline capacity

@@ -33,6 +33,8 @@ def add_parser(sub):
     p.add_argument("--batch", type=int, help="concurrent requests")
     p.add_argument("--input-len", type=int, help="prompt tokens")
     p.add_argument("--output-len", type=int, help="generated tokens")
+    p.add_argument("--input-cv", type=float, help="online: prompt-length coefficient of variation (std / mean; "
+                   "default 0 = fixed prompts)")
     p.add_argument("--regime", help="serving regime: static (request.batch decodes together, default), "
                    "offline (max-throughput: the engine runs the largest batch its KV budget allows) or online "
                    "(Poisson arrivals at --arrival-rate; serving.py)")
@@ -81,7 +83,8 @@ def design_from_args(args):
         if getattr(args, key, None):
             data[key] = getattr(args, key)
     req = _section(data, "request", where)
-    for key, flag in (("batch", "batch"), ("input_len", "input_len"), ("output_len", "output_len")):
+    for key, flag in (("batch", "batch"), ("input_len", "input_len"), ("output_len", "output_len"),
+                      ("input_cv", "input_cv")):
         if getattr(args, flag) is not None:
             req[key] = getattr(args, flag)
     data["request"] = req

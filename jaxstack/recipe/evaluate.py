@@ -149,17 +149,21 @@ def evaluate(d: Design) -> Metrics:
     # REF_POINT, whose relative slowdown is applied to the mean step (exactly 1 when refresh
     # costs nothing). Every GEMM, vector op and collective is costed once per linear variant.
     thr = d.dram.refresh_double_temp
-    hot = jnp.stack([jnp.zeros_like(thr), relax.step((thr - HOT_OFFSET_K) - thr),
-                     relax.step((thr + HOT_OFFSET_K) - thr)])
+    zero = jnp.zeros_like(thr)
+    hot = jnp.stack([zero, relax.step((thr - HOT_OFFSET_K) - thr), relax.step((thr + HOT_OFFSET_K) - thr), zero])
     ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
     one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
-    q_len = jnp.stack([r.input_len, one, one])
-    decode = jnp.array([False, True, True])
+    q_len = jnp.stack([r.input_len, one, one, one])
+    decode = jnp.array([False, True, True, True])
     frac = np.linspace(0.0, 1.0, KV_POINTS, dtype=np.float32)      # a constant: no traced linspace
     kv = jnp.concatenate([jnp.stack([0.5 * (r.input_len + 1.0)]), r.input_len + r.output_len * frac,
-                          jnp.stack([r.input_len + r.output_len * frac[REF_POINT]])])
-    lin_of = np.array([0] + [1] * KV_POINTS + [2])
-    st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of)
+                          jnp.stack([r.input_len + r.output_len * frac[REF_POINT], r.input_len + 0.5 * r.output_len])])
+    lin_of = np.array([0] + [1] * KV_POINTS + [2, 3])
+    # the last variant: a decode step of ONE request per micro-batch and replica at the mean KV
+    # length (the light-load anchor of the serving regimes' affine decode step)
+    n_light = s.dp_attn * s.mb
+    batch_l = jnp.stack([r.batch, r.batch, r.batch, n_light])
+    st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of, batch_l)
     pre = _Step(*(getattr(st, k)[0] for k in _Step._fields))
     o = d.serving.step_overhead                                  # engine host time per iteration
     ttft = (s.mb + s.pp - 1.0) * (pre.total + o)
@@ -167,6 +171,7 @@ def evaluate(d: Design) -> Metrics:
     mean = _Step(*(jnp.mean(getattr(st, k)[1:KV_POINTS + 1]) for k in _Step._fields))
     t_cool = mean.total
     t_hot = t_cool * jnp.maximum(st.total[KV_POINTS + 1] / st.total[1 + REF_POINT], 1.0)
+    st_light = st.total[KV_POINTS + 2]
     factor = jnp.maximum(s.pp, s.mb)
 
     # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)
@@ -181,13 +186,14 @@ def evaluate(d: Design) -> Metrics:
     p_chip = power.throttled_power(st.power, f_clk)
     # offline and online (serving.py): steps carry prefill chunks; online adds Poisson queueing
     b_rep = r.batch / s.dp_attn
-    tau_w = jnp.minimum(factor * weights / memory.dram_bandwidth(d.dram), tpot)   # weight-streaming floor
+    # the decode step, affine in the running requests per replica (serving.py), through the
+    # full-load step and the light-load one (one request per micro-batch, same overheads, clock)
+    tau_1 = factor * (st.step_time * st_light / t_cool + o) * serving.spec_time_factor(d)
+    tau_w = serving.step_intercept(b_rep, tpot, s.mb, tau_1)
     t_p = s.mb * (pre.total + o) / b_rep                                            # one prompt's prefill
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre.total)
     adm = serving.admission(d, b_rep, tpot, tau_w)                                 # load-independent, once
-    n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable = serving.online(
-        d, s, d.serving.arrival_rate, b_rep, tpot, tau_w, t_p, adm)
-    good = serving.goodput(d, s, b_rep, tpot, tau_w, t_p, adm)
+    good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p, adm)
     online = serving.is_online(d)
     tpot_before = tpot
     new_tpot = where(online, tpot_on, where(offline, tpot_off, tpot))

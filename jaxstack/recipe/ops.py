@@ -182,9 +182,10 @@ def _stack(xs):
     return jnp.stack([jnp.broadcast_to(x, shape) for x in xs])
 
 
-def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear:
+def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=None) -> Linear:
     """Per-chip cost of the KV-independent ops of one layer for ``q_len`` query tokens per
-    request; ``decode`` (bool, may be traced) selects the decode forms. Every GEMM of the
+    request of ``batch`` (default ``request.batch``); ``decode`` (bool, may be traced) selects
+    the decode forms. Every GEMM of the
     layer is costed by ONE ``compute.tiling`` call on a vector of shapes, every vector op by
     one ``compute.elementwise_ctx`` call."""
     w = d.model
@@ -193,7 +194,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode) -> Linear
     # the activations (W8A8 / W4A4); it writes the operand the GEMM then reads
     quantised = (ab < w.act_bytes).astype(wb.dtype)
     h, nh, hd = w.hidden_size, w.num_attention_heads, w.head_dim
-    reqs = relax.cdiv(relax.cdiv(d.request.batch, s.dp_attn), s.mb)
+    reqs = relax.cdiv(relax.cdiv(d.request.batch if batch is None else batch, s.dp_attn), s.mb)
     T = relax.cdiv(reqs * q_len, s.sp * s.cp)
     mla, gqa = s.is_mla.astype(h.dtype), 1.0 - s.is_mla.astype(h.dtype)
     qk = w.qk_nope_head_dim + w.qk_rope_head_dim

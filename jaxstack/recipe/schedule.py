@@ -238,11 +238,14 @@ class LinearPart(NamedTuple):
     decode: jnp.ndarray
 
 
-def linear_part(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, lin_of) -> LinearPart:
+def linear_part(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, lin_of, batch=None) -> LinearPart:
     """The linear ops and collectives of L linear variants (``q_len``, ``decode``, ``ctx.bw``
-    on the L axis), once each, gathered to the V variants by the static index ``lin_of``."""
+    and, if given, ``batch`` on the L axis), once each, gathered to the V variants by the
+    static index ``lin_of``."""
     axes = _ctx_axes(ctx)
-    lin, cm = jax.vmap(lambda c, q, dec: _linear(d, s, pl, c, q, dec), in_axes=(axes, 0, 0))(ctx, q_len, decode)
+    batch = jnp.broadcast_to(d.request.batch, q_len.shape) if batch is None else batch
+    lin, cm = jax.vmap(lambda c, q, dec, b: _linear(d, s, pl, c, q, dec, b), in_axes=(axes, 0, 0, 0))(
+        ctx, q_len, decode, batch)
     take = lambda x: x[lin_of]  # noqa: E731
     lin, cm = jax.tree_util.tree_map(take, (lin, cm))
     return LinearPart(ctx._replace(bw=take(ctx.bw)), lin, cm, take(q_len), take(decode))
@@ -259,17 +262,17 @@ def _ctx_axes(ctx):
     return ctx._replace(**{k: None for k in ctx._fields})._replace(bw=0)
 
 
-def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of):
-    """Stage steps of V variants that share L linear variants: ``q_len``, ``decode`` and
-    ``ctx.bw`` (the DRAM temperature) have the L axis; ``kv_len`` and the static index array
+def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of, batch=None):
+    """Stage steps of V variants that share L linear variants: ``q_len``, ``decode``,
+    ``ctx.bw`` (the DRAM temperature) and ``batch`` (default: ``request.batch``) have the L axis; ``kv_len`` and the static index array
     ``lin_of`` (variant -> linear variant) the V axis. The KV-independent work (every GEMM,
     vector op and collective) is done once per linear variant; only the attention core and
     the stage composition run per variant."""
-    return compose(d, s, pl, linear_part(d, s, pl, ctx, q_len, decode, lin_of), kv_len)
+    return compose(d, s, pl, linear_part(d, s, pl, ctx, q_len, decode, lin_of, batch), kv_len)
 
 
-def _linear(d, s, pl, ctx, q_len, decode):
-    lin = linear_costs(d, s, ctx, q_len, decode)
+def _linear(d, s, pl, ctx, q_len, decode, batch=None):
+    lin = linear_costs(d, s, ctx, q_len, decode, batch)
     return lin, collectives(d, s, pl, lin, q_len, decode)
 
 

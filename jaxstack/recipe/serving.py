@@ -108,12 +108,13 @@ from ..types.design import Design
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
-           "running_batch", "offline_times", "offline_fill", "md1_wait", "online", "goodput", "Z99"]
+           "running_batch", "offline_times", "offline_fill", "step_intercept", "md1_wait", "online", "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
 _TINY = 1e-30
 _SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
 GOODPUT_HALVINGS = 40
+FIXED_POINT_STEPS = 8      # online: fixed-point steps of the running requests with chunked prompts
 
 
 TRT_KV_FRACTION = 0.95          # calc_engine_setting's kv_cache_gpu_mem_fraction default
@@ -233,6 +234,13 @@ def offline_times(d: Design, s, batch, tpot, t_pre):
     return step, jnp.maximum(1.0, o / b_rep) * step
 
 
+def step_intercept(b_rep, tau_b, n_1, tau_1):
+    """tau_w of the affine decode step tau(n) = tau_w + k n through (n_1, tau_1) (the light-load
+    step) and (b_rep, tau_b) (the full-load one): tau_1 - k n_1, in [0, tau_b]."""
+    k = jnp.maximum(tau_b - tau_1, 0.0) / jnp.maximum(b_rep - n_1, 1.0)
+    return jnp.clip(tau_1 - k * n_1, 0.0, tau_b)
+
+
 def md1_wait(lam, t):
     """Mean wait in queue of M/D/1 (Poisson arrivals lam, deterministic service t): rho t / (2 (1 - rho))."""
     rho = lam * t
@@ -248,49 +256,82 @@ def admission(d: Design, b_rep, tau_b, tau_w):
 
 
 def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
-    """Online steady state at arrival rate ``lam`` (module docstring): (n per replica, TTFT,
-    TPOT, TTFT_99, TPOT_99, stable); ``adm``: ``admission``'s values when already computed."""
+    """Online steady state at arrival rate ``lam`` (module docstring): (requests in the system
+    per replica, TTFT, TPOT, TTFT_99, TPOT_99, stable); ``adm``: ``admission``'s values when
+    already computed."""
     cap, k = admission(d, b_rep, tau_b, tau_w) if adm is None else adm
-    o = d.request.output_len
+    o, i_len = d.request.output_len, d.request.input_len
     lam_r = lam / s.dp_attn
     rho = lam_r * t_p
     free = jnp.maximum(1.0 - rho, _SATURATED)        # values stay finite past saturation; ``stable`` says so
-    wq = rho * t_p / (2.0 * free)                    # md1_wait
-    # a request first waits out the step in flight (arrivals fall uniformly in a step of TPOT
-    # tau / free: residual tau / (2 free) on average), then its prefill and first token
-    res = 0.5 / free
+    res = 0.5 / free                                 # residual of the step in flight, in steps tau
+    budget = s.mb * d.serving.max_num_batched_tokens  # tokens a replica's round may carry
+
+    def rounds(n, prompt=i_len):
+        """Rounds a prompt's prefill spans: its chunks share a round's budget with n decode tokens."""
+        return jnp.maximum(prompt / jnp.maximum(budget - n, 1.0), 1.0)
+
+    # running requests (prefilling or decoding; the queue holds no slot), Little's law on the
+    # time from admission to the last token, n = lam_r (t_p + tau(n) (m(n) + res + O / free)):
+    # closed form for one-round prompts, then a few monotone fixed-point steps for chunked ones
     c = 1.0 + res + o / free
     den = 1.0 - lam_r * c * k
-    n_free = lam_r * (t_p + wq + c * tau_w) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
-    stable = (rho < 1.0) & (den > 0.0) & (n_free <= cap)
-    n = where(den > 0.0, jnp.minimum(n_free, cap), cap)   # an unstable engine runs at its cap
-    tau_n = tau_w + k * n
+    n0 = lam_r * (t_p + c * (tau_w + k)) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
+
+    def tau(n):
+        """The step a request sees: the others of n in the system and itself (arrivals see the
+        time average, PASTA), at most the engine's full batch."""
+        return tau_w + k * jnp.minimum(n + 1.0, cap)
+
+    def step(_, n):
+        return jnp.minimum(lam_r * (t_p + tau(n) * (rounds(n) + res + o / free)), 2.0 * cap)
+
+    n_free = jax.lax.fori_loop(0, FIXED_POINT_STEPS, step, where(den > 0.0, jnp.minimum(n0, 2.0 * cap), cap))
+    n = jnp.minimum(n_free, cap)                     # an unstable engine runs at its cap
+    tau_n = tau(n)
+    own = t_p + tau_n * rounds(n)                    # a prompt's own prefill, to its first token
+    # the prefill queue: one prompt at a time through the token budget, service t_p plus the
+    # decode time of the rounds it spans, prompt lengths of spread cv (M/G/1, Pollaczek-Khinchine)
+    cv2 = jnp.square(d.request.input_cv)
+    svc = t_p + i_len * tau_n / jnp.maximum(budget - n, 1.0)
+    rho_q = lam_r * svc
+    wq = rho_q * svc * (1.0 + cv2) / (2.0 * jnp.maximum(1.0 - rho_q, _SATURATED))
+    stable = (rho < 1.0) & (rho_q < 1.0) & (den > 0.0) & (n_free <= cap) & (budget > n)
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
-    tau99 = tau_w + k * n99
-    w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho, _TINY)), 0.0) * wq / jnp.maximum(rho, _TINY)
-    ttft, tpot = t_p + wq + tau_n * (1.0 + res), tau_n / free
-    # p99: the residual's 99th percentile is 0.99 of the step; the tail sum (p99 wait + p99
-    # step) is below the mean when almost no request waits (rho < 1 %): the p99 is then the mean
-    ttft99 = t_p + w99 + tau99 * (1.0 + 1.98 * res)
-    return n, ttft, tpot, jnp.maximum(ttft99, ttft), jnp.maximum(tau99 / free, tpot), stable
+    tau99 = tau(n99)
+    ttft, tpot = own + wq + tau_n * res, tau_n / free
+    # p99: the wait's tail as in M/M/1 with the mean above, a p99-long prompt (1 + 2.326 cv times
+    # the mean) at the p99 running batch, the residual's 99th percentile (0.99 of a step); the
+    # three independent excesses over their means combine in quadrature
+    w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho_q, _TINY)), 0.0) * wq / jnp.maximum(rho_q, _TINY)
+    q99 = 1.0 + Z99 * d.request.input_cv
+    own99 = t_p * q99 + tau99 * rounds(n99, i_len * q99)
+    ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res * tau99 - res * tau_n)
+                             + jnp.square(jnp.maximum(w99 - wq, 0.0)))
+    n_sys = lam_r * (ttft + o * tpot)                # Little's law: queued and running
+    return n_sys, ttft, tpot, jnp.maximum(ttft99, ttft), jnp.maximum(tau99 / free, tpot), stable
 
 
 def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p, adm=None):
-    """Largest arrival rate (requests/s) whose p99 TTFT / TPOT meet the design's SLOs (0 if none)."""
+    """(largest arrival rate (requests/s) whose p99 TTFT / TPOT meet the design's SLOs, 0 if
+    none; ``online``'s values at ``serving.arrival_rate``). The bisection's test and the
+    evaluation at the design's own rate share one trace: each step runs ``online`` on the pair
+    (midpoint, arrival rate) and carries the second's values."""
     sv = d.serving
     adm = admission(d, b_rep, tau_b, tau_w) if adm is None else adm
-
-    def ok(lam):
-        _, _, _, ttft99, tpot99, stable = online(d, s, lam, b_rep, tau_b, tau_w, t_p, adm)
-        return stable & (ttft99 <= sv.ttft_slo) & (tpot99 <= sv.tpot_slo)
-
     hi = s.dp_attn / jnp.maximum(t_p, _TINY)            # prefill saturates here (rho = 1)
 
-    def halve(i, lo):
+    def halve(i, carry):
         # the bracket [lo, lo + w_i] halves every step whatever the test says, so its width is
-        # hi 2^-i and the carry is lo alone (one output: XLA fuses the step into one loop)
+        # hi 2^-i and the carry is lo (and the values at the design's rate, the same every step)
+        lo, _ = carry
         mid = lo + hi * jnp.exp2(-(i + 1.0))
-        return where(ok(mid), mid, lo)
+        out = online(d, s, jnp.stack([mid, jnp.broadcast_to(sv.arrival_rate, mid.shape)]), b_rep, tau_b, tau_w,
+                     t_p, adm)
+        ok = out[5][0] & (out[3][0] <= sv.ttft_slo) & (out[4][0] <= sv.tpot_slo)
+        return where(ok, mid, lo), tuple(x[1] for x in out)
 
-    lo = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, jnp.zeros_like(hi))
-    return lo                                           # lo only ever moves to a rate that met both limits
+    zero = jnp.zeros_like(hi)
+    init = (zero, (zero, zero, zero, zero, zero, jnp.zeros(hi.shape, bool)))
+    lo, at_rate = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, init)
+    return lo, at_rate                                  # lo only ever moves to a rate that met both limits

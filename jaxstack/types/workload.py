@@ -54,6 +54,9 @@ class Request:
     batch: float = leaf("1", "concurrent requests in the whole system", domain="int>=1")
     input_len: float = leaf("1", "prompt tokens per request", domain="int>=1")
     output_len: float = leaf("1", "generated tokens per request", domain="int>=1")
+    input_cv: float = leaf("1", "online: coefficient of variation (std / mean) of the prompt lengths of a real data "
+                           "set (MLPerf llama2-70b 0.77): M/G/1 prefill queue and p99 TTFT; 0 = every prompt "
+                           "input_len tokens", default=0.0, domain="[0,10]")
 
 
 @pytree

@@ -62,6 +62,9 @@ MODELS = {"llama3-8b": "llama-3-8b", "llama3-70b": "llama-3-70b", "llama3.1-405b
 # rows match the 24,576 samples and processorca.py's < 1024-token filters). Output tokens per sample
 # are each record's own (its tokens/s over samples/s).
 MLPERF_INPUT = {"llama2-70b": 222.33, "llama3.1-405b": 9428.64, "mixtral-8x7b": 427.39}
+# ... and the spread of those input lengths, population std / mean over the same files (24,576 /
+# 8,313 / 15,000 samples): request.input_cv, which the online regime's prefill queue and p99 TTFT use
+MLPERF_INPUT_CV = {"llama2-70b": 0.7714, "llama3.1-405b": 0.4313, "mixtral-8x7b": 0.7689}
 # NVIDIA's v5.0 harness settings per (model, GPU, scenario): TP, PP, gpu_batch_size (max requests
 # per engine instance -> serving.max_num_seqs), runtime max_num_tokens (-> max_num_batched_tokens);
 # KV cache FP8. closed/NVIDIA/configs/<benchmark>/<Offline|Server>/__init__.py of the v5.0 results,
@@ -116,7 +119,7 @@ def _mlperf(rec) -> list[dict]:
     if server:
         overrides.update({"serving.regime": 2, "serving.arrival_rate": float(meas["samples_per_s"])})
     design = {"hardware": hw, "fabric": fabric, "model": MODELS[key], "engine": engine, "overrides": overrides,
-              "request": {"batch": 1, "input_len": round(MLPERF_INPUT[key]),
+              "request": {"batch": 1, "input_len": round(MLPERF_INPUT[key]), "input_cv": MLPERF_INPUT_CV[key],
                           "output_len": round(float(meas["mean_output_tokens_per_sample"]))},
               "mapping": {"tp": tp, "pp": pp, "dp": n // (tp * pp)}}
     num = int(rec["id"].split("-")[1])
