@@ -264,9 +264,10 @@ def _ctx_axes(ctx):
 
 def stage_times(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, kv_len, lin_of, batch=None):
     """Stage steps of V variants that share L linear variants: ``q_len``, ``decode``,
-    ``ctx.bw`` (the DRAM temperature) and ``batch`` (default: ``request.batch``) have the L axis; ``kv_len`` and the static index array
-    ``lin_of`` (variant -> linear variant) the V axis. The KV-independent work (every GEMM,
-    vector op and collective) is done once per linear variant; only the attention core and
+    ``ctx.bw`` (the DRAM temperature) and ``batch`` (default: ``request.batch``) have the L
+    axis; ``kv_len`` and the static index array ``lin_of`` (variant -> linear variant) the V
+    axis. The KV-independent work (every GEMM, vector op and collective) is done once per
+    linear variant; only the attention core and
     the stage composition run per variant."""
     return compose(d, s, pl, linear_part(d, s, pl, ctx, q_len, decode, lin_of, batch), kv_len)
 
