@@ -164,22 +164,25 @@ def evaluate(d: Design) -> Metrics:
     n_light = s.dp_attn * s.mb
     batch_l = jnp.stack([r.batch, r.batch, r.batch, n_light])
     st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of, batch_l)
-    pre = _Step(*(getattr(st, k)[0] for k in _Step._fields))
+    # the fields read below as one [F, V] array: the prefill column and the decode KV points' mean
+    table = jnp.stack([getattr(st, k) for k in _Step._fields])
+    pre_v, mean_v = table[:, 0], jnp.mean(table[:, 1:KV_POINTS + 1], axis=1)
+    pre_total = pre_v[0]
+    mean = _Step(*([None] * len(_ENERGY) + [mean_v[i] for i in range(len(_ENERGY), len(_Step._fields))]))
     o = d.serving.step_overhead                                  # engine host time per iteration
-    ttft = (s.mb + s.pp - 1.0) * (pre.total + o)
+    ttft = (s.mb + s.pp - 1.0) * (pre_total + o)
     prefill_tps = r.batch * r.input_len / ttft
-    mean = _Step(*(jnp.mean(getattr(st, k)[1:KV_POINTS + 1]) for k in _Step._fields))
-    t_cool = mean.total
+    t_cool = mean_v[0]
     t_hot = t_cool * jnp.maximum(st.total[KV_POINTS + 1] / st.total[1 + REF_POINT], 1.0)
     st_light = st.total[KV_POINTS + 2]
     factor = jnp.maximum(s.pp, s.mb)
 
     # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)
     # decode (mean step) and prefill: energy and thermal fixed point as one vectorised pair
-    two = tuple(jnp.stack([a, b]) for a, b in zip(mean[:len(_ENERGY)], pre[:len(_ENERGY)], strict=True))
+    two = jnp.stack([mean_v[:len(_ENERGY)], pre_v[:len(_ENERGY)]])          # [2, energy fields]
     both = jax.vmap(lambda x, tc, th: thermal.solve(d.chip, d.dram, d.thermal,
                                                     step_energy(d, _Step(*x, *[0.0] * 6)), tc, th))(
-        two, jnp.stack([t_cool, pre.total]), jnp.stack([t_hot, pre.total]))
+        two, jnp.stack([t_cool, pre_total]), jnp.stack([t_hot, pre_total]))
     st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
     tpot = factor * (st.step_time + o) * serving.spec_time_factor(d)  # per generated token (1 without speculation)
     f_clk = power.frequency_scale(d.chip, st.power)
@@ -190,8 +193,8 @@ def evaluate(d: Design) -> Metrics:
     # full-load step and the light-load one (one request per micro-batch, same overheads, clock)
     tau_1 = factor * (st.step_time * st_light / t_cool + o) * serving.spec_time_factor(d)
     tau_w = serving.step_intercept(b_rep, tpot, s.mb, tau_1)
-    t_p = s.mb * (pre.total + o) / b_rep                                            # one prompt's prefill
-    tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre.total)
+    t_p = s.mb * (pre_total + o) / b_rep                                            # one prompt's prefill
+    tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre_total)
     adm = serving.admission(d, b_rep, tpot, tau_w)                                 # load-independent, once
     good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p, adm)
     online = serving.is_online(d)
@@ -201,7 +204,7 @@ def evaluate(d: Design) -> Metrics:
     ttft = where(online, ttft_on, where(offline, ttft_off, ttft))
     running = where(online, n_on * s.dp_attn, r.batch)
     tpot = new_tpot
-    fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre.total)   # 1 unless N is finite
+    fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre_total)   # 1 unless N is finite
     decode_tps = where(online, d.serving.arrival_rate * r.output_len, fill * running / tpot)
     prefill_tps = where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
     e_token = n_dev * p_chip * tpot_scaled / running

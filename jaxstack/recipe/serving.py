@@ -43,28 +43,43 @@ queueing approximation, chosen over a simulated scheduler (``lax.scan`` over tho
 engine steps) because it is exact in its limits, differentiable and costs a few scalar
 operations per design inside ``jit(vmap(...))``:
 
-* the decode step is affine in the running batch n per replica: tau(n) = tau_w + k n,
-  anchored at the model's step at the engine's full batch B (``offline``'s running batch):
-  tau(B) = the static decode step, tau_w = the weight-streaming floor (weights per chip /
-  DRAM bandwidth per step, x the pipeline factor), k = (tau(B) - tau_w) / B;
-* prefill is a single server with deterministic service t_p (one prompt, pipeline
-  throughput) and Poisson arrivals at lambda_r = lambda / (dp ep) per replica: M/D/1, load
-  rho = lambda_r t_p, mean wait W_q = rho t_p / (2 (1 - rho)); decode steps run in the
-  remaining 1 - rho of the time: TPOT = tau(n) / (1 - rho);
-* TTFT = t_p + W_q + tau(n) + tau(n) / (2 (1 - rho)): the prefill, the step whose end
-  carries the first token, and before them the rest of the step in flight when the request
-  arrived (steps of TPOT = tau / (1 - rho), arrivals uniform within one: half a step on
-  average, 0.99 of one at the p99; session 11, before which TTFT had no such wait);
-* the running batch follows from Little's law, n = lambda_r (TTFT + O TPOT), linear in n
-  for an affine tau: n = lambda_r (t_p + W_q + c tau_w) / (1 - lambda_r c k),
-  c = 1 + (1/2 + O) / (1 - rho);
-* stable iff rho < 1, lambda_r c k < 1 and n <= the admission cap, the engine's full-load
-  batch per replica B (``offline``'s: KV budget, max_num_seqs, token budget), so the online
-  engine saturates where the offline one does; otherwise ``Reason.unstable``;
-* p99: the number in the system is Poisson (requests are served in parallel, M/G/inf up to
-  the cap), n_99 = n + 2.326 sqrt(n): TPOT_99 = tau(n_99) / (1 - rho); the waiting time's
-  tail as in M/M/1 with the M/D/1 mean: W_99 = max(0, ln(100 rho)) W_q / rho, TTFT_99 =
-  t_p + W_99 + tau(n_99) (1 + 0.99 / (1 - rho)).
+* the decode step a request sees is affine in the running requests n per replica, itself
+  included (arrivals see the time average, PASTA): tau(n) = tau_w + k min(n + 1, B), through
+  the model's step at the engine's full batch B (``offline``'s running batch) and its step
+  with one request per micro-batch and replica at the mean KV length (``evaluate``'s light-
+  load stage variant: the same kernel launches, weight reads and per-request KV reads; session
+  12 — before, tau_w was the weight-streaming floor alone, 0.3-0.6 of that step, so TPOT at
+  light load left out the per-kernel overheads); ``step_intercept``;
+* prefill of one prompt costs t_p (pipeline throughput); its load rho = lambda_r t_p
+  (lambda_r = lambda / (dp ep) per replica) slows the decode steps, which run in the
+  remaining 1 - rho of the time: TPOT = tau(n) / (1 - rho) (work-conserving: the same with
+  chunked prefill, where the steps carry the prompts' chunks);
+* chunked prefill through the token budget: a round of the replica's mb micro-batch steps
+  carries at most mb x ``max_num_batched_tokens`` tokens, n of them decode tokens, so a prompt
+  of I tokens spans m(n) = max(1, I / (mb x budget - n)) rounds (TensorRT-LLM / vLLM chunk a
+  long prompt, one chunk per step) and reaches its first token after t_p + m tau(n);
+* the prefill queue: prompts pass the budget one at a time, each holding it for
+  s = t_p + I tau(n) / (mb budget - n) (its compute plus the decode time of the rounds it
+  spans); M/G/1 with rho_q = lambda_r s and prompt lengths of coefficient of variation
+  ``request.input_cv`` (Pollaczek-Khinchine): W_q = rho_q s (1 + cv^2) / (2 (1 - rho_q));
+  rho_q -> 1 exactly where the running batch reaches the offline token-budget cap;
+* TTFT = t_p + m tau(n) + W_q + tau(n) / (2 (1 - rho)): before its prefill a request waits
+  out the step in flight (steps of TPOT = tau / (1 - rho), arrivals uniform within one: half
+  a step on average, 0.99 of one at the p99; session 11);
+* running requests (prefilling or decoding; the queue holds no slot) from Little's law on
+  the time from admission to the last token, n = lambda_r (t_p + tau(n) (m(n) + 1/(2 (1 -
+  rho)) + O / (1 - rho))): closed form for one-round prompts (linear in n), then
+  ``FIXED_POINT_STEPS`` monotone fixed-point steps for chunked ones; the reported
+  ``running_batch`` is the number in the system, lambda (TTFT + O TPOT);
+* stable iff rho < 1, rho_q < 1 and n <= the admission cap, the engine's full-load batch per
+  replica B (``offline``'s: KV budget, max_num_seqs, token budget), so the online engine
+  saturates where the offline one does; otherwise ``Reason.unstable``;
+* p99: the number running is Poisson (requests are served in parallel, M/G/inf up to the
+  cap), n_99 = n + 2.326 sqrt(n): TPOT_99 = tau(n_99) / (1 - rho); TTFT_99 = TTFT plus, in
+  quadrature, the excesses of three independent parts over their means: the wait (tail as in
+  M/M/1 with the M/G/1 mean, W_99 = max(0, ln(100 rho_q)) W_q / rho_q), the prompt's own
+  prefill at a p99-long prompt (1 + 2.326 cv times the mean) and the p99 running batch, and
+  the residual of the step in flight (0.99 of a step).
 
 Speculative decoding (every regime; ``serving.spec_tokens`` k > 0): each decode step
 verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: GEMMs on
@@ -93,8 +108,8 @@ replica (TensorRT-LLM's attention-DP ranks each schedule their own requests).
 
 ``goodput_requests_per_s`` (every regime): the largest lambda whose p99 TTFT and TPOT meet
 ``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of the formulas above).
-Not modelled: bursts beyond Poisson, prompt/output length spread, preemption, prefix
-caching.
+Not modelled: bursts beyond Poisson, the spread of output lengths (and of prompt lengths
+outside the online prefill queue and p99 TTFT), preemption, prefix caching.
 """
 
 import dataclasses
