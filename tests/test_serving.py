@@ -145,9 +145,13 @@ def test_serving_public_set_is_expressed_and_scored():
     assert all(r["split"] == "holdout" and r["design"]["overrides"]["serving.regime"] == 2 for r in server)
     # NVIDIA's harness settings reach the design: Llama-3.1-405B on 8 x B200 runs 2 instances of TP2 x PP2
     r = next(r for r in rows if r["case"].startswith("MLP50-003"))
-    assert r["design"]["mapping"] == {"tp": 2, "pp": 2, "dp": 2}
+    assert r["design"]["mapping"] == {"tp": 2, "pp": 2, "dp": 2, "overlap": 0}
     assert r["design"]["overrides"]["serving.max_num_seqs"] == 128
     assert r["design"]["request"]["input_len"] == 9429                 # the data set's mean prompt
+    assert r["design"]["request"]["input_cv"] == pytest.approx(0.4313)  # ... and its spread
+    # the H200 engines fuse the TP all-reduce into its GEMM (gemm_allreduce_plugin): tile-level overlap
+    h200 = [r for r in rows if "405b H200" in r["case"] and r["case"].startswith("MLP")]
+    assert len(h200) == 5 and all(r["design"]["mapping"]["overlap"] == 1 for r in h200)
 
 
 def test_search_takes_static_and_offline_refuses_online():
