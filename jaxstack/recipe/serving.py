@@ -68,8 +68,8 @@ operations per design inside ``jit(vmap(...))``:
   a step on average, 0.99 of one at the p99; session 11);
 * running requests (prefilling or decoding; the queue holds no slot) from Little's law on
   the time from admission to the last token, n = lambda_r (t_p + tau(n) (m(n) + 1/(2 (1 -
-  rho)) + O / (1 - rho))): closed form for one-round prompts (linear in n), then
-  ``FIXED_POINT_STEPS`` monotone fixed-point steps for chunked ones; the reported
+  rho)) + O / (1 - rho))): linear in n for one-round prompts, a quadratic for chunked ones
+  (its smaller root: the least fixed point), both in closed form; the reported
   ``running_batch`` is the number in the system, lambda (TTFT + O TPOT);
 * stable iff rho < 1, rho_q < 1 and n <= the admission cap, the engine's full-load batch per
   replica B (``offline``'s: KV budget, max_num_seqs, token budget), so the online engine
@@ -129,7 +129,6 @@ Z99 = 2.326                 # standard normal 99th percentile
 _TINY = 1e-30
 _SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
 GOODPUT_HALVINGS = 40
-FIXED_POINT_STEPS = 8      # online: fixed-point steps of the running requests with chunked prompts
 
 
 TRT_KV_FRACTION = 0.95          # calc_engine_setting's kv_cache_gpu_mem_fraction default
@@ -286,22 +285,29 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
         """Rounds a prompt's prefill spans: its chunks share a round's budget with n decode tokens."""
         return jnp.maximum(prompt / jnp.maximum(budget - n, 1.0), 1.0)
 
-    # running requests (prefilling or decoding; the queue holds no slot), Little's law on the
-    # time from admission to the last token, n = lam_r (t_p + tau(n) (m(n) + res + O / free)):
-    # closed form for one-round prompts, then a few monotone fixed-point steps for chunked ones
-    c = 1.0 + res + o / free
-    den = 1.0 - lam_r * c * k
-    n0 = lam_r * (t_p + c * (tau_w + k)) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
-
     def tau(n):
         """The step a request sees: the others of n in the system and itself (arrivals see the
         time average, PASTA), at most the engine's full batch."""
         return tau_w + k * jnp.minimum(n + 1.0, cap)
 
-    def step(_, n):
-        return jnp.minimum(lam_r * (t_p + tau(n) * (rounds(n) + res + o / free)), 2.0 * cap)
-
-    n_free = jax.lax.fori_loop(0, FIXED_POINT_STEPS, step, where(den > 0.0, jnp.minimum(n0, 2.0 * cap), cap))
+    # running requests (prefilling or decoding; the queue holds no slot), Little's law on the
+    # time from admission to the last token, n = lam_r (t_p + (a + k n) (m(n) + c')), a = tau_w + k,
+    # c' = res + O / free: linear in n for one-round prompts (m = 1); for chunked ones
+    # (m = I / (budget - n)) a quadratic, whose smaller root is the least fixed point
+    a, c1 = tau_w + k, res + o / free
+    den = 1.0 - lam_r * (1.0 + c1) * k
+    n0 = lam_r * (t_p + (1.0 + c1) * a) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
+    qa = 1.0 - lam_r * c1 * k
+    qb = lam_r * (i_len * k + c1 * k * budget - t_p - c1 * a) - budget
+    qc = lam_r * (t_p * budget + i_len * a + c1 * a * budget)
+    disc = qb * qb - 4.0 * qa * qc
+    q = -qb + jnp.sqrt(jnp.maximum(disc, 0.0))
+    n1 = 2.0 * qc / where(q > 0.0, q, 1.0)                 # = (-qb - sqrt(disc)) / (2 qa), cancellation-free
+    chunked = budget - n0 < i_len                            # the one-round solution would not fit one round
+    # (a root below budget - I would lie where prompts fit one round: then f(n) > n on the whole
+    # chunked range, no fixed point, unstable)
+    ok = where(chunked, (disc >= 0.0) & (qa > 0.0) & (q > 0.0) & (n1 >= budget - i_len), den > 0.0)
+    n_free = where(ok, where(chunked, n1, n0), 2.0 * cap)
     n = jnp.minimum(n_free, cap)                     # an unstable engine runs at its cap
     tau_n = tau(n)
     own = t_p + tau_n * rounds(n)                    # a prompt's own prefill, to its first token
@@ -311,7 +317,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     svc = t_p + i_len * tau_n / jnp.maximum(budget - n, 1.0)
     rho_q = lam_r * svc
     wq = rho_q * svc * (1.0 + cv2) / (2.0 * jnp.maximum(1.0 - rho_q, _SATURATED))
-    stable = (rho < 1.0) & (rho_q < 1.0) & (den > 0.0) & (n_free <= cap) & (budget > n)
+    stable = (rho < 1.0) & (rho_q < 1.0) & ok & (n_free <= cap) & (budget > n)
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau(n99)
     ttft, tpot = own + wq + tau_n * res, tau_n / free
@@ -329,24 +335,24 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
 
 def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p, adm=None):
     """(largest arrival rate (requests/s) whose p99 TTFT / TPOT meet the design's SLOs, 0 if
-    none; ``online``'s values at ``serving.arrival_rate``). The bisection's test and the
-    evaluation at the design's own rate share one trace: each step runs ``online`` on the pair
-    (midpoint, arrival rate) and carries the second's values."""
+    none; ``online``'s values at ``serving.arrival_rate``). The bisection and the evaluation at
+    the design's own rate share one trace of ``online``: step 0 of the loop evaluates the
+    design's rate and keeps its values, steps 1.. bisect."""
     sv = d.serving
     adm = admission(d, b_rep, tau_b, tau_w) if adm is None else adm
     hi = s.dp_attn / jnp.maximum(t_p, _TINY)            # prefill saturates here (rho = 1)
 
     def halve(i, carry):
         # the bracket [lo, lo + w_i] halves every step whatever the test says, so its width is
-        # hi 2^-i and the carry is lo (and the values at the design's rate, the same every step)
-        lo, _ = carry
-        mid = lo + hi * jnp.exp2(-(i + 1.0))
-        out = online(d, s, jnp.stack([mid, jnp.broadcast_to(sv.arrival_rate, mid.shape)]), b_rep, tau_b, tau_w,
-                     t_p, adm)
-        ok = out[5][0] & (out[3][0] <= sv.ttft_slo) & (out[4][0] <= sv.tpot_slo)
-        return where(ok, mid, lo), tuple(x[1] for x in out)
+        # hi 2^-i and the carry is lo (and the values at the design's rate, from step 0)
+        lo, kept = carry
+        mid = lo + hi * jnp.exp2(-i.astype(hi.dtype))
+        first = i == 0
+        out = online(d, s, where(first, sv.arrival_rate, mid), b_rep, tau_b, tau_w, t_p, adm)
+        ok = out[5] & (out[3] <= sv.ttft_slo) & (out[4] <= sv.tpot_slo) & ~first
+        return where(ok, mid, lo), tuple(where(first, x, y) for x, y in zip(out, kept, strict=True))
 
     zero = jnp.zeros_like(hi)
     init = (zero, (zero, zero, zero, zero, zero, jnp.zeros(hi.shape, bool)))
-    lo, at_rate = jax.lax.fori_loop(0, GOODPUT_HALVINGS, halve, init)
+    lo, at_rate = jax.lax.fori_loop(0, GOODPUT_HALVINGS + 1, halve, init)
     return lo, at_rate                                  # lo only ever moves to a rate that met both limits
