@@ -201,6 +201,20 @@ def test_online_obeys_littles_law(sweep_rate):
     np.testing.assert_allclose(lam[ok], rates[ok], rtol=1e-6)
 
 
+def test_online_throughput_and_energy_are_per_served_token(sweep_rate):
+    """Online, the system serves lambda x O tokens/s whatever the number in the system: the
+    clock-scaled rate and the energy per token follow the served rate (before session 12 they
+    used n / TPOT, which counts the queued requests' time to first token as decoding)."""
+    d, rates, m = sweep_rate
+    ok = np.asarray(m.feasible) & (np.asarray(m.frequency_scale) == 1.0)
+    served = rates.astype(np.float64) * float(d.request.output_len)
+    assert ok.sum() >= 8
+    np.testing.assert_allclose(np.asarray(m.scaled_decode_tokens_per_s, np.float64)[ok], served[ok], rtol=1e-6)
+    chips = 8.0
+    np.testing.assert_allclose(np.asarray(m.energy_per_token_J, np.float64)[ok],
+                               (chips * np.asarray(m.power_W, np.float64) / served)[ok], rtol=1e-5)
+
+
 def test_higher_load_never_lowers_latency(sweep_rate):
     _, _, m = sweep_rate
     ok = np.asarray(m.feasible)

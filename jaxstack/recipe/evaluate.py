@@ -207,7 +207,7 @@ def evaluate(d: Design) -> Metrics:
     fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre_total)   # 1 unless N is finite
     decode_tps = where(online, d.serving.arrival_rate * r.output_len, fill * running / tpot)
     prefill_tps = where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
-    e_token = n_dev * p_chip * tpot_scaled / running
+    e_token = n_dev * p_chip * tpot_scaled / (decode_tps * tpot)     # = ... / running in the static regime
 
     kv = relax.cdiv(r.batch, s.dp_attn) * serving.kv_tokens_per_request(d) * kv_token
     mem_total = weights + kv + act
@@ -216,7 +216,7 @@ def evaluate(d: Design) -> Metrics:
     return _finite(
         reason, ttft_s=ttft, tpot_s=tpot,
         prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
-        scaled_decode_tokens_per_s=running / tpot_scaled,
+        scaled_decode_tokens_per_s=decode_tps * (tpot / tpot_scaled),   # = decode_tps at f = 1 (online: not n / TPOT)
         energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=st.t_junction,
         dram_temperature_C=st.t_dram, refresh_hot_fraction=st.hot, prefill_power_W=pre_st.power,
         frequency_scale=f_clk, weight_bytes=weights, kv_bytes=kv,

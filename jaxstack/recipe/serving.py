@@ -128,7 +128,7 @@ __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "t
 Z99 = 2.326                 # standard normal 99th percentile
 _TINY = 1e-30
 _SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
-GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: a goodput down to 2^-8 of the prefill-saturation rate at full precision
+GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: full precision down to 2^-8 of the prefill-saturation rate
 
 
 TRT_KV_FRACTION = 0.95          # calc_engine_setting's kv_cache_gpu_mem_fraction default
