@@ -313,11 +313,17 @@ def test_real_evaluate_on_hbm_whatif():
         np.testing.assert_allclose(best[n], float(getattr(m, n)), rtol=1e-4)
 
 
-def _same_rows(a, b):
-    assert [r["index"] for r in a] == [r["index"] for r in b]
+def _same_rows(a, b, ties=()):
+    """Same rows in the same order. ``ties``: the ranked metrics; two different points may
+    stand at the same place when those agree to 1e-6 (two designs that tie exactly on them:
+    two compiled programs can round such a tie apart by an ulp, either way)."""
+    if not ties:
+        assert [r["index"] for r in a] == [r["index"] for r in b]
+    assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
         assert list(x) == list(y)                       # same columns, same order
-        np.testing.assert_allclose([x[k] for k in metric_fields()], [y[k] for k in metric_fields()], rtol=1e-6)
+        names = metric_fields() if x["index"] == y["index"] else ties
+        np.testing.assert_allclose([x[k] for k in names], [y[k] for k in names], rtol=1e-6)
 
 
 def test_pruned_sweep_equals_full(toy_path, ref):
@@ -349,8 +355,11 @@ def test_pruned_real_model_equals_full():
     kw = dict(top_k=3, chunk=1024, max_points=2048, progress=False, pareto=("decode_tokens_per_s", "user_tokens_per_s"))
     full, pr = sweep(space, prune=False, **kw), sweep(space, prune=True, **kw)
     assert pr.counts == full.counts
+    # hbm-whatif has designs that tie on both Pareto metrics up to rounding (1024 -> 1024 and
+    # 512 -> 2048 tokens at one batch: the same mean KV length, decode linear in it): the two
+    # programs may round such a tie either way
     _same_rows(pr.top, full.top)
-    _same_rows(pr.pareto, full.pareto)
+    _same_rows(pr.pareto, full.pareto, ties=kw["pareto"])
 
 
 def test_resume_of_a_finished_run_does_not_compile(toy_path, tmp_path):
