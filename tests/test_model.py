@@ -270,3 +270,23 @@ def test_moe_gemm_efficiency_slows_only_the_routed_experts():
     assert float(b.tpot_s) > float(a.tpot_s)
     for name in ("t_attention_s", "t_ffn_s"):
         assert float(getattr(a, name)) == float(getattr(b, name)), name
+
+
+def test_routed_experts_swiglu_is_costed_like_the_dense_ffns():
+    """Between the routed experts' two grouped GEMMs runs their SwiGLU, like the dense FFN's
+    (session 12; before, its launch was counted but not its work): 4 vector FLOP and 3
+    activations moved per element of the assignments x the rank's expert width. Mixtral-8x7B,
+    TP1, 64 requests decoding one token: 128 assignments of width 14,336 on top of the router's
+    10 x 64 x 8 FLOP of top-k / sort / combine."""
+    from jaxstack.physics import compute
+    from jaxstack.physics.lean import strong
+    from jaxstack.recipe.ops import linear_costs, shard
+    from jaxstack.types.workload import gemm_operand_bytes
+
+    d = strong(base_design("h100-sxm", "nvlink-h100x8", "mixtral-8x7b", batch=64, tp=1, calibrated=False))
+    lin = linear_costs(d, shard(d), compute.context(d.chip, d.dram, gemm_operand_bytes(d.model)), 1.0, True)
+    assert float(lin.vflops_moe) == pytest.approx(10 * 64 * 8 + 4 * (64 * 2) * 14336, rel=1e-6)
+    dense = strong(base_design("h100-sxm", "nvlink-h100x8", "llama-3-8b", batch=64, tp=1, calibrated=False))
+    lin = linear_costs(dense, shard(dense), compute.context(dense.chip, dense.dram, gemm_operand_bytes(dense.model)),
+                       1.0, True)
+    assert float(lin.vflops_moe) == 0.0 and float(lin.moe.time) == 0.0

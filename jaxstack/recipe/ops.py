@@ -26,8 +26,9 @@ work items = reqs * heads * ceil(q_len / ATTN_Q_BLOCK). Kernel count per layer
 follows vLLM's launch sequence (model_executor/models/llama.py, deepseek_v2.py): GQA
 attention 6 (norm, qkv, rope, cache write, attention, o), SwiGLU FFN 4 (norm, gate_up,
 act, down); MLA adds the latent norms and the second absorbed BMM (+3); MoE adds router,
-top-k, align, grouped GEMMs (3) and combine; every FP8/FP4 GEMM adds an activation-
-quantisation kernel. Each kernel pays ``chip.op_overhead``.
+top-k, align, grouped GEMMs (3: up, SwiGLU, down; the SwiGLU moves 3 x assignments x the
+rank's expert width activations, as the dense FFN's does, session 12) and combine; every
+FP8/FP4 GEMM adds an activation-quantisation kernel. Each kernel pays ``chip.op_overhead``.
 
 Traced size (compile cost is a feature): the layer is split into its KV-independent part
 (``linear_costs``: every GEMM and vector kernel, each set costed by ONE vectorised call of
@@ -149,7 +150,7 @@ class LayerCosts(NamedTuple):
     waves_core: jnp.ndarray  # attention core, overlaps the SP all-to-alls and CP gathers
     vflops_attn: jnp.ndarray  # vector-unit FLOPs inside ``attention`` (rope, MLA latent norms)
     vflops_ffn: jnp.ndarray   # ... inside ``dense_ffn`` (SwiGLU activation)
-    vflops_moe: jnp.ndarray   # ... inside ``moe`` (routing, top-k, combine)
+    vflops_moe: jnp.ndarray   # ... inside ``moe`` (routing, top-k, combine, the experts' SwiGLU)
 
 
 class Linear(NamedTuple):
@@ -238,7 +239,8 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
 
     # vector kernels: activation quantisation of every FP8/FP4 GEMM (vLLM dynamic per-token
     # quant), rotary embedding + KV-cache write, MLA latent norms + second absorbed BMM,
-    # SwiGLU activation, routing (top-k, sort/align, combine), 2 fused add + RMSNorm
+    # SwiGLU activation, routing (top-k, sort/align, combine), 2 fused add + RMSNorm, the routed
+    # experts' SwiGLU between their grouped GEMMs (its launch is one of the experts' three)
     kv_tok = kv_bytes_per_token(d, s)
     qkv_width = where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
                           (nh + 2 * w.num_key_value_heads) * hd / s.tp)
@@ -247,7 +249,8 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
            (10.0 * T * lat * mla, 3.0 * T * lat * w.act_bytes * mla, 3.0 * mla),                  # MLA extra
            (4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0),                                 # act
            (10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on),          # route
-           (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0)]                                 # norms
+           (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0),                                 # norms
+           (4.0 * assign * third * on, 3.0 * assign * third * w.act_bytes * on, 0.0)]            # expert act
     qon = gon * quantised       # 16-bit GEMM inputs need no quantisation pass
     q_moved = Mg * Kg * (w.act_bytes + ab) * qon
     el = compute.elementwise_ctx(ctx, jnp.concatenate([2.0 * Mg * Kg * qon, _stack([v[0] for v in vec])]),
@@ -267,21 +270,21 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
 
     qkv_gqa, o_gqa, o_mla = gemm(0), gemm(1), gemm(6)
     mla_proj = _add(gemm(2), gemm(3), gemm(4), gemm(5), o_mla)
-    rope, mla_extra, act, route, norms = (vector(j) for j in range(5))
+    rope, mla_extra, act, route, norms, expert_act = (vector(j) for j in range(6))
     down = gemm(8)
     dense = _add(gemm(7), act, down)
     up, dn = n_g, n_g + 1
     experts = Cost((tl.time[up] + tl.time[dn]) / d.chip.moe_gemm_efficiency * on + 3.0 * on * ctx.overhead,
                    2.0 * assign * h * (3.0 * mi / s.tp_moe) * on, (tl.nbytes[up] + tl.nbytes[dn]) * on)
     shared = _add(gemm(9), gemm(10))
-    moe = _add(gemm(11), route, experts, shared)
+    moe = _add(gemm(11), route, expert_act, experts, shared)
     o_proj = _add(o_gqa, o_mla)
     waves_o = where(s.is_mla, tl.waves[6], tl.waves[1])
     heads = nh / (s.tp * s.sp)
     waves_core = compute.attention_waves_ctx(ctx.U, reqs * heads * relax.ceil(q_len / ATTN_Q_BLOCK))
     return Linear(_add(qkv_gqa, o_gqa, mla_proj, rope), mla_extra, dense, moe, norms, gemm(12), T, reqs, o_proj,
                   down, experts, waves_o, tl.waves[8], tl.waves[up] + tl.waves[dn], waves_core,
-                  rope.flops + mla_extra.flops, act.flops, route.flops)
+                  rope.flops + mla_extra.flops, act.flops, route.flops + expert_act.flops)
 
 
 def core_cost(d: Design, s: Shard, ctx: compute.Ctx, reqs, q_len, kv_len, decode) -> Cost:
