@@ -109,7 +109,9 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     routing = vec(10 * T * E * on, (4 * T * E + assign * h * ab) * on, 3 * on)
     mi_rank = mi / tp_moe
     expert_act = vec(4 * assign * mi_rank * on, 3 * assign * mi_rank * ab * on, 0.0)   # SwiGLU between the GEMMs
-    moe_c = tot(g(T, h, E, on), routing, expert_act, experts, g(T, h, 2 * si, sh_on), g(T, si, h, sh_on))
+    shared_act = vec(4 * T * si * sh_on, 3 * T * si * ab * sh_on, sh_on)              # the shared experts' SwiGLU
+    moe_c = tot(g(T, h, E, on), routing, expert_act, experts, g(T, h, 2 * si, sh_on), shared_act,
+                g(T, si, h, sh_on))
     norms = vec(10 * T * h, 6 * T * h * ab, 2.0)
     lm = g(T if decode else cdiv(reqs, sp * cp), h, w["vocab_size"] / tp)
 
@@ -170,7 +172,7 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     # vector-unit FLOPs (norms, rope, MLA latent norms, SwiGLU, routing) and the link bytes of each
     # collective on the outermost fabric level its group spans
     vflops = (Ls * (norms[1] + 6 * T * width + 10 * T * latent * m_on) + Ld * 4 * T * inter
-              + Lm * (10 * T * E + 4 * assign * mi_rank) * on)
+              + Lm * ((10 * T * E + 4 * assign * mi_rank) * on + 4 * T * si * sh_on))
     groups = [(1.0, tp, (Ls + Ld + Lm * moe) * 2 * x), (tp * ep, sp, Ls * 2 * x / tp),
               (tp * ep * sp, cp, Ls * cp_link), (stride, ep_moe, Lm * moe * 2 * a2a_b),
               (tp * ep * sp * cp * dp, np.where(pp > 1, 2.0, 1.0), x),

@@ -274,8 +274,9 @@ def test_moe_gemm_efficiency_slows_only_the_routed_experts():
 
 def test_routed_experts_swiglu_is_costed_like_the_dense_ffns():
     """Between the routed experts' two grouped GEMMs runs their SwiGLU, like the dense FFN's
-    (session 12; before, its launch was counted but not its work): 4 vector FLOP and 3
-    activations moved per element of the assignments x the rank's expert width. Mixtral-8x7B,
+    (session 12; before, its launch was counted but not its work), and the shared experts'
+    (before, neither): 4 vector FLOP and 3 activations moved per element of the assignments x
+    the rank's expert width. Mixtral-8x7B,
     TP1, 64 requests decoding one token: 128 assignments of width 14,336 on top of the router's
     10 x 64 x 8 FLOP of top-k / sort / combine."""
     from jaxstack.physics import compute
@@ -286,6 +287,11 @@ def test_routed_experts_swiglu_is_costed_like_the_dense_ffns():
     d = strong(base_design("h100-sxm", "nvlink-h100x8", "mixtral-8x7b", batch=64, tp=1, calibrated=False))
     lin = linear_costs(d, shard(d), compute.context(d.chip, d.dram, gemm_operand_bytes(d.model)), 1.0, True)
     assert float(lin.vflops_moe) == pytest.approx(10 * 64 * 8 + 4 * (64 * 2) * 14336, rel=1e-6)
+    # with a shared expert (Llama-4 Scout: 16 routed of width 8,192, top-1, one shared of 8,192),
+    # the shared expert's SwiGLU too: 4 x 64 tokens x 8,192
+    d = strong(base_design("h100-sxm", "nvlink-h100x8", "llama-4-scout", batch=64, tp=1, calibrated=False))
+    lin = linear_costs(d, shard(d), compute.context(d.chip, d.dram, gemm_operand_bytes(d.model)), 1.0, True)
+    assert float(lin.vflops_moe) == pytest.approx(10 * 64 * 16 + 4 * 64 * 8192 + 4 * 64 * 8192, rel=1e-6)
     dense = strong(base_design("h100-sxm", "nvlink-h100x8", "llama-3-8b", batch=64, tp=1, calibrated=False))
     lin = linear_costs(dense, shard(dense), compute.context(dense.chip, dense.dram, gemm_operand_bytes(dense.model)),
                        1.0, True)

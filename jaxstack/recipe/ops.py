@@ -27,7 +27,8 @@ follows vLLM's launch sequence (model_executor/models/llama.py, deepseek_v2.py):
 attention 6 (norm, qkv, rope, cache write, attention, o), SwiGLU FFN 4 (norm, gate_up,
 act, down); MLA adds the latent norms and the second absorbed BMM (+3); MoE adds router,
 top-k, align, grouped GEMMs (3: up, SwiGLU, down; the SwiGLU moves 3 x assignments x the
-rank's expert width activations, as the dense FFN's does, session 12) and combine; every
+rank's expert width activations, as the dense FFN's does, session 12), combine and, with shared
+experts, their gate/up, SwiGLU (session 12) and down; every
 FP8/FP4 GEMM adds an activation-quantisation kernel. Each kernel pays ``chip.op_overhead``.
 
 Traced size (compile cost is a feature): the layer is split into its KV-independent part
@@ -150,7 +151,7 @@ class LayerCosts(NamedTuple):
     waves_core: jnp.ndarray  # attention core, overlaps the SP all-to-alls and CP gathers
     vflops_attn: jnp.ndarray  # vector-unit FLOPs inside ``attention`` (rope, MLA latent norms)
     vflops_ffn: jnp.ndarray   # ... inside ``dense_ffn`` (SwiGLU activation)
-    vflops_moe: jnp.ndarray   # ... inside ``moe`` (routing, top-k, combine, the experts' SwiGLU)
+    vflops_moe: jnp.ndarray   # ... inside ``moe`` (routing, top-k, combine, the experts' SwiGLUs)
 
 
 class Linear(NamedTuple):
@@ -240,7 +241,8 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
     # vector kernels: activation quantisation of every FP8/FP4 GEMM (vLLM dynamic per-token
     # quant), rotary embedding + KV-cache write, MLA latent norms + second absorbed BMM,
     # SwiGLU activation, routing (top-k, sort/align, combine), 2 fused add + RMSNorm, the routed
-    # experts' SwiGLU between their grouped GEMMs (its launch is one of the experts' three)
+    # experts' SwiGLU between their grouped GEMMs (its launch is one of the experts' three), the
+    # shared experts' SwiGLU (a launch of its own, as the dense FFN's)
     kv_tok = kv_bytes_per_token(d, s)
     qkv_width = where(s.is_mla, nh * qk / s.tp + w.kv_lora_rank + w.qk_rope_head_dim,
                           (nh + 2 * w.num_key_value_heads) * hd / s.tp)
@@ -250,7 +252,8 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
            (4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0),                                 # act
            (10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on),          # route
            (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0),                                 # norms
-           (4.0 * assign * third * on, 3.0 * assign * third * w.act_bytes * on, 0.0)]            # expert act
+           (4.0 * assign * third * on, 3.0 * assign * third * w.act_bytes * on, 0.0),            # expert act
+           (4.0 * T * si * has_sh, 3.0 * T * si * w.act_bytes * has_sh, has_sh)]                  # shared act
     qon = gon * quantised       # 16-bit GEMM inputs need no quantisation pass
     q_moved = Mg * Kg * (w.act_bytes + ab) * qon
     el = compute.elementwise_ctx(ctx, jnp.concatenate([2.0 * Mg * Kg * qon, _stack([v[0] for v in vec])]),
@@ -269,14 +272,14 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
         return Cost(el.time[n_g + j], el.flops[n_g + j], el.nbytes[n_g + j])
 
     qkv_gqa, o_gqa, o_mla = gemm(0), gemm(1), gemm(6)
-    mla_proj = _add(gemm(2), gemm(3), gemm(4), gemm(5), o_mla)
-    rope, mla_extra, act, route, norms, expert_act = (vector(j) for j in range(6))
+    mla_proj = Cost(*(jnp.sum(x[2:7]) for x in (g_time, g_flops, g_bytes)))   # GEMMs 2-6: q_a .. o (MLA)
+    rope, mla_extra, act, route, norms, expert_act, shared_act = (vector(j) for j in range(7))
     down = gemm(8)
     dense = _add(gemm(7), act, down)
     up, dn = n_g, n_g + 1
     experts = Cost((tl.time[up] + tl.time[dn]) / d.chip.moe_gemm_efficiency * on + 3.0 * on * ctx.overhead,
                    2.0 * assign * h * (3.0 * mi / s.tp_moe) * on, (tl.nbytes[up] + tl.nbytes[dn]) * on)
-    shared = _add(gemm(9), gemm(10))
+    shared = _add(gemm(9), shared_act, gemm(10))
     moe = _add(gemm(11), route, expert_act, experts, shared)
     o_proj = _add(o_gqa, o_mla)
     waves_o = where(s.is_mla, tl.waves[6], tl.waves[1])
@@ -284,7 +287,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
     waves_core = compute.attention_waves_ctx(ctx.U, reqs * heads * relax.ceil(q_len / ATTN_Q_BLOCK))
     return Linear(_add(qkv_gqa, o_gqa, mla_proj, rope), mla_extra, dense, moe, norms, gemm(12), T, reqs, o_proj,
                   down, experts, waves_o, tl.waves[8], tl.waves[up] + tl.waves[dn], waves_core,
-                  rope.flops + mla_extra.flops, act.flops, route.flops + expert_act.flops)
+                  rope.flops + mla_extra.flops, act.flops, route.flops + expert_act.flops + shared_act.flops)
 
 
 def core_cost(d: Design, s: Shard, ctx: compute.Ctx, reqs, q_len, kv_len, decode) -> Cost:
