@@ -123,7 +123,8 @@ from ..types.design import Design
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
-           "running_batch", "offline_times", "offline_fill", "step_intercept", "md1_wait", "online", "goodput", "Z99"]
+           "running_batch", "offline_times", "offline_fill", "step_intercept", "mg1_wait", "md1_wait", "online",
+           "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
 _TINY = 1e-30
@@ -255,10 +256,17 @@ def step_intercept(b_rep, tau_b, n_1, tau_1):
     return jnp.clip(tau_1 - k * n_1, 0.0, tau_b)
 
 
-def md1_wait(lam, t):
-    """Mean wait in queue of M/D/1 (Poisson arrivals lam, deterministic service t): rho t / (2 (1 - rho))."""
+def mg1_wait(lam, t, cv2=0.0, floor=_TINY):
+    """Mean wait in queue of M/G/1 (Poisson arrivals lam, service of mean t and squared
+    coefficient of variation cv2; Pollaczek-Khinchine): rho t (1 + cv2) / (2 (1 - rho)), 1 - rho
+    at least ``floor``."""
     rho = lam * t
-    return rho * t / (2.0 * jnp.maximum(1.0 - rho, _TINY))
+    return rho * t * (1.0 + cv2) / (2.0 * jnp.maximum(1.0 - rho, floor))
+
+
+def md1_wait(lam, t):
+    """Mean wait in queue of M/D/1 (deterministic service t): ``mg1_wait`` with cv = 0."""
+    return mg1_wait(lam, t)
 
 
 def admission(d: Design, b_rep, tau_b, tau_w):
@@ -281,9 +289,10 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     res = 0.5 / free                                 # residual of the step in flight, in steps tau
     budget = s.mb * d.serving.max_num_batched_tokens  # tokens a replica's round may carry
 
-    def rounds(n, prompt=i_len):
-        """Rounds a prompt's prefill spans: its chunks share a round's budget with n decode tokens."""
-        return jnp.maximum(prompt / jnp.maximum(budget - n, 1.0), 1.0)
+    def share(n, prompt=i_len):
+        """A prompt over what a round's budget leaves beside n decode tokens: the rounds its
+        chunks span (at least one) and its share of the budget's time."""
+        return prompt / jnp.maximum(budget - n, 1.0)
 
     def tau(n):
         """The step a request sees: the others of n in the system and itself (arrivals see the
@@ -309,14 +318,14 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     ok = where(chunked, (disc >= 0.0) & (qa > 0.0) & (q > 0.0) & (n1 >= budget - i_len), den > 0.0)
     n_free = where(ok, where(chunked, n1, n0), 2.0 * cap)
     n = jnp.minimum(n_free, cap)                     # an unstable engine runs at its cap
-    tau_n = tau(n)
-    own = t_p + tau_n * rounds(n)                    # a prompt's own prefill, to its first token
+    tau_n, m_n = tau(n), share(n)
+    own = t_p + tau_n * jnp.maximum(m_n, 1.0)        # a prompt's own prefill, to its first token
     # the prefill queue: one prompt at a time through the token budget, service t_p plus the
     # decode time of the rounds it spans, prompt lengths of spread cv (M/G/1, Pollaczek-Khinchine)
     cv2 = jnp.square(d.request.input_cv)
-    svc = t_p + i_len * tau_n / jnp.maximum(budget - n, 1.0)
+    svc = t_p + tau_n * m_n
     rho_q = lam_r * svc
-    wq = rho_q * svc * (1.0 + cv2) / (2.0 * jnp.maximum(1.0 - rho_q, _SATURATED))
+    wq = mg1_wait(lam_r, svc, cv2, _SATURATED)
     stable = (rho < 1.0) & (rho_q < 1.0) & ok & (n_free <= cap) & (budget > n)
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau(n99)
@@ -326,7 +335,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # three independent excesses over their means combine in quadrature
     w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho_q, _TINY)), 0.0) * wq / jnp.maximum(rho_q, _TINY)
     q99 = 1.0 + Z99 * d.request.input_cv
-    own99 = t_p * q99 + tau99 * rounds(n99, i_len * q99)
+    own99 = t_p * q99 + tau99 * jnp.maximum(share(n99, i_len * q99), 1.0)
     ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res * tau99 - res * tau_n)
                              + jnp.square(jnp.maximum(w99 - wq, 0.0)))
     n_sys = lam_r * (ttft + o * tpot)                # Little's law: queued and running
