@@ -168,7 +168,7 @@ def evaluate(d: Design) -> Metrics:
     table = jnp.stack([getattr(st, k) for k in _Step._fields])
     pre_v, mean_v = table[:, 0], jnp.mean(table[:, 1:KV_POINTS + 1], axis=1)
     pre_total = pre_v[0]
-    mean = _Step(*([None] * len(_ENERGY) + [mean_v[i] for i in range(len(_ENERGY), len(_Step._fields))]))
+    t_attn, t_ffn, t_moe, t_other, t_comm, t_exposed = (mean_v[i] for i in range(len(_ENERGY), len(_Step._fields)))
     o = d.serving.step_overhead                                  # engine host time per iteration
     ttft = (s.mb + s.pp - 1.0) * (pre_total + o)
     prefill_tps = r.batch * r.input_len / ttft
@@ -220,8 +220,8 @@ def evaluate(d: Design) -> Metrics:
         energy_per_token_J=e_token, tokens_per_J=1.0 / e_token, power_W=p_chip, temperature_C=st.t_junction,
         dram_temperature_C=st.t_dram, refresh_hot_fraction=st.hot, prefill_power_W=pre_st.power,
         frequency_scale=f_clk, weight_bytes=weights, kv_bytes=kv,
-        activation_bytes=act, memory_bytes=mem_total, t_attention_s=mean.attention, t_ffn_s=mean.ffn,
-        t_moe_s=mean.moe, t_other_s=mean.other, t_comm_s=mean.comm, t_comm_exposed_s=jnp.maximum(mean.exposed, 0.0),
+        activation_bytes=act, memory_bytes=mem_total, t_attention_s=t_attn, t_ffn_s=t_ffn,
+        t_moe_s=t_moe, t_other_s=t_other, t_comm_s=t_comm, t_comm_exposed_s=jnp.maximum(t_exposed, 0.0),
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=running,
         requests_per_s=decode_tps / r.output_len, ttft_p99_s=where(online, ttft99_on, ttft),
         tpot_p99_s=where(online, tpot99_on, tpot), goodput_requests_per_s=good,
