@@ -131,6 +131,7 @@ def test_serving_section_and_flags(capsys):
 
 
 def test_serving_public_set_is_expressed_and_scored():
+    from jaxstack.engines import calibration
     from jaxstack.validation import serving_public as sp
 
     cov = sp.coverage()
@@ -144,6 +145,15 @@ def test_serving_public_set_is_expressed_and_scored():
     assert {r["metric"] for r in server} == {"ttft_s", "ttft_p99_s", "tpot_s", "tpot_p99_s"}
     assert all(r["split"] == "holdout" and r["design"]["overrides"]["serving.regime"] == 2 for r in server)
     # NVIDIA's harness settings reach the design: Llama-3.1-405B on 8 x B200 runs 2 instances of TP2 x PP2
+    # NVIDIA's harness (TensorRT engines) is a software stack apart from the TRT10 rows' PyTorch backend;
+    # AMD's MI325X record runs vLLM
+    mlperf = [r for r in rows if r["case"].startswith("MLP50")]
+    assert {r["design"]["engine"] for r in mlperf} == {"trtllm-mlperf", "vllm-offline"}
+    assert calibration.software_of("trtllm-mlperf") == "trtllm-mlperf"
+    # Mixtral's AutoQuantize checkpoints: effective_bits / 8 bytes per weight, FP8 GEMM activations on B200
+    mix = {r["case"].split()[2]: r["design"]["overrides"] for r in mlperf if "mixtral" in r["case"]}
+    assert mix["B200x8"]["model.weight_bytes"] == 7.25 / 8 and mix["B200x8"]["model.gemm_act_bytes"] == 1.0
+    assert mix["H200x8"]["model.weight_bytes"] == 8.75 / 8
     r = next(r for r in rows if r["case"].startswith("MLP50-003"))
     assert r["design"]["mapping"] == {"tp": 2, "pp": 2, "dp": 2, "overlap": 0}
     assert r["design"]["overrides"]["serving.max_num_seqs"] == 128
