@@ -28,8 +28,10 @@ Expressed: all 75 records. TRT10 (63): Llama-3-8B/70B, Llama-3.1-405B, Qwen3-235
 Qwen3-30B-A3B, Llama-4 Scout and Maverick (``moe_layer_step`` 2 for Maverick's MoE in every
 second layer; their chunked local attention is not modelled). MLPerf Inference v5.0 (12,
 ``_mlperf``): Llama-2-70B, Llama-3.1-405B and Mixtral-8x7B on 8 x B200 / H200 (NVIDIA's
-TensorRT-LLM harness, its published TP / PP, batch and token limits per scenario:
-``MLPERF_NVIDIA``) and 8 x MI325X (vLLM, TP1 per GPU), at each data set's mean input length
+TensorRT-LLM harness: TensorRT engines, engine preset ``trtllm-mlperf``, a software stack of its
+own since session 13; its published TP / PP, batch and token limits per scenario:
+``MLPERF_NVIDIA``; Mixtral's mixed-precision checkpoints at their effective bits,
+``MLPERF_EFFECTIVE_BITS``) and 8 x MI325X (vLLM, TP1 per GPU), at each data set's mean input length
 (``MLPERF_INPUT``) and each record's own output tokens per sample; the Offline records score
 output tokens/s in the ``offline`` regime, the Server records TTFT and TPOT (mean and p99) in
 the ``online`` regime at the record's Poisson rate. Real data sets vary in length; the
