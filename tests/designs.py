@@ -76,6 +76,9 @@ def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
     # drawn last so that every earlier draw is unchanged
     chip = type(chip)(**{**vars(chip), "moe_gemm_efficiency": np.where(
         rng.random(n) < 0.3, rng.uniform(0.3, 1.0, n), 1.0).astype(np.float32)})
+    # how independently a batch's tokens pick their experts (a calibration constant, session 13)
+    model = type(model)(**{**vars(model), "moe_routing_independence": np.where(
+        rng.random(n) < 0.3, rng.uniform(0.05, 1.0, n), model.moe_routing_independence).astype(np.float32)})
     return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=model, request=req, mapping=mp,
                    serving=serving)
 

@@ -101,7 +101,9 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     dense = tot(g(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), down)
     on = np.where(moe, 1.0, 0.0)
     assign = T * ep * k / ep_moe * w["moe_imbalance"]
-    touched = E / ep_moe * (1 - np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep))
+    miss = np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep * w.get("moe_routing_independence", 1.0))
+    # a share of untouched experts below 1e-5 is none, as in the model (``ops.MISS_TOL``)
+    touched = E / ep_moe * (1 - np.where(miss < 1e-5, 0.0, miss))
     experts, exp_waves = expert_gemm_w(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, a_op, on,
                                            rate_b=op_b, cb=ab)
     si = w["n_shared_experts"] * mi / tp

@@ -272,6 +272,31 @@ def test_moe_gemm_efficiency_slows_only_the_routed_experts():
         assert float(getattr(a, name)) == float(getattr(b, name)), name
 
 
+def test_co_routed_tokens_touch_fewer_experts():
+    """model.moe_routing_independence r (session 13): a batch's T tokens per rank touch the
+    experts of T r independent uniform top-k choices, E_loc (1 - (1 - k / E)^(T ep r)). DeepSeek-V3
+    (256 experts, top-8) on 8 x B200, TP8 with its MoE as EP8, decoding 4 requests: the expert
+    GEMMs' DRAM bytes (their weights, at this batch) scale with that count, hand-worked below;
+    at a batch that touches every expert either way, r changes nothing."""
+    from jaxstack.recipe.ops import layer_costs, shard
+
+    def experts(batch, r):
+        d = base_design(model="deepseek-v3", tp=8, moe_tp_to_ep=1, batch=batch, calibrated=False)
+        d = dataclasses.replace(d, model=dataclasses.replace(d.model, moe_routing_independence=r))
+        d = jax.tree_util.tree_map(jnp.float32, d)
+        lc = layer_costs(d, shard(d), jnp.float32(1.0), jnp.float32(1536.0), decode=True)
+        return float(lc.experts.nbytes), float(lc.experts.time)
+
+    def touched(T, r):                       # per rank: 32 local experts, T = 4 tokens x ep 1
+        return 32.0 * (1.0 - (1.0 - 8.0 / 256.0) ** (T * r))
+
+    (b1, t1), (b4, t4) = experts(4, 1.0), experts(4, 0.25)
+    assert b4 / b1 == pytest.approx(touched(4, 0.25) / touched(4, 1.0), rel=0.02)     # 7.4 vs 3.9 experts
+    assert t4 < t1
+    big1, big4 = experts(4096, 1.0), experts(4096, 0.25)
+    assert big4[0] == pytest.approx(big1[0], rel=1e-3)
+
+
 def test_routed_experts_swiglu_is_costed_like_the_dense_ffns():
     """Between the routed experts' two grouped GEMMs runs their SwiGLU, like the dense FFN's
     (session 12; before, its launch was counted but not its work), and the shared experts'

@@ -62,9 +62,11 @@ def test_calibration_model_is_global_and_sourced():
     assert "source" in doc and set(doc["sets"]) == set(calibration.FIT_SETS)
     for s, cases in doc["split"].items():      # fitted on calibration rows only
         assert cases and all(r["split"] == "calibration" for r in load_set(s).cases() if r["case"] in cases)
-    # a handful of constants: 3 per software stack, 3 per GPU with data, never one per point
+    # a handful of constants per software stack, 3 per GPU with data, never one per point
     assert set(doc["software"]) == {"vllm", "trtllm", "trtllm-mlperf"}
-    assert all(len(v) == 3 for v in doc["software"].values())
+    # three per stack, and how independently tokens pick experts only where the data show it (vLLM)
+    assert {k: len(v) for k, v in doc["software"].items()} == {"vllm": 4, "trtllm": 3, "trtllm-mlperf": 3}
+    assert 0.0 < doc["software"]["vllm"]["model.moe_routing_independence"] <= 1.0
     assert set(doc["hardware"]) == {"b200", "h100-sxm", "h200"} and all(len(v) == 3 for v in doc["hardware"].values())
     # priors: a GPU without data takes its own preset values times its family's (or every fitted
     # GPU's) mean ratio of fitted to preset value

@@ -12,7 +12,9 @@ kv_len / cp keys. MoE layers run on ep_moe ranks with tp_moe-way sharded experts
 (module-flexible, DeepStack §2.4) moe_tp_to_ep turns ep_moe = min(tp * ep, E),
 tp_moe = tp * ep / ep_moe. A rank receives T * ep * k / ep_moe * imbalance expert
 assignments; of its E / ep_moe experts it reads the expected number touched,
-E_loc * (1 - (1 - k / E)^(T * ep)), which is what makes small-batch MoE decode cheap.
+E_loc * (1 - (1 - k / E)^(T * ep * r)), which is what makes small-batch MoE decode cheap;
+r = ``model.moe_routing_independence`` (1: every token picks independently and uniformly;
+below 1 a batch's tokens co-route and touch fewer experts, session 13).
 The routed experts' grouped GEMMs take their tiled time / chip.moe_gemm_efficiency (the
 engine's MoE kernels against its dense GEMMs; a calibration constant, 1 by default).
 GQA: KV per token per layer per chip = 2 * head_dim * max(kv_heads / (tp * sp), 1) * kv_bytes.
@@ -54,6 +56,8 @@ __all__ = ["param_count", "Shard", "shard", "LayerCosts", "layer_costs", "Linear
 
 # vLLM's default max_num_batched_tokens for chunked prefill: bounds the activation working set.
 PREFILL_CHUNK_TOKENS = 8192.0
+# share of untouched experts that counts as none (linear_costs)
+MISS_TOL = 1e-5
 # query rows per attention tile (FlashAttention-2/3 BLOCK_M 128); decode has one block per request
 ATTN_Q_BLOCK = 128.0
 
@@ -225,7 +229,10 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
     # routed experts: two grouped GEMMs over the touched experts
     e_safe = jnp.maximum(E, 1.0)
     assign = T * s.ep * k / s.ep_moe * w.moe_imbalance
-    touched = E / s.ep_moe * (1.0 - jnp.power(clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep))
+    # expected share of a rank's experts no token picks; below MISS_TOL every expert counts as
+    # touched (rows per expert stay an exact ratio: the tile ceilings' 1e-6 tolerance never straddles)
+    miss = jnp.power(clip(1.0 - k / e_safe, 0.0, 1.0), T * s.ep * w.moe_routing_independence)
+    touched = E / s.ep_moe * (1.0 - where(miss < MISS_TOL, 0.0, miss))
     g = jnp.maximum(touched, 1e-6)
     rows = assign / g
     third = 3.0 * mi / s.tp_moe / 3.0  # exact for N = 3 x intermediate (N * 2/3 is not)

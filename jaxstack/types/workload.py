@@ -47,6 +47,11 @@ class Model:
                                  "of weights and this sets the GEMM rate; below act_bytes a quantisation kernel runs",
                                  default=0.0, domain=">=0")
     moe_imbalance: float = leaf("1", "busiest-expert-rank load / mean load", domain=">=1")
+    moe_routing_independence: float = leaf("1", "how independently a batch's tokens pick their experts: the experts "
+                                           "T tokens touch are those of T x this many independent uniform "
+                                           "choices (1 = independent uniform routing; below 1 tokens co-route, "
+                                           "e.g. a benchmark's random-token prompts)", default=1.0,
+                                           domain="(0,1]")
 
 
 @pytree
