@@ -48,6 +48,25 @@ def test_rows_are_complete_and_split(summary):
         assert "holdout" in splits, f"{name}: every set keeps held-back cases"
 
 
+def test_throughput_split_leaves_out_latency_rows():
+    """A set that mixes throughput rows with Server latencies (TTFT / TPOT) also gets a
+    '* throughput' entry: the split its throughput goals are stated on. Hand-worked errors."""
+    def row(panel, metric, split, meas, pred):
+        return {"set": "s", "panel": panel, "case": panel + metric + split, "split": split, "metric": metric,
+                "measured": meas, "predicted": pred, "weight": 1.0}
+
+    rows = [row("offline", "decode_tokens_per_s", "calibration", 100.0, 110.0),   # +10 %
+            row("offline", "decode_tokens_per_s", "holdout", 100.0, 80.0),        # -20 %
+            row("server", "ttft_s", "holdout", 1.0, 2.0)]                         # +100 %
+    by = {(e["set"], e["panel"]): e for e in validate.summarize(rows)}
+    thr, whole = by[("s", validate.THROUGHPUT)], by[("s", "*")]
+    assert thr["all"]["n"] == 2 and thr["all"]["mape_pct"] == pytest.approx(15.0)
+    assert thr["holdout"]["mape_pct"] == pytest.approx(20.0)
+    assert whole["all"]["n"] == 3 and whole["holdout"]["mape_pct"] == pytest.approx(60.0)
+    only = validate.summarize(rows[:2])                                 # nothing to split: no extra entry
+    assert all(e["panel"] != validate.THROUGHPUT for e in only)
+
+
 def test_vllm_cases_describe_the_measurement():
     rows = vllm.cases()
     assert len(rows) == 21  # Llama BS 1..1024, DeepSeek BS 1..512 (CUDA graphs rows only)

@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 
 from ..edges import io
+from .validate import LATENCY_METRICS
 
 __all__ = ["JOINT", "FIT_SETS", "SOFTWARE_PARAMS", "HARDWARE_PARAMS", "DEFAULT_SOFTWARE", "family_of",
            "software_of", "load_joint", "constants", "apply", "fit", "write", "leave_one_gpu_out"]
@@ -267,7 +268,7 @@ def write(doc: dict, path=None) -> None:
 # leave-one-GPU-out scores throughput rows: MLPerf Server latencies (never fitted) are measured
 # at a load within a few per cent of the engine's capacity, where the queueing model turns a
 # throughput error into a many-fold latency error; ``validate`` reports them on their own panels
-LOGO_SKIPS_METRICS = ("ttft_s", "ttft_p99_s", "tpot_s", "tpot_p99_s")
+LOGO_SKIPS_METRICS = LATENCY_METRICS
 
 
 def leave_one_gpu_out(sets=FIT_SETS, points: int = 12, rounds: int = 3) -> list[dict]:
