@@ -302,13 +302,16 @@ def test_online_pipeline_stalls_on_unevenly_spread_chunks():
     cycle at mb x the slowest one's stage step (session 13): with a share f of micro-batch steps
     carrying prefill, the prefill part of a cycle grows by (1 - (1 - f)^mb) / f. Hand-worked, as
     in the M/M/1 case above (constant step tau, a budget no prompt fills, so f = rho): TP4 x PP2
-    (mb = 2) decodes at TPOT = tau / (1 - rho (2 - rho)) = tau / (1 - rho)^2, TP8 at tau / (1 - rho)."""
+    (mb = 2) decodes at TPOT = tau / (1 - rho (2 - rho)) = tau / (1 - rho)^2, TP8 at tau / (1 - rho)
+    with one micro-batch or two."""
     from jaxstack.physics.lean import strong
     from jaxstack.recipe import serving
     from jaxstack.recipe.ops import shard
 
     t_p, tau, lam = 0.2, 0.01, 2.0                       # rho = 0.4 on one replica
-    for mapping, expected in (({"tp": 8}, tau / 0.6), ({"tp": 4, "pp": 2}, tau / 0.36)):
+    # (micro-batches without a pipeline run one after the other: no stall)
+    for mapping, expected in (({"tp": 8}, tau / 0.6), ({"tp": 4, "pp": 2}, tau / 0.36),
+                              ({"tp": 8, "micro_batches": 2}, tau / 0.6)):
         d = strong(base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=64, out=100, **mapping))
         d = dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_batched_tokens=np.float32(2.0**30)))
         _, _, tpot, _, _, stable = serving.online(d, shard(d), lam, 100.0, tau, tau, t_p)

@@ -71,12 +71,12 @@ operations per design inside ``jit(vmap(...))``:
   rho)) + O / (1 - rho))): linear in n for one-round prompts, a quadratic for chunked ones
   (its smaller root: the least fixed point), both in closed form; the reported
   ``running_batch`` is the number in the system, lambda (TTFT + O TPOT);
-* pipeline parallelism (mb > 1 micro-batches in flight): a prompt's chunk rides in one
-  micro-batch and the pipeline cycles at mb x its slowest micro-batch's stage step, so with a
-  share f = rho_q of micro-batch steps carrying a chunk the decode steps stretch by
-  1 / (1 - rho (1 - (1 - f)^mb) / f) instead of 1 / (1 - rho) (2 - f times the prefill's
-  share at mb = 2; back to balanced as f -> 1; session 13), the running batch keeping the
-  balanced solution;
+* pipeline parallelism (pp stages, mb micro-batches in flight): a prompt's chunk rides in one
+  micro-batch and the pipeline cycles in max(the micro-batches' summed stage steps, pp x the
+  slowest), so with a share f = rho_q of micro-batch steps carrying a chunk the decode steps
+  stretch by 1 / (1 - rho max(1, pp (1 - (1 - f)^mb) / (mb f))) instead of 1 / (1 - rho)
+  (2 - f times the prefill's share at pp = mb = 2; back to balanced as f -> 1; session 13),
+  the running batch keeping the balanced solution;
 * stable iff rho < 1 (with the pipeline stall), rho_q < 1 and n <= the admission cap, the engine's full-load batch per
   replica B (``offline``'s: KV budget, max_num_seqs, token budget), so the online engine
   saturates where the offline one does; otherwise ``Reason.unstable``;
@@ -332,14 +332,15 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     svc = t_p + tau_n * m_n
     rho_q = lam_r * svc
     wq = mg1_wait(lam_r, svc, cv2, _SATURATED)
-    # pipeline parallelism: a prompt's chunk rides in ONE micro-batch, and a pipeline of mb
-    # micro-batches cycles at mb x its slowest micro-batch's stage step, so unevenly spread chunks
-    # stall the others: with a share f = rho_q of micro-batch steps carrying a chunk, the prefill's
-    # part of a cycle grows from mb f to mb (1 - (1 - f)^mb) chunk times (1 at mb = 1; -> 1 as
-    # f -> 1, where every micro-batch carries one, as offline). The running batch keeps the
-    # balanced solution above; the decode steps stretch by the stalled share (session 13)
+    # pipeline parallelism: a prompt's chunk rides in ONE micro-batch, and a pipeline of pp
+    # stages cycles its mb micro-batches in max(their sum, pp x the slowest) stage steps, so
+    # unevenly spread chunks stall the others: with a share f = rho_q of micro-batch steps
+    # carrying a chunk, the prefill's part of a cycle grows from mb f to at most
+    # pp (1 - (1 - f)^mb) chunk times (none at pp = 1; -> balanced as f -> 1, where every
+    # micro-batch carries one, as offline). The running batch keeps the balanced solution
+    # above; the decode steps stretch by the stalled share (session 13)
     f_chunk = clip(rho_q, 1e-6, 1.0)
-    stall = where(s.mb > 1.5, (1.0 - jnp.power(1.0 - f_chunk, s.mb)) / f_chunk, 1.0)
+    stall = jnp.maximum(s.pp * (1.0 - jnp.power(1.0 - f_chunk, s.mb)) / (s.mb * f_chunk), 1.0)
     free = jnp.maximum(1.0 - rho * stall, _SATURATED)
     res = 0.5 / free
     stable = (rho * stall < 1.0) & (rho_q < 1.0) & ok & (n_free <= cap) & (budget > n)
