@@ -70,6 +70,12 @@ def test_presets_show_every_value_with_unit_domain_and_source(capsys):
     assert main(["presets", "--show", "nvlink-b200x8"]) == 0
     assert "switch" in capsys.readouterr().out                # enum codes by name
     assert main(["presets", "--show", "nope"]) == 2
+    # an engine preset names its software stack and that stack's fitted constants
+    assert main(["presets", "--show", "trtllm-mlperf"]) == 0
+    out = capsys.readouterr().out
+    assert "software stack 'trtllm-mlperf': chip.op_overhead_us = " in out and "chip.moe_gemm_efficiency" in out
+    assert main(["presets", "--show", "sglang-offline"]) == 0
+    assert "software stack 'sglang': no fitted constants" in capsys.readouterr().out
 
 
 def test_unit_formatting_helpers():
