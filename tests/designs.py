@@ -76,6 +76,8 @@ def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
     # drawn last so that every earlier draw is unchanged
     chip = type(chip)(**{**vars(chip), "moe_gemm_efficiency": np.where(
         rng.random(n) < 0.3, rng.uniform(0.3, 1.0, n), 1.0).astype(np.float32)})
+    # FP8 attention (model.attn_bytes = 1) on a share of the points (session 13)
+    model = type(model)(**{**vars(model), "attn_bytes": np.where(rng.random(n) < 0.3, 1.0, 2.0).astype(np.float32)})
     # how independently a batch's tokens pick their experts (a calibration constant, session 13)
     model = type(model)(**{**vars(model), "moe_routing_independence": np.where(
         rng.random(n) < 0.3, rng.uniform(0.05, 1.0, n), model.moe_routing_independence).astype(np.float32)})

@@ -172,10 +172,10 @@ def attention_waves(chip, dram, items):
     return np.maximum(ceil(items / units(chip, dram)), 1.0)
 
 
-def attention(chip, dram, flops, kv_bytes, io_bytes, wb):
+def attention(chip, dram, flops, kv_bytes, io_bytes, wb, attn_b=2.0):
     U = units(chip, dram)
     b = kv_bytes + io_bytes
-    peak = U * chip["clock"] * per_cycle(chip, np.maximum(wb, 2.0)) * chip["compute_efficiency"]
+    peak = U * chip["clock"] * per_cycle(chip, np.maximum(wb, attn_b)) * chip["compute_efficiency"]
     t_mem = b / (bandwidth(chip, dram, U) * chip["attention_bandwidth_efficiency"])
     return np.maximum(flops / peak, t_mem) + chip["op_overhead"], flops, b
 

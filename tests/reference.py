@@ -90,7 +90,8 @@ def model_point(d, q_len, kv_len, decode, hot=False):
                           else 2 * (qk + w["v_head_dim"]), 4 * hd)
     f_core = reqs * q_len * heads * (kv_len / cp) * pair_flops
     core = attention(chip, dram, f_core, reqs * (kv_len / cp) * kv_tok,
-                     reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, op_b)
+                     reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, op_b,
+                     w.get("attn_bytes", 2.0))
     core_waves = attention_waves(chip, dram, reqs * heads * np.ceil(q_len / Q_BLOCK))
     width = np.where(mla, nh * qk / tp + w["kv_lora_rank"] + w["qk_rope_head_dim"], (nh + 2 * nkv) * hd / tp)
     rope = vec(6 * T * width, 2 * T * width * ab + T * kv_tok, 2.0)
@@ -306,7 +307,7 @@ def _thermal(d, st, t_cool, t_hot):
     shape = np.shape(t_cool)
     arrays = {"t_cool": t_cool, "t_hot": t_hot, "tensor": tensor, "vflops": st["vflops"], "attn": st["attn_flops"],
               "dram_b": st["dram"], "l1": st["l1"], "l2": st["l2"], "l3": st["l3"],
-              "wb": op_width(w)}
+              "wb": op_width(w), "attn_b": w.get("attn_bytes", 2.0)}
     arrays = {k: np.broadcast_to(np.asarray(v, np.float64), shape) for k, v in arrays.items()}
     sub = {"chip": chip, "dram": dram, "fabric": fab, "thermal": th}
     keys = ("t_junction", "t_dram", "power", "step_time", "hot")
@@ -318,7 +319,8 @@ def _thermal(d, st, t_cool, t_hot):
                 "sram_bytes": 2 * a["dram_b"] + SRAM_PER_FLOP * (a["tensor"] + a["attn"]), "dram_bytes": a["dram_b"],
                 "link_bytes_l1": a["l1"], "link_bytes_l2": a["l2"], "link_bytes_l3": a["l3"], "time": a["t_cool"]}
         e1 = step_energy(p["chip"], p["dram"], p["fabric"], work, a["wb"])
-        e2 = step_energy(p["chip"], p["dram"], p["fabric"], {**{k: 0.0 for k in work}, "tensor_flops": a["attn"]}, 2.0)
+        e2 = step_energy(p["chip"], p["dram"], p["fabric"], {**{k: 0.0 for k in work}, "tensor_flops": a["attn"]},
+                         a["attn_b"])
         e = {k: e1[k] + e2[k] for k in e1}
         e_logic = e["compute"] + e["sram"] + e["link"]
         e_dram = e["dram_activation"] + e["dram_transfer"] + e["dram_io"]

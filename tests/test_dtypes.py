@@ -112,8 +112,9 @@ def _from(overrides):
 @pytest.mark.parametrize("name,want", [("bf16", 2.0), ("fp8", 1.0), ("FP8", 1.0), ("nvfp4", 0.5625),
                                        ("mxfp4", 0.53125), ("int4", 0.5)])
 def test_dtype_names_in_design_files(name, want):
-    d = _from({"model.weight_bytes": name, "model.gemm_act_bytes": name})
+    d = _from({"model.weight_bytes": name, "model.gemm_act_bytes": name, "model.attn_bytes": name})
     assert float(d.model.weight_bytes) == want and float(d.model.gemm_act_bytes) == want
+    assert float(d.model.attn_bytes) == want
 
 
 def test_bad_dtype_name_is_one_line_error():
@@ -121,3 +122,5 @@ def test_bad_dtype_name_is_one_line_error():
         _from({"model.kv_bytes": "fp9"})
     with pytest.raises(io.ConfigError, match="gemm_act_bytes"):
         _from({"model.gemm_act_bytes": -1})
+    with pytest.raises(io.ConfigError, match="attn_bytes.*outside the domain"):
+        _from({"model.attn_bytes": 0})

@@ -297,6 +297,28 @@ def test_co_routed_tokens_touch_fewer_experts():
     assert big4[0] == pytest.approx(big1[0], rel=1e-3)
 
 
+def test_fp8_attention_speeds_up_only_the_attention_core():
+    """model.attn_bytes (session 13): FP8 attention (TensorRT-LLM use_fp8_context_fmha) runs the
+    attention core at the FP8 tensor rate. A 16k-token Llama-3-70B prefill on H100 with FP8
+    weights is compute-bound in its core: its time less the launch overhead halves (fp8_speedup
+    2), and no GEMM, vector op or byte count moves."""
+    from jaxstack.recipe.ops import layer_costs, shard
+
+    def costs(ab):
+        d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=16384, out=16, tp=8,
+                        calibrated=False)
+        d = dataclasses.replace(d, model=dataclasses.replace(d.model, weight_bytes=1.0, attn_bytes=ab))
+        d = jax.tree_util.tree_map(jnp.float32, d)
+        return layer_costs(d, shard(d), jnp.float32(16384.0), jnp.float32(8192.5), decode=False)
+
+    bf16, fp8 = costs(2.0), costs(1.0)
+    o = float(base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", calibrated=False).chip.op_overhead)
+    assert float(fp8.attn_core.time) - o == pytest.approx((float(bf16.attn_core.time) - o) / 2.0, rel=1e-5)
+    assert float(fp8.attn_core.nbytes) == float(bf16.attn_core.nbytes)
+    for name in ("dense_ffn", "norms", "lm_head", "o_proj"):
+        assert float(getattr(fp8, name).time) == float(getattr(bf16, name).time), name
+
+
 def test_routed_experts_swiglu_is_costed_like_the_dense_ffns():
     """Between the routed experts' two grouped GEMMs runs their SwiGLU, like the dense FFN's
     (session 12; before, its launch was counted but not its work), and the shared experts'

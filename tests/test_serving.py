@@ -154,6 +154,11 @@ def test_serving_public_set_is_expressed_and_scored():
     mix = {r["case"].split()[2]: r["design"]["overrides"] for r in mlperf if "mixtral" in r["case"]}
     assert mix["B200x8"]["model.weight_bytes"] == 7.25 / 8 and mix["B200x8"]["model.gemm_act_bytes"] == 1.0
     assert mix["H200x8"]["model.weight_bytes"] == 8.75 / 8
+    # FP8 context attention where the engines were built with use_fp8_context_fmha
+    fp8 = {r["case"].rsplit(" ", 1)[0] for r in mlperf if r["design"]["overrides"].get("model.attn_bytes") == 1.0}
+    assert fp8 == {"MLP50-003 llama3.1-405b B200x8", "MLP50-004 llama3.1-405b B200x8",
+                   "MLP50-006 mixtral-8x7b B200x8", "MLP50-008 llama3.1-405b H200x8",
+                   "MLP50-009 llama3.1-405b H200x8"}
     r = next(r for r in rows if r["case"].startswith("MLP50-003"))
     assert r["design"]["mapping"] == {"tp": 2, "pp": 2, "dp": 2, "overlap": 0}
     assert r["design"]["overrides"]["serving.max_num_seqs"] == 128

@@ -54,6 +54,8 @@ def add_parser(sub):
     p.add_argument("--act-dtype", help="a GEMM's activation operand (model.gemm_act_bytes): fp8 with fp8 weights = "
                    "W8A8; bf16 with fp8/fp4 weights = weight-only quantisation at the 16-bit tensor rate")
     p.add_argument("--kv-dtype", help="KV cache (sets model.kv_bytes)")
+    p.add_argument("--attn-dtype", help="the attention core's matmul operands (model.attn_bytes): fp8 = FP8 attention "
+                   "(TensorRT-LLM use_fp8_context_fmha, FlashAttention-3 FP8); default bf16")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a leaf by dotted path with unit suffix, e.g. fabric.l1.link_bandwidth_GBps=450")
     p.add_argument("--json", action="store_true", help="print metrics (SI units) as JSON")
@@ -103,7 +105,8 @@ def design_from_args(args):
     if serving:
         data["serving"] = serving
     overrides = _section(data, "overrides", where)
-    for flag, leaf in (("weight_dtype", "weight_bytes"), ("act_dtype", "gemm_act_bytes"), ("kv_dtype", "kv_bytes")):
+    for flag, leaf in (("weight_dtype", "weight_bytes"), ("act_dtype", "gemm_act_bytes"), ("kv_dtype", "kv_bytes"),
+                       ("attn_dtype", "attn_bytes")):
         if getattr(args, flag, None) is not None:
             overrides[f"model.{leaf}"] = getattr(args, flag)
     for item in args.set:

@@ -117,7 +117,7 @@ def decode_time_bound(d: Design, point: bool = False):
     r = d.request
     thr = d.dram.refresh_double_temp
     hot = jnp.stack([relax.step((thr - HOT_OFFSET_K) - thr)])
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot, attn_bytes=d.model.attn_bytes)
     q, dec = jnp.ones_like(ctx.bw) + d.serving.spec_tokens, jnp.array([True])     # 1 + k verified tokens
     kv = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
     pl = plans(d, s)

@@ -118,15 +118,15 @@ def _reason(d: Design, s, mem_total, temp):
 
 def step_energy(d: Design, st) -> power.Energy:
     """Dynamic energy (J) of one stage step ``st`` (a ``StageTime``) on one chip: GEMM FLOPs at
-    the weight width, attention FLOPs at 16 bit, vector FLOPs, SRAM (two passes of every DRAM
-    byte plus the GEMM operand panels), DRAM, links per fabric level."""
+    the weight width, attention FLOPs at ``model.attn_bytes`` (16 bit by default), vector FLOPs,
+    SRAM (two passes of every DRAM byte plus the GEMM operand panels), DRAM, links per fabric level."""
     tensor = st.flops - st.vector_flops - st.attn_flops
     work = power.Work(tensor_flops=tensor, vector_flops=st.vector_flops,
                       sram_bytes=2.0 * st.dram_bytes + SRAM_BYTES_PER_TENSOR_FLOP * (tensor + st.attn_flops),
                       dram_bytes=st.dram_bytes, link_bytes_l1=st.link_l1, link_bytes_l2=st.link_l2,
                       link_bytes_l3=st.link_l3, time=st.total)
     main = power.step_energy(d.chip, d.dram, d.fabric, work, gemm_operand_bytes(d.model))
-    attn = power.step_energy(d.chip, d.dram, d.fabric, power.Work(tensor_flops=st.attn_flops), 2.0)
+    attn = power.step_energy(d.chip, d.dram, d.fabric, power.Work(tensor_flops=st.attn_flops), d.model.attn_bytes)
     return jax.tree_util.tree_map(jnp.add, main, attn)
 
 
@@ -151,7 +151,7 @@ def evaluate(d: Design) -> Metrics:
     thr = d.dram.refresh_double_temp
     zero = jnp.zeros_like(thr)
     hot = jnp.stack([zero, relax.step((thr - HOT_OFFSET_K) - thr), relax.step((thr + HOT_OFFSET_K) - thr), zero])
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot)
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot, attn_bytes=d.model.attn_bytes)
     one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
     q_len = jnp.stack([r.input_len, one, one, one])
     decode = jnp.array([False, True, True, True])

@@ -325,6 +325,6 @@ def assemble(lin: Linear, core: Cost) -> LayerCosts:
 def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:
     """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form;
     ``temperature`` (degC, None = not hot) sets the DRAM refresh rate (``memory``)."""
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature)
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature, attn_bytes=d.model.attn_bytes)
     lin = linear_costs(d, s, ctx, q_len, decode)
     return assemble(lin, core_cost(d, s, ctx, lin.reqs, q_len, kv_len, decode))

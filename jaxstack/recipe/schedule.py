@@ -280,6 +280,6 @@ def _linear(d, s, pl, ctx, q_len, decode, batch=None):
 def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> StageTime:
     """One stage step (one variant; ``temperature`` in degC, None = not hot)."""
     pl = plans(d, s)
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature)
+    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature, attn_bytes=d.model.attn_bytes)
     lin, cm = _linear(d, s, pl, ctx, q_len, decode)
     return _compose(d, s, pl, ctx, lin, cm, q_len, kv_len, decode)

@@ -46,6 +46,10 @@ class Model:
                                  "quantised weights (weight-only W8A16 / W4A16: the 16-bit tensor rate). The wider "
                                  "of weights and this sets the GEMM rate; below act_bytes a quantisation kernel runs",
                                  default=0.0, domain=">=0")
+    attn_bytes: float = leaf("B/elem", "bytes per element of the attention core's matmul operands (Q K^T, P V) as the "
+                             "kernel computes them: 2 = FP16 / BF16 (FlashAttention), 1 = FP8 attention (TensorRT-LLM "
+                             "use_fp8_context_fmha, FlashAttention-3 FP8). The wider of the weights and this sets "
+                             "the attention's tensor rate and energy", default=2.0, domain=">0")
     moe_imbalance: float = leaf("1", "busiest-expert-rank load / mean load", domain=">=1")
     moe_routing_independence: float = leaf("1", "how independently a batch's tokens pick their experts: the experts "
                                            "T tokens touch are those of T x this many independent uniform "

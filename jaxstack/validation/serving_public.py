@@ -104,6 +104,12 @@ MLPERF_SERVER = (("ttft_s", "ttft_mean_ms"), ("ttft_p99_s", "ttft_p99_ms"), ("tp
 # and BF16 (~9 % BF16, at the FP8 rate here: the tensor rate follows the wider format's majority).
 # Weights take effective_bits / 8 bytes; the records' "FP4" / "FP8" name the checkpoint's lowest format.
 MLPERF_EFFECTIVE_BITS = {("mixtral-8x7b", "B200"): 7.25, ("mixtral-8x7b", "H200"): 8.75}
+# FP8 attention (model.attn_bytes = 1): the engines built with trtllm_build_flags 'use_fp8_context_fmha':
+# 'enable' (same copies): both Llama-3.1-405B base classes (Hopper and Blackwell) in Offline and Server,
+# and Mixtral's Blackwell Server class; Llama-2-70B and the other Mixtral classes do not set it
+MLPERF_FP8_ATTENTION = {("llama3.1-405b", "B200", "offline"), ("llama3.1-405b", "B200", "server"),
+                        ("llama3.1-405b", "H200", "offline"), ("llama3.1-405b", "H200", "server"),
+                        ("mixtral-8x7b", "B200", "server")}
 PRECISION = {"FP8": {"model.weight_bytes": 1, "model.kv_bytes": 1},
              "FP4": {"model.weight_bytes": 0.5, "model.kv_bytes": 1}}
 ENGINE = "trtllm-throughput"     # engine preset: offline, 8192 requests, 8192 tokens per step
@@ -128,6 +134,8 @@ def _mlperf(rec) -> list[dict]:
     bits = MLPERF_EFFECTIVE_BITS.get((key, gpu))
     if bits is not None:
         overrides.update({"model.weight_bytes": bits / 8, "model.gemm_act_bytes": 1.0})
+    if (key, gpu, "server" if server else "offline") in MLPERF_FP8_ATTENTION:
+        overrides["model.attn_bytes"] = 1.0
     tp, pp, gemm_ar = 1, 1, 0
     if not amd:
         tp, pp, seqs, tokens, gemm_ar = MLPERF_NVIDIA[(key, gpu, "server" if server else "offline")]
