@@ -82,14 +82,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..physics import compute, relax
+from ..physics import relax
 from ..physics.lean import strong
 from ..recipe import serving
 from ..recipe.evaluate import HOT_OFFSET_K, KV_POINTS, _reason, memory_parts, memory_use
-from ..recipe.ops import param_count, shard
+from ..recipe.ops import design_context, param_count, shard
 from ..recipe.schedule import block_comm, collectives, compose, layers, linear_part, plans
 from ..types.design import Design
-from ..types.workload import gemm_operand_bytes
 from .space import Space, leaf_paths
 
 __all__ = ["MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound", "structural",
@@ -117,7 +116,7 @@ def decode_time_bound(d: Design, point: bool = False):
     r = d.request
     thr = d.dram.refresh_double_temp
     hot = jnp.stack([relax.step((thr - HOT_OFFSET_K) - thr)])
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot, attn_bytes=d.model.attn_bytes)
+    ctx = design_context(d, hot=hot)
     q, dec = jnp.ones_like(ctx.bw) + d.serving.spec_tokens, jnp.array([True])     # 1 + k verified tokens
     kv = r.input_len + r.output_len * jnp.linspace(0.0, 1.0, KV_POINTS)
     pl = plans(d, s)

@@ -25,13 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..physics import compute, memory, power, relax, thermal
+from ..physics import memory, power, relax, thermal
 from ..physics.lean import strong, where
 from ..types.design import Design
 from ..types.metrics import Metrics, Reason
 from ..types.workload import gemm_operand_bytes
 from . import serving
-from .ops import PREFILL_CHUNK_TOKENS, kv_bytes_per_token, layer_costs, param_count, shard, weight_elems
+from .ops import PREFILL_CHUNK_TOKENS, design_context, kv_bytes_per_token, layer_costs, param_count, shard, weight_elems
 from .schedule import plans, stage_time, stage_times
 
 __all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "world_size",
@@ -151,7 +151,7 @@ def evaluate(d: Design) -> Metrics:
     thr = d.dram.refresh_double_temp
     zero = jnp.zeros_like(thr)
     hot = jnp.stack([zero, relax.step((thr - HOT_OFFSET_K) - thr), relax.step((thr + HOT_OFFSET_K) - thr), zero])
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), hot=hot, attn_bytes=d.model.attn_bytes)
+    ctx = design_context(d, hot=hot)
     one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
     q_len = jnp.stack([r.input_len, one, one, one])
     decode = jnp.array([False, True, True, True])

@@ -51,7 +51,7 @@ from ..types.design import Design
 from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
 
 __all__ = ["param_count", "Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost",
-           "assemble",
+           "assemble", "design_context",
            "kv_bytes_per_token", "weight_elems", "PREFILL_CHUNK_TOKENS"]
 
 # vLLM's default max_num_batched_tokens for chunked prefill: bounds the activation working set.
@@ -322,9 +322,15 @@ def assemble(lin: Linear, core: Cost) -> LayerCosts:
                       lin.waves_core, lin.vflops_attn, lin.vflops_ffn, lin.vflops_moe)
 
 
+def design_context(d: Design, temperature=None, hot=None) -> compute.Ctx:
+    """``compute.context`` of a design: its chip and DRAM for its GEMM operand width and its
+    attention operand width (``model.attn_bytes``), at a DRAM temperature or hot weight."""
+    return compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature, hot, d.model.attn_bytes)
+
+
 def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:
     """Per-chip cost of each block of one layer; ``decode`` selects the MLA absorbed form;
     ``temperature`` (degC, None = not hot) sets the DRAM refresh rate (``memory``)."""
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature, attn_bytes=d.model.attn_bytes)
+    ctx = design_context(d, temperature)
     lin = linear_costs(d, s, ctx, q_len, decode)
     return assemble(lin, core_cost(d, s, ctx, lin.reqs, q_len, kv_len, decode))

@@ -39,8 +39,7 @@ import jax.numpy as jnp
 from ..physics import compute, network, overlap, power, relax
 from ..physics.lean import where
 from ..types.design import Design
-from ..types.workload import gemm_operand_bytes
-from .ops import Linear, Shard, assemble, core_cost, kv_bytes_per_token, linear_costs, weight_elems
+from .ops import Linear, Shard, assemble, core_cost, design_context, kv_bytes_per_token, linear_costs, weight_elems
 
 __all__ = ["StageTime", "stage_time", "stage_times", "linear_part", "compose", "layers", "block_comm", "collectives",
            "plans"]
@@ -280,6 +279,6 @@ def _linear(d, s, pl, ctx, q_len, decode, batch=None):
 def stage_time(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> StageTime:
     """One stage step (one variant; ``temperature`` in degC, None = not hot)."""
     pl = plans(d, s)
-    ctx = compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature, attn_bytes=d.model.attn_bytes)
+    ctx = design_context(d, temperature)
     lin, cm = _linear(d, s, pl, ctx, q_len, decode)
     return _compose(d, s, pl, ctx, lin, cm, q_len, kv_len, decode)

@@ -341,22 +341,22 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # above; the decode steps stretch by the stalled share (session 13)
     f_chunk = clip(rho_q, 1e-6, 1.0)
     stall = jnp.maximum(s.pp * (1.0 - jnp.power(1.0 - f_chunk, s.mb)) / (s.mb * f_chunk), 1.0)
-    free = jnp.maximum(1.0 - rho * stall, _SATURATED)
-    res = 0.5 / free
+    free_s = jnp.maximum(1.0 - rho * stall, _SATURATED)      # the decode steps' share, stalled
+    res_s = 0.5 / free_s
     stable = (rho * stall < 1.0) & (rho_q < 1.0) & ok & (n_free <= cap) & (budget > n)
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau(n99)
-    ttft, tpot = own + wq + tau_n * res, tau_n / free
+    ttft, tpot = own + wq + tau_n * res_s, tau_n / free_s
     # p99: the wait's tail as in M/M/1 with the mean above, a p99-long prompt (1 + 2.326 cv times
     # the mean) at the p99 running batch, the residual's 99th percentile (0.99 of a step); the
     # three independent excesses over their means combine in quadrature
     w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho_q, _TINY)), 0.0) * wq / jnp.maximum(rho_q, _TINY)
     q99 = 1.0 + Z99 * d.request.input_cv
     own99 = t_p * q99 + tau99 * jnp.maximum(share(n99, i_len * q99), 1.0)
-    ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res * tau99 - res * tau_n)
+    ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res_s * tau99 - res_s * tau_n)
                              + jnp.square(jnp.maximum(w99 - wq, 0.0)))
     n_sys = lam_r * (ttft + o * tpot)                # Little's law: queued and running
-    return n_sys, ttft, tpot, jnp.maximum(ttft99, ttft), jnp.maximum(tau99 / free, tpot), stable
+    return n_sys, ttft, tpot, jnp.maximum(ttft99, ttft), jnp.maximum(tau99 / free_s, tpot), stable
 
 
 def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p, adm=None):

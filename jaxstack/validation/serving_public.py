@@ -128,17 +128,18 @@ def _mlperf(rec) -> list[dict]:
     n = int(rec["hardware"]["gpu_count"])
     key, prec, meas = rec["model"]["key"], rec["software"]["precision"][:3], rec["measured"]
     server = "server" in rec["workload"]["mode"]
+    scenario = "server" if server else "offline"
     amd = gpu.startswith("MI")
     engine = MLPERF_ENGINE["AMD" if amd else "NVIDIA"]
     overrides = {"fabric.l1.size": n, "fabric.l1.dim_x": n, **PRECISION[prec]}
     bits = MLPERF_EFFECTIVE_BITS.get((key, gpu))
     if bits is not None:
         overrides.update({"model.weight_bytes": bits / 8, "model.gemm_act_bytes": 1.0})
-    if (key, gpu, "server" if server else "offline") in MLPERF_FP8_ATTENTION:
+    if (key, gpu, scenario) in MLPERF_FP8_ATTENTION:
         overrides["model.attn_bytes"] = 1.0
     tp, pp, gemm_ar = 1, 1, 0
     if not amd:
-        tp, pp, seqs, tokens, gemm_ar = MLPERF_NVIDIA[(key, gpu, "server" if server else "offline")]
+        tp, pp, seqs, tokens, gemm_ar = MLPERF_NVIDIA[(key, gpu, scenario)]
         overrides.update({"serving.auto_limits": 0, "serving.max_num_seqs": seqs,
                           "serving.max_num_batched_tokens": tokens})
     if server:
