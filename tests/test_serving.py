@@ -323,6 +323,72 @@ def test_online_pipeline_stalls_on_unevenly_spread_chunks():
         assert bool(stable) and float(tpot) == pytest.approx(expected, rel=1e-4)
 
 
+def test_online_pipelined_prompt_takes_one_chunk_per_round():
+    """TensorRT-LLM's scheduler never schedules a request that is still in flight in another
+    micro-batch (``trtGptModelInflightBatching.cpp``, ``forwardAsync``), so a prompt advances one
+    chunk per pipeline round, in one micro-batch, and each chunk passes every stage in turn
+    (session 14; before, a prompt spanned I / (mb x budget) rounds and paid one stage's compute).
+    Hand-set step model at vanishing load (constant decode step tau, prefill t_p per stage):
+    a 4096-token prompt under a 1024-token budget spans 4 rounds on TP8 and on TP4 x PP2 alike;
+    TTFT = own prefill + half a step in flight, own = t_p + 4 tau (TP8), 2 t_p + 4 tau (PP2)."""
+    from jaxstack.physics.lean import strong
+    from jaxstack.recipe import serving
+    from jaxstack.recipe.ops import shard
+
+    t_p, tau, lam = 0.2, 0.01, 1e-6
+    for mapping, own in (({"tp": 8}, t_p + 4 * tau), ({"tp": 4, "pp": 2}, 2 * t_p + 4 * tau)):
+        d = strong(base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=4096, out=100, **mapping))
+        d = dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_batched_tokens=np.float32(1024.0)))
+        _, ttft, _, _, _, stable = serving.online(d, shard(d), lam, 100.0, tau, tau, t_p)
+        assert bool(stable) and float(ttft) == pytest.approx(own + 0.5 * tau, rel=1e-3)
+
+
+def test_online_tpot_p99_from_prefills_preempting_a_request():
+    """A request's TPOT is its decode work O tau preempted by the prefills that arrive while it
+    decodes (session 14): its completion time under Poisson preemptive-resume interruptions has
+    sd sqrt(lam O tau E[x^2] / (1 - rho)^3). Checked against an independent Monte-Carlo of
+    that process (numpy, 20,000 requests: the completion time T is the least fixed point of
+    T = O tau + the prefill work arriving in [0, T)), with a constant step (no running-batch
+    spread): TPOT mean tau / (1 - rho) and p99 - mean = 2.326 sd(T) / O."""
+    from jaxstack.physics.lean import strong
+    from jaxstack.recipe import serving
+    from jaxstack.recipe.ops import shard
+
+    t_p, tau, lam, out = 0.2, 0.01, 2.0, 100          # rho = 0.4, equal prompts (x = t_p)
+    d = strong(base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=64, out=out, tp=8))
+    d = dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_batched_tokens=np.float32(2.0**30)),
+                            request=dataclasses.replace(d.request, input_cv=np.float32(0.0)))
+    _, _, tpot, _, tpot99, stable = serving.online(d, shard(d), lam, 100.0, tau, tau, t_p)
+
+    rng = np.random.default_rng(0)
+    w, n, slots = out * tau, 20_000, 64                # 64 arrivals cover T (mean 1.67 s, 3.3 expected)
+    arrivals = np.cumsum(rng.exponential(1.0 / lam, (n, slots)), axis=1)
+    T = np.full(n, w)
+    for _ in range(200):
+        T_next = w + t_p * (arrivals < T[:, None]).sum(axis=1)
+        if np.array_equal(T_next, T):
+            break
+        T = T_next
+    assert bool(stable) and float(tpot) == pytest.approx(np.mean(T) / out, rel=0.02)
+    assert float(tpot99) - float(tpot) == pytest.approx(2.326 * np.std(T) / out, rel=0.03)
+
+
+def test_mgc_wait_against_erlang_c():
+    """The prefill queue's M/G/c wait: Pollaczek-Khinchine exactly at c = 1; at c = 2 with
+    exponential service (cv = 1) close to M/M/2's closed form, P(wait) = 2 rho^2 / (1 + rho),
+    W_q = P(wait) t / (2 (1 - rho)) (Erlang C): +1.8 % at rho = 0.8, +10 % at rho = 0.5."""
+    from jaxstack.recipe.serving import mg1_wait, mgc_wait
+
+    assert float(mgc_wait(0.9, 1.0, 1.0)[0]) == pytest.approx(float(mg1_wait(0.9, 1.0)), rel=1e-6)
+    assert float(mgc_wait(0.5, 1.0, 1.0, 1.0)[0]) == pytest.approx(1.0, rel=1e-6)      # M/M/1: rho t / (1 - rho)
+    for rho, tol in ((0.8, 0.025), (0.5, 0.11)):
+        p_exact = 2 * rho**2 / (1 + rho)
+        w, p, r = mgc_wait(2 * rho, 1.0, 2.0, 1.0)
+        assert float(r) == pytest.approx(rho)
+        assert float(p) == pytest.approx(p_exact, rel=tol) and float(p) >= p_exact
+        assert float(w) == pytest.approx(p_exact / (2 * (1 - rho)), rel=tol)
+
+
 def test_online_saturates_where_offline_does(ev):
     """The online engine admits at most its full-load batch (KV budget, max_num_seqs, token
     budget: ``offline``'s B per replica), so Poisson load just below the offline capacity

@@ -50,7 +50,7 @@ def test_rows_are_complete_and_split(summary):
 
 def test_throughput_split_leaves_out_latency_rows():
     """A set that mixes throughput rows with Server latencies (TTFT / TPOT) also gets a
-    '* throughput' entry: the split its throughput goals are stated on. Hand-worked errors."""
+    '* throughput' and a '* latency' entry: the splits its goals are stated on. Hand-worked errors."""
     def row(panel, metric, split, meas, pred):
         return {"set": "s", "panel": panel, "case": panel + metric + split, "split": split, "metric": metric,
                 "measured": meas, "predicted": pred, "weight": 1.0}
@@ -63,8 +63,10 @@ def test_throughput_split_leaves_out_latency_rows():
     assert thr["all"]["n"] == 2 and thr["all"]["mape_pct"] == pytest.approx(15.0)
     assert thr["holdout"]["mape_pct"] == pytest.approx(20.0)
     assert whole["all"]["n"] == 3 and whole["holdout"]["mape_pct"] == pytest.approx(60.0)
+    lat = by[("s", validate.LATENCY)]
+    assert lat["all"]["n"] == 1 and lat["holdout"]["mape_pct"] == pytest.approx(100.0) and lat["calibration"] is None
     only = validate.summarize(rows[:2])                                 # nothing to split: no extra entry
-    assert all(e["panel"] != validate.THROUGHPUT for e in only)
+    assert all(e["panel"] not in (validate.THROUGHPUT, validate.LATENCY) for e in only)
 
 
 def test_vllm_cases_describe_the_measurement():

@@ -17,7 +17,7 @@ import numpy as np
 from ..edges import io
 from ..validation import SET_MODULES, load_set
 
-__all__ = ["run_sets", "summarize", "RECORDED", "write_outputs", "LATENCY_METRICS", "THROUGHPUT"]
+__all__ = ["run_sets", "summarize", "RECORDED", "write_outputs", "LATENCY_METRICS", "THROUGHPUT", "LATENCY"]
 
 RECORDED = Path(__file__).parent.parent / "validation" / "recorded.json"
 
@@ -44,27 +44,28 @@ def _errors(rows, key="predicted"):
 
 
 # latency metrics (MLPerf Server TTFT / TPOT): a set that mixes them with throughput rows also
-# gets a "* throughput" entry, the split the throughput goals are stated on
+# gets a "* throughput" and a "* latency" entry, the splits its goals are stated on
 LATENCY_METRICS = ("ttft_s", "ttft_p99_s", "tpot_s", "tpot_p99_s")
 THROUGHPUT = "* throughput"
+LATENCY = "* latency"
 
 
 def _in_panel(r, s, p) -> bool:
     if r["set"] != s:
         return False
-    if p == THROUGHPUT:
-        return r.get("metric") not in LATENCY_METRICS
+    if p in (THROUGHPUT, LATENCY):
+        return (r.get("metric") in LATENCY_METRICS) == (p == LATENCY)
     return p == "*" or r["panel"] == p
 
 
 def summarize(rows) -> list[dict]:
-    """One entry per (set, panel) and per set ('*'; and '* throughput', its rows without the
-    latency metrics, where a set has both kinds), with errors on each split."""
+    """One entry per (set, panel) and per set ('*'; and '* throughput' / '* latency', its rows
+    without / with the latency metrics, where a set has both kinds), with errors on each split."""
     out = []
     mixed = sorted({r["set"] for r in rows if r.get("metric") in LATENCY_METRICS}
                    & {r["set"] for r in rows if r.get("metric") not in LATENCY_METRICS})
     keys = (sorted({(r["set"], r["panel"]) for r in rows}) + sorted({(r["set"], "*") for r in rows})
-            + [(s, THROUGHPUT) for s in mixed])
+            + [(s, p) for s in mixed for p in (THROUGHPUT, LATENCY)])
     for s, p in keys:
         sel = [r for r in rows if _in_panel(r, s, p)]
         entry = {"set": s, "panel": p}

@@ -101,8 +101,8 @@ def _reason(d: Design, s, mem_total, temp):
     bad_devices = world_size(d) > devices(d) + 0.5       # a sub-group of the fabric is fine (part of a box)
     nh = w.num_attention_heads
     E = w.n_routed_experts
-    heads_ok = jnp.mod(nh, m.tp * m.sp) == 0
-    experts_ok = where(E > 0, (jnp.mod(E, s.ep_moe) == 0) & (m.ep <= E), m.ep == 1)
+    heads_ok = jax.lax.rem(nh, m.tp * m.sp) == 0          # positive: rem = mod, one equation
+    experts_ok = where(E > 0, (jax.lax.rem(E, s.ep_moe) == 0) & (m.ep <= E), m.ep == 1)
     layers_ok = m.pp <= w.num_hidden_layers
     bad_div = ~(heads_ok & experts_ok & layers_ok)
     bad_batch = r.batch < m.dp * m.pp

@@ -47,27 +47,31 @@ operations per design inside ``jit(vmap(...))``:
   included (arrivals see the time average, PASTA): tau(n) = tau_w + k min(n + 1, B), through
   the model's step at the engine's full batch B (``offline``'s running batch) and its step
   with one request per micro-batch and replica at the mean KV length (``evaluate``'s light-
-  load stage variant: the same kernel launches, weight reads and per-request KV reads; session
-  12 — before, tau_w was the weight-streaming floor alone, 0.3-0.6 of that step, so TPOT at
-  light load left out the per-kernel overheads); ``step_intercept``;
+  load stage variant: the same kernel launches, weight reads and per-request KV reads);
+  ``step_intercept``;
 * prefill of one prompt costs t_p (pipeline throughput); its load rho = lambda_r t_p
   (lambda_r = lambda / (dp ep) per replica) slows the decode steps, which run in the
   remaining 1 - rho of the time: TPOT = tau(n) / (1 - rho) (work-conserving: the same with
   chunked prefill, where the steps carry the prompts' chunks);
-* chunked prefill through the token budget: a round of the replica's mb micro-batch steps
-  carries at most mb x ``max_num_batched_tokens`` tokens, n of them decode tokens, so a prompt
-  of I tokens spans m(n) = max(1, I / (mb x budget - n)) rounds (TensorRT-LLM / vLLM chunk a
-  long prompt, one chunk per step) and reaches its first token after t_p + m tau(n);
-* the prefill queue: prompts pass the budget one at a time, each holding it for
-  s = t_p + I tau(n) / (mb budget - n) (its compute plus the decode time of the rounds it
-  spans); M/G/1 with rho_q = lambda_r s and prompt lengths of coefficient of variation
-  ``request.input_cv`` (Pollaczek-Khinchine): W_q = rho_q s (1 + cv^2) / (2 (1 - rho_q));
+* chunked prefill through the token budget: each of the replica's mb micro-batch steps
+  carries at most ``max_num_batched_tokens`` tokens, n / mb of them decode tokens, and a
+  prompt advances ONE chunk per round, in one micro-batch (TensorRT-LLM's scheduler skips a
+  request still in flight, ``trtGptModelInflightBatching.cpp`` ``forwardAsync``; vLLM's
+  virtual engines keep a request on one), so a prompt of I tokens spans
+  m(n) = max(1, mb I / (mb budget - n)) rounds and, its chunks passing the pp stages in turn,
+  reaches its first token after T_p + m tau(n), T_p = pp t_p (t_p when mb > pp: the stages
+  overlap; session 14);
+* the prefill queue: the mb micro-batches are mb slots, each holding a prompt for
+  s = T_p + m tau(n) (its compute plus the decode time of the rounds it spans); M/G/c with
+  c = mb, rho_q = lambda_r s / mb and prompt lengths of coefficient of variation
+  ``request.input_cv`` (``mgc_wait``: Sakasegawa's P(wait), Allen-Cunneen's (1 + cv^2) / 2;
+  Pollaczek-Khinchine's W_q = rho_q s (1 + cv^2) / (2 (1 - rho_q)) at mb = 1);
   rho_q -> 1 exactly where the running batch reaches the offline token-budget cap;
-* TTFT = t_p + m tau(n) + W_q + tau(n) / (2 (1 - rho)): before its prefill a request waits
+* TTFT = T_p + m tau(n) + W_q + tau(n) / (2 (1 - rho)): before its prefill a request waits
   out the step in flight (steps of TPOT = tau / (1 - rho), arrivals uniform within one: half
   a step on average, 0.99 of one at the p99; session 11);
 * running requests (prefilling or decoding; the queue holds no slot) from Little's law on
-  the time from admission to the last token, n = lambda_r (t_p + tau(n) (m(n) + 1/(2 (1 -
+  the time from admission to the last token, n = lambda_r (T_p + tau(n) (m(n) + 1/(2 (1 -
   rho)) + O / (1 - rho))): linear in n for one-round prompts, a quadratic for chunked ones
   (its smaller root: the least fixed point), both in closed form; the reported
   ``running_batch`` is the number in the system, lambda (TTFT + O TPOT);
@@ -77,15 +81,20 @@ operations per design inside ``jit(vmap(...))``:
   stretch by 1 / (1 - rho max(1, pp (1 - (1 - f)^mb) / (mb f))) instead of 1 / (1 - rho)
   (2 - f times the prefill's share at pp = mb = 2; back to balanced as f -> 1; session 13),
   the running batch keeping the balanced solution;
-* stable iff rho < 1 (with the pipeline stall), rho_q < 1 and n <= the admission cap, the engine's full-load batch per
-  replica B (``offline``'s: KV budget, max_num_seqs, token budget), so the online engine
-  saturates where the offline one does; otherwise ``Reason.unstable``;
+* stable iff rho < 1 (with the pipeline stall), rho_q < 1 and n <= the admission cap, the
+  engine's full-load batch per replica B (``offline``'s: KV budget, max_num_seqs, token
+  budget), so the online engine saturates where the offline one does; else ``Reason.unstable``;
 * p99: the number running is Poisson (requests are served in parallel, M/G/inf up to the
-  cap), n_99 = n + 2.326 sqrt(n): TPOT_99 = tau(n_99) / (1 - rho); TTFT_99 = TTFT plus, in
-  quadrature, the excesses of three independent parts over their means: the wait (tail as in
-  M/M/1 with the M/G/1 mean, W_99 = max(0, ln(100 rho_q)) W_q / rho_q), the prompt's own
-  prefill at a p99-long prompt (1 + 2.326 cv times the mean) and the p99 running batch, and
-  the residual of the step in flight (0.99 of a step).
+  cap), n_99 = n + 2.326 sqrt(n); a request's decode work O tau is preempted by the prefills
+  arriving while it decodes (Poisson, each x = t_p x stall of decode time): completion time
+  under preemptive-resume interruptions, sd(TPOT) = sqrt(lambda_r TPOT E[x^2] / O) / (1 - rho)
+  (session 14, checked against a Monte-Carlo in ``tests/test_serving.py``); TPOT_99 = TPOT
+  plus, in quadrature, tau(n_99) / (1 - rho) - TPOT and 2.326 sd(TPOT) (output lengths taken
+  equal: their spread would widen it); TTFT_99 = TTFT plus, in quadrature, the excesses of
+  three independent parts over their means: the wait (tail as in M/M/c with the M/G/c mean,
+  W_99 = max(0, ln(100 P(wait))) W_q / P(wait)), the prompt's own prefill at a p99-long
+  prompt (1 + 2.326 cv times the mean) and the p99 running batch, and the residual of the
+  step in flight (0.99 of a step).
 
 Speculative decoding (every regime; ``serving.spec_tokens`` k > 0): each decode step
 verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: GEMMs on
@@ -129,7 +138,8 @@ from ..types.design import Design
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
-           "running_batch", "offline_times", "offline_fill", "step_intercept", "mg1_wait", "md1_wait", "online",
+           "running_batch", "offline_times", "offline_fill", "step_intercept", "mgc_wait", "mg1_wait", "md1_wait",
+           "online",
            "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
@@ -259,15 +269,24 @@ def step_intercept(b_rep, tau_b, n_1, tau_1):
     """tau_w of the affine decode step tau(n) = tau_w + k n through (n_1, tau_1) (the light-load
     step) and (b_rep, tau_b) (the full-load one): tau_1 - k n_1, in [0, tau_b]."""
     k = jnp.maximum(tau_b - tau_1, 0.0) / jnp.maximum(b_rep - n_1, 1.0)
-    return jnp.clip(tau_1 - k * n_1, 0.0, tau_b)
+    return clip(tau_1 - k * n_1, 0.0, tau_b)
+
+
+def mgc_wait(lam, t, c=1.0, cv2=0.0, floor=_TINY):
+    """(mean wait in queue, probability of waiting, load rho) of M/G/c: Poisson arrivals lam, c servers,
+    service of mean t and squared coefficient of variation cv2, load rho = lam t / c (1 - rho at
+    least ``floor``). P(wait) = rho^(sqrt(2 (c + 1)) - 1) (Sakasegawa 1977, Ann. Inst. Stat.
+    Math. 29: above Erlang C's by 1.8 / 10 % at rho 0.8 / 0.5 for c = 2), the wait
+    P(wait) t / (c (1 - rho)) x (1 + cv2) / 2 (Allen-Cunneen); exactly Pollaczek-Khinchine's
+    rho t (1 + cv2) / (2 (1 - rho)) at c = 1."""
+    rho = lam * t / c
+    p_wait = jnp.power(jnp.maximum(rho, _TINY), jnp.sqrt(2.0 * c + 2.0) - 1.0)
+    return p_wait * t * (1.0 + cv2) / (2.0 * c * jnp.maximum(1.0 - rho, floor)), p_wait, rho
 
 
 def mg1_wait(lam, t, cv2=0.0, floor=_TINY):
-    """Mean wait in queue of M/G/1 (Poisson arrivals lam, service of mean t and squared
-    coefficient of variation cv2; Pollaczek-Khinchine): rho t (1 + cv2) / (2 (1 - rho)), 1 - rho
-    at least ``floor``."""
-    rho = lam * t
-    return rho * t * (1.0 + cv2) / (2.0 * jnp.maximum(1.0 - rho, floor))
+    """Mean wait in queue of M/G/1 (Pollaczek-Khinchine): ``mgc_wait`` at c = 1."""
+    return mgc_wait(lam, t, 1.0, cv2, floor)[0]
 
 
 def md1_wait(lam, t):
@@ -296,9 +315,9 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     budget = s.mb * d.serving.max_num_batched_tokens  # tokens a replica's round may carry
 
     def share(n, prompt=i_len):
-        """A prompt over what a round's budget leaves beside n decode tokens: the rounds its
-        chunks span (at least one) and its share of the budget's time."""
-        return prompt / jnp.maximum(budget - n, 1.0)
+        """The rounds a prompt's chunks span: one chunk per round, in ONE micro-batch, of what
+        its budget leaves beside that micro-batch's n / mb decode tokens (session 14)."""
+        return s.mb * prompt / jnp.maximum(budget - n, 1.0)
 
     def tau(n):
         """The step a request sees: the others of n in the system and itself (arrivals see the
@@ -306,32 +325,33 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
         return tau_w + k * jnp.minimum(n + 1.0, cap)
 
     # running requests (prefilling or decoding; the queue holds no slot), Little's law on the
-    # time from admission to the last token, n = lam_r (t_p + (a + k n) (m(n) + c')), a = tau_w + k,
+    # time from admission to the last token, n = lam_r (T_p + (a + k n) (m(n) + c')), a = tau_w + k,
     # c' = res + O / free: linear in n for one-round prompts (m = 1); for chunked ones
-    # (m = I / (budget - n)) a quadratic, whose smaller root is the least fixed point
+    # (m = mb I / (budget - n)) a quadratic, whose smaller root is the least fixed point
+    t_own = t_p * where(s.mb > s.pp, 1.0, s.pp)      # T_p: the prompt's chunks pass every stage in turn
+    i_mb = s.mb * i_len
     a, c1 = tau_w + k, res + o / free
     den = 1.0 - lam_r * (1.0 + c1) * k
-    n0 = lam_r * (t_p + (1.0 + c1) * a) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
+    n0 = lam_r * (t_own + (1.0 + c1) * a) / where(den > 0.0, den, 1.0)   # safe: no inf in the unused branch
     qa = 1.0 - lam_r * c1 * k
-    qb = lam_r * (i_len * k + c1 * k * budget - t_p - c1 * a) - budget
-    qc = lam_r * (t_p * budget + i_len * a + c1 * a * budget)
+    qb = lam_r * (i_mb * k + c1 * k * budget - t_own - c1 * a) - budget
+    qc = lam_r * (t_own * budget + i_mb * a + c1 * a * budget)
     disc = qb * qb - 4.0 * qa * qc
     q = -qb + jnp.sqrt(jnp.maximum(disc, 0.0))
     n1 = 2.0 * qc / where(q > 0.0, q, 1.0)                 # = (-qb - sqrt(disc)) / (2 qa), cancellation-free
-    chunked = budget - n0 < i_len                            # the one-round solution would not fit one round
+    chunked = budget - n0 < i_mb                            # the one-round solution would not fit one round
     # (a root below budget - I would lie where prompts fit one round: then f(n) > n on the whole
     # chunked range, no fixed point, unstable)
-    ok = where(chunked, (disc >= 0.0) & (qa > 0.0) & (q > 0.0) & (n1 >= budget - i_len), den > 0.0)
+    ok = where(chunked, (disc >= 0.0) & (qa > 0.0) & (q > 0.0) & (n1 >= budget - i_mb), den > 0.0)
     n_free = where(ok, where(chunked, n1, n0), 2.0 * cap)
     n = jnp.minimum(n_free, cap)                     # an unstable engine runs at its cap
     tau_n, m_n = tau(n), share(n)
-    own = t_p + tau_n * jnp.maximum(m_n, 1.0)        # a prompt's own prefill, to its first token
-    # the prefill queue: one prompt at a time through the token budget, service t_p plus the
-    # decode time of the rounds it spans, prompt lengths of spread cv (M/G/1, Pollaczek-Khinchine)
+    own = t_own + tau_n * jnp.maximum(m_n, 1.0)      # a prompt's own prefill, to its first token
+    # the prefill queue: mb slots (a prompt's chunks ride one micro-batch), each held for the
+    # prompt's own prefill; prompt lengths of spread cv: M/G/c (``mgc_wait``)
     cv2 = jnp.square(d.request.input_cv)
-    svc = t_p + tau_n * m_n
-    rho_q = lam_r * svc
-    wq = mg1_wait(lam_r, svc, cv2, _SATURATED)
+    svc = t_own + tau_n * m_n
+    wq, p_wait, rho_q = mgc_wait(lam_r, svc, s.mb, cv2, _SATURATED)
     # pipeline parallelism: a prompt's chunk rides in ONE micro-batch, and a pipeline of pp
     # stages cycles its mb micro-batches in max(their sum, pp x the slowest) stage steps, so
     # unevenly spread chunks stall the others: with a share f = rho_q of micro-batch steps
@@ -350,13 +370,19 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # p99: the wait's tail as in M/M/1 with the mean above, a p99-long prompt (1 + 2.326 cv times
     # the mean) at the p99 running batch, the residual's 99th percentile (0.99 of a step); the
     # three independent excesses over their means combine in quadrature
-    w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * rho_q, _TINY)), 0.0) * wq / jnp.maximum(rho_q, _TINY)
+    w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * p_wait, _TINY)), 0.0) * wq / jnp.maximum(p_wait, _TINY)
     q99 = 1.0 + Z99 * d.request.input_cv
-    own99 = t_p * q99 + tau99 * jnp.maximum(share(n99, i_len * q99), 1.0)
+    own99 = t_own * q99 + tau99 * jnp.maximum(share(n99, i_len * q99), 1.0)
     ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res_s * tau99 - res_s * tau_n)
                              + jnp.square(jnp.maximum(w99 - wq, 0.0)))
     n_sys = lam_r * (ttft + o * tpot)                # Little's law: queued and running
-    return n_sys, ttft, tpot, jnp.maximum(ttft99, ttft), jnp.maximum(tau99 / free_s, tpot), stable
+    # a request's TPOT is its decode work O tau preempted by the prefills that arrive while it
+    # decodes (Poisson, lam_r, each x = t_p x stall of decode time, second moment x^2 (1 + cv^2)):
+    # completion time under preemptive-resume interruptions, var = O tau lam_r E[x^2] / (1 - rho)^3,
+    # so sd(TPOT) = sqrt(lam_r TPOT E[x^2] / O) / (1 - rho); in quadrature with the running batch's
+    tpot_sd = jnp.sqrt(lam_r * tpot * (1.0 + cv2) / o) * t_p * stall / free_s
+    tpot99 = tpot + jnp.sqrt(jnp.square(tau99 / free_s - tpot) + jnp.square(Z99 * tpot_sd))
+    return n_sys, ttft, tpot, jnp.maximum(ttft99, ttft), tpot99, stable
 
 
 def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p, adm=None):

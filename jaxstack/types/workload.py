@@ -8,6 +8,7 @@ model shapes needs no recompile.
 
 import jax.numpy as jnp
 
+from ..physics.lean import where
 from ._tree import leaf, pytree
 
 __all__ = ["Model", "Request", "Serving", "REGIMES", "gemm_operand_bytes", "gemm_act_operand_bytes"]
@@ -110,11 +111,11 @@ class Serving:
 def gemm_operand_bytes(m: Model):
     """Operand width that sets the tensor rate and energy of the GEMMs: the wider of the weights
     and the activation operand (``gemm_act_bytes``; 0 = like the weights)."""
-    return jnp.where(m.gemm_act_bytes > 0, jnp.maximum(m.weight_bytes, m.gemm_act_bytes), m.weight_bytes)
+    return where(m.gemm_act_bytes > 0, jnp.maximum(m.weight_bytes, m.gemm_act_bytes), m.weight_bytes)
 
 
 def gemm_act_operand_bytes(m: Model):
     """Bytes per element of the activation operand a GEMM reads: ``gemm_act_bytes``, or when
     unset like the weights (W8A8 / W4A4 kernels read the quantised activations), never wider
     than ``act_bytes``."""
-    return jnp.where(m.gemm_act_bytes > 0, m.gemm_act_bytes, jnp.minimum(m.weight_bytes, m.act_bytes))
+    return where(m.gemm_act_bytes > 0, m.gemm_act_bytes, jnp.minimum(m.weight_bytes, m.act_bytes))
