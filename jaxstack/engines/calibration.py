@@ -21,7 +21,7 @@ correction (``family:`` in the hardware preset): its own preset values times the
 ratio of fitted to preset value over the family's fitted GPUs (over every fitted GPU for a
 family without data), so a datasheet-sourced difference between GPUs survives. An engine
 without data keeps its raw values, and so do presets without a family (the stacked research
-chip): nothing measured speaks for them.
+chip): nothing measured speaks for them; nor is a stack's MoE constant fitted without MoE rows.
 ``leave_one_gpu_out`` fits without any row of one GPU and scores that GPU's rows: the error
 to expect on hardware nobody measured. The fitted model is ``presets/calibration/joint.yaml``.
 """
@@ -51,6 +51,7 @@ SOFTWARE_PARAMS = (("chip.op_overhead_us", 0.2, 50.0), ("fabric.collective_overh
 # shows only where MoE decodes at batches that touch part of the experts: vLLM's DeepSeek-V3 runs at
 # batch 1-512 (the benchmark's prompts); the TensorRT-LLM records run batches that touch every expert
 IDENTIFIED_BY = {"model.moe_routing_independence": ("vllm",)}
+MOE_PARAMS = ("chip.moe_gemm_efficiency", "model.moe_routing_independence")   # informed by MoE rows only
 HARDWARE_PARAMS = (("chip.attention_bandwidth_efficiency", 0.2, 1.0), ("chip.compute_efficiency", 0.5, 1.0),
                    ("dram.efficiency", 0.7, 1.0))
 _KEYS = {"source", "sets", "split", "error", "software", "hardware", "families", "default"}
@@ -131,11 +132,20 @@ def _rows(sets, keep) -> list[dict]:
     return [r for s in sets for r in load_set(s).cases() if "design" in r and keep(r)]
 
 
+@functools.cache
+def _is_moe(model: str) -> bool:
+    return float(io.load_preset("model", model)["model"].n_routed_experts) > 0
+
+
 def _params(rows) -> list[tuple]:
-    """(kind, name, path, lo, hi) of every constant the rows can inform."""
+    """(kind, name, path, lo, hi) of every constant the rows can inform: a stack's MoE constants
+    only where it has MoE rows (leave-one-GPU-out can remove them all: the constant then keeps
+    its raw value instead of drifting on a flat objective)."""
     sws = sorted({software_of(r["design"].get("engine")) for r in rows})
+    moe = {software_of(r["design"].get("engine")) for r in rows if _is_moe(r["design"]["model"])}
     hws = sorted({r["design"]["hardware"] for r in rows if family_of(r["design"]["hardware"])})
-    return ([("software", s, *p) for s in sws for p in SOFTWARE_PARAMS if s in IDENTIFIED_BY.get(p[0], (s,))]
+    return ([("software", s, *p) for s in sws for p in SOFTWARE_PARAMS if s in IDENTIFIED_BY.get(p[0], (s,))
+             and (s in moe or p[0] not in MOE_PARAMS)]
             + [("hardware", h, *p) for h in hws for p in HARDWARE_PARAMS])
 
 
