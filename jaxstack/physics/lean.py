@@ -1,4 +1,4 @@
-"""L0: ``jnp.where`` and ``jnp.clip`` traced inline.
+"""L0: ``jnp.where``, ``jnp.clip`` and static-index gathers traced inline.
 
 ``jnp.where`` wraps its select in a ``jit`` of its own, so every call adds a nested program
 (the call, a dtype conversion of each Python scalar, the broadcasts, the select): ``evaluate``
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["where", "clip", "strong"]
+__all__ = ["where", "clip", "strong", "take", "unstack"]
 
 _SCALARS = (bool, int, float)
 
@@ -60,6 +60,25 @@ def clip(x, lo=None, hi=None):
     if hi is not None:
         x = jnp.minimum(x, hi)
     return x
+
+
+def take(x, idx):
+    """``x[idx]`` for a static array ``idx`` of in-bounds, non-negative indices on axis 0: the
+    gather alone (numpy-style indexing also traces the wrap of negative indices, 3 equations
+    more per array)."""
+    x = jnp.asarray(x)
+    dnums = lax.GatherDimensionNumbers(offset_dims=tuple(range(1, x.ndim)), collapsed_slice_dims=(0,),
+                                       start_index_map=(0,))
+    return lax.gather(x, np.asarray(idx, np.int32)[:, None], dnums, (1,) + x.shape[1:],
+                      mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+
+
+def unstack(tree, n: int):
+    """The n rows (axis 0) of every leaf of ``tree``, as n trees: one split per leaf and a
+    reshape per row (indexing row by row traces a slice and a squeeze for each)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    cut = [[lax.reshape(p, p.shape[1:]) for p in lax.split(jnp.asarray(x), (1,) * n)] for x in leaves]
+    return tuple(treedef.unflatten([c[i] for c in cut]) for i in range(n))
 
 
 def _strong(x):

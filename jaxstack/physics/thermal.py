@@ -61,7 +61,7 @@ import numpy as np
 
 from ..types.hardware import Chip, Dram, Thermal
 from . import relax
-from .lean import clip, where
+from .lean import clip, unstack, where
 from .power import LEAKAGE_CAP, Energy, dram_background_power, dram_refresh_power, leakage_power
 
 __all__ = ["ThermalState", "temperatures", "junction_line", "leakage_root", "solve", "ITERATIONS"]
@@ -186,7 +186,7 @@ def solve(chip: Chip, dram: Dram, thermal: Thermal, energy: Energy, t_cool, t_ho
     both = jax.vmap(lambda t, f: _branch(chip, dram, thermal, e_logic, e_dram, t, f, iterations))(
         jnp.stack([jnp.asarray(t_cool, jnp.result_type(float)), jnp.asarray(t_hot, jnp.result_type(float))]),
         jnp.array([0.0, 1.0]))
-    c, h = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
+    c, h = unstack(both, 2)
     thr = dram.refresh_double_temp
     den = c.t_d - h.t_d
     ok = den > 1e-6

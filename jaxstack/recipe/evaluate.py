@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..physics import memory, power, relax, thermal
-from ..physics.lean import strong, where
+from ..physics.lean import strong, unstack, where
 from ..types.design import Design
 from ..types.metrics import Metrics, Reason
 from ..types.workload import gemm_operand_bytes
@@ -183,7 +183,7 @@ def evaluate(d: Design) -> Metrics:
     both = jax.vmap(lambda x, tc, th: thermal.solve(d.chip, d.dram, d.thermal,
                                                     step_energy(d, _Step(*x, *[0.0] * 6)), tc, th))(
         two, jnp.stack([t_cool, pre_total]), jnp.stack([t_hot, pre_total]))
-    st, pre_st = (jax.tree_util.tree_map(lambda x, i=i: x[i], both) for i in (0, 1))
+    st, pre_st = unstack(both, 2)
     tpot = factor * (st.step_time + o) * serving.spec_time_factor(d)  # per generated token (1 without speculation)
     f_clk = power.frequency_scale(d.chip, st.power)
     p_chip = power.throttled_power(st.power, f_clk)

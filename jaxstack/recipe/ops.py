@@ -43,10 +43,11 @@ the core is costed per KV length (``schedule.stage_times``).
 from typing import NamedTuple
 
 import jax.numpy as jnp
+from jax import lax
 
 from ..physics import compute, relax
 from ..physics.compute import Cost
-from ..physics.lean import clip, where
+from ..physics.lean import clip, unstack, where
 from ..types.design import Design
 from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
 
@@ -267,16 +268,21 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
                                  jnp.concatenate([q_moved, _stack([v[1] for v in vec])]),
                                  jnp.concatenate([qon, _stack([v[2] for v in vec])]))
 
-    # each GEMM with its quantisation kernel, as vectors over the GEMMs (sliced once, below)
-    g_time = compute.keep((tl.time[:n_g] * gon + gon * ctx.overhead) + el.time[:n_g])
-    g_flops = compute.keep(2.0 * Mg * Kg * Ng * gon + el.flops[:n_g])
-    g_bytes = compute.keep(tl.nbytes[:n_g] * gon + el.nbytes[:n_g])
+    # each GEMM with its quantisation kernel, as vectors over the GEMMs (cut into rows once, below)
+    n_v = len(vec)
+    (el_t, *v_t), (el_f, *v_f), (el_b, *v_b) = (
+        (x[0], *(lax.reshape(r, ()) for r in x[1:])) for x in
+        (lax.split(a, (n_g,) + (1,) * n_v) for a in (el.time, el.flops, el.nbytes)))
+    g_time = compute.keep((tl.time[:n_g] * gon + gon * ctx.overhead) + el_t)
+    g_flops = compute.keep(2.0 * Mg * Kg * Ng * gon + el_f)
+    g_bytes = compute.keep(tl.nbytes[:n_g] * gon + el_b)
+    g_rows = unstack((g_time, g_flops, g_bytes), n_g)
 
     def gemm(i):
-        return Cost(g_time[i], g_flops[i], g_bytes[i])
+        return Cost(*g_rows[i])
 
     def vector(j):
-        return Cost(el.time[n_g + j], el.flops[n_g + j], el.nbytes[n_g + j])
+        return Cost(v_t[j], v_f[j], v_b[j])
 
     qkv_gqa, o_gqa, o_mla = gemm(0), gemm(1), gemm(6)
     mla_proj = Cost(*(jnp.sum(x[2:7]) for x in (g_time, g_flops, g_bytes)))   # GEMMs 2-6: q_a .. o (MLA)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..physics import compute, network, overlap, power, relax
+from ..physics import compute, lean, network, overlap, power, relax
 from ..physics.lean import where
 from ..types.design import Design
 from .ops import Linear, Shard, assemble, core_cost, design_context, kv_bytes_per_token, linear_costs, weight_elems
@@ -214,7 +214,7 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     ]
     stride, size, nbytes = (_vec([g[i] for g in on_links]) for i in range(3))
     lv = power.link_bytes_by_level(f, stride, size, where(size > 1.5, nbytes, 0.0))
-    l1, l2, l3 = (sum(lv[i][j] for j in range(len(on_links))) for i in range(3))
+    l1, l2, l3 = (jnp.sum(x) for x in lv)
     return StageTime(total, L_s * lc.attention.time, L_dense * lc.dense_ffn.time, L_moe * lc.moe.time,
                      L_s * lc.norms.time + lc.lm_head.time, comm, exposed, L_s * c_attn, L_dense * c_ffn,
                      L_moe * c_moe, c_pp, comm_fsdp, L_s * x_attn, L_dense * x_ffn, L_moe * x_moe, exposed_fsdp,
@@ -245,7 +245,7 @@ def linear_part(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, q_len, decode, 
     batch = jnp.broadcast_to(d.request.batch, q_len.shape) if batch is None else batch
     lin, cm = jax.vmap(lambda c, q, dec, b: _linear(d, s, pl, c, q, dec, b), in_axes=(axes, 0, 0, 0))(
         ctx, q_len, decode, batch)
-    take = lambda x: x[lin_of]  # noqa: E731
+    take = lambda x: lean.take(x, lin_of)  # noqa: E731
     lin, cm = jax.tree_util.tree_map(take, (lin, cm))
     return LinearPart(ctx._replace(bw=take(ctx.bw)), lin, cm, take(q_len), take(decode))
 
