@@ -142,10 +142,6 @@ def _add(a: _Alg, b: _Alg) -> _Alg:
     return _Alg(*(x + y for x, y in zip(a, b, strict=True)))
 
 
-def _where(c, a: _Alg, b: _Alg) -> _Alg:
-    return _Alg(*(where(c, x, y) for x, y in zip(a, b, strict=True)))
-
-
 def _rows(trees, shape):
     """Stack a list of equal pytrees (levels or dims) into one with a leading row axis, every
     leaf broadcast to the group shape: the loops over levels and dims become array axes."""
@@ -155,10 +151,6 @@ def _rows(trees, shape):
 
 def _full(a: _Alg, shape) -> _Alg:
     return _Alg(*(jnp.broadcast_to(jnp.asarray(x), shape) for x in a))
-
-
-def _row(a, i):
-    return jax.tree_util.tree_map(lambda x: x[i], a)
 
 
 def _per_dim(x):
@@ -275,10 +267,9 @@ class _Net:
     def _outermost(self, c: _Alg) -> _Alg:
         """Row of the outermost level the group spans (level 1 when it spans none)."""
         c = _full(c, (3,) + self.shape)
-        out = _row(c, 0)
-        for i in (1, 2):
-            out = _where(self.L.g[i] > 1.0, _row(c, i), out)
-        return out
+        g1, g2 = self.L.g[1] > 1.0, self.L.g[2] > 1.0
+        top = jnp.stack([~(g1 | g2), g1 & ~g2, g2])          # one-hot: the row each group takes
+        return _Alg(*(jnp.sum(where(top, x, 0.0), axis=0) for x in c))
 
     def a2a_flat(self) -> _Alg:
         """One step: every member sends n/p to every other member of the group; the busiest
