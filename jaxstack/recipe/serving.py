@@ -91,10 +91,11 @@ operations per design inside ``jit(vmap(...))``:
   (session 14, checked against a Monte-Carlo in ``tests/test_serving.py``); TPOT_99 = TPOT
   plus, in quadrature, tau(n_99) / (1 - rho) - TPOT and 2.326 sd(TPOT) (output lengths taken
   equal: their spread would widen it); TTFT_99 = TTFT plus, in quadrature, the excesses of
-  three independent parts over their means: the wait (tail as in M/M/c with the M/G/c mean,
-  W_99 = max(0, ln(100 P(wait))) W_q / P(wait)), the prompt's own prefill at a p99-long
-  prompt (1 + 2.326 cv times the mean) and the p99 running batch, and the residual of the
-  step in flight (0.99 of a step).
+  three independent parts over their means: the wait (one slot: M/G/1's Cramer-Lundberg
+  tail with gamma-distributed service, ``mg1_wait_p99``, session 14; mb slots: exponential
+  with the M/G/c mean, W_99 = max(0, ln(100 P(wait))) W_q / P(wait)), the prompt's own
+  prefill at a p99-long prompt (1 + 2.326 cv times the mean) and the p99 running batch, and
+  the residual of the step in flight (0.99 of a step).
 
 Speculative decoding (every regime; ``serving.spec_tokens`` k > 0): each decode step
 verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: GEMMs on
@@ -135,16 +136,15 @@ import jax.numpy as jnp
 from ..physics import memory, relax
 from ..physics.lean import clip, where
 from ..types.design import Design
+from .queueing import SATURATED, TINY, md1_wait, mg1_wait, mg1_wait_p99, mgc_wait
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
-           "running_batch", "offline_times", "offline_fill", "step_intercept", "mgc_wait", "mg1_wait", "md1_wait",
-           "online",
-           "goodput", "Z99"]
+           "running_batch", "offline_times", "offline_fill", "step_intercept", "mgc_wait", "mg1_wait",
+           "mg1_wait_p99", "md1_wait", "online", "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
-_TINY = 1e-30
-_SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
+_TINY, _SATURATED = TINY, SATURATED
 GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: full precision down to 2^-8 of the prefill-saturation rate
 
 
@@ -272,28 +272,6 @@ def step_intercept(b_rep, tau_b, n_1, tau_1):
     return clip(tau_1 - k * n_1, 0.0, tau_b)
 
 
-def mgc_wait(lam, t, c=1.0, cv2=0.0, floor=_TINY):
-    """(mean wait in queue, probability of waiting, load rho) of M/G/c: Poisson arrivals lam, c servers,
-    service of mean t and squared coefficient of variation cv2, load rho = lam t / c (1 - rho at
-    least ``floor``). P(wait) = rho^(sqrt(2 (c + 1)) - 1) (Sakasegawa 1977, Ann. Inst. Stat.
-    Math. 29: above Erlang C's by 1.8 / 10 % at rho 0.8 / 0.5 for c = 2), the wait
-    P(wait) t / (c (1 - rho)) x (1 + cv2) / 2 (Allen-Cunneen); exactly Pollaczek-Khinchine's
-    rho t (1 + cv2) / (2 (1 - rho)) at c = 1."""
-    rho = lam * t / c
-    p_wait = jnp.power(jnp.maximum(rho, _TINY), jnp.sqrt(2.0 * c + 2.0) - 1.0)
-    return p_wait * t * (1.0 + cv2) / (2.0 * c * jnp.maximum(1.0 - rho, floor)), p_wait, rho
-
-
-def mg1_wait(lam, t, cv2=0.0, floor=_TINY):
-    """Mean wait in queue of M/G/1 (Pollaczek-Khinchine): ``mgc_wait`` at c = 1."""
-    return mgc_wait(lam, t, 1.0, cv2, floor)[0]
-
-
-def md1_wait(lam, t):
-    """Mean wait in queue of M/D/1 (deterministic service t): ``mg1_wait`` with cv = 0."""
-    return mg1_wait(lam, t)
-
-
 def admission(d: Design, b_rep, tau_b, tau_w):
     """(admission cap, decode-step slope k) of ``online``: load-independent, so the goodput
     bisection computes them once, outside its loop. The cap is the engine's full-load batch
@@ -367,10 +345,12 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau(n99)
     ttft, tpot = own + wq + tau_n * res_s, tau_n / free_s
-    # p99: the wait's tail as in M/M/1 with the mean above, a p99-long prompt (1 + 2.326 cv times
-    # the mean) at the p99 running batch, the residual's 99th percentile (0.99 of a step); the
-    # three independent excesses over their means combine in quadrature
-    w99 = jnp.maximum(jnp.log(jnp.maximum(100.0 * p_wait, _TINY)), 0.0) * wq / jnp.maximum(p_wait, _TINY)
+    # p99: the wait's tail (one slot: M/G/1's Cramer-Lundberg tail; mb slots: exponential with the
+    # M/G/c mean), a p99-long prompt (1 + 2.326 cv times the mean) at the p99 running batch, the
+    # residual's 99th percentile (0.99 of a step); the three independent excesses over their
+    # means combine in quadrature
+    w99 = where(s.mb > 1.5, jnp.maximum(jnp.log(jnp.maximum(100.0 * p_wait, _TINY)), 0.0) * wq
+                / jnp.maximum(p_wait, _TINY), mg1_wait_p99(lam_r, svc, cv2))
     q99 = 1.0 + Z99 * d.request.input_cv
     own99 = t_own * q99 + tau99 * jnp.maximum(share(n99, i_len * q99), 1.0)
     ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res_s * tau99 - res_s * tau_n)

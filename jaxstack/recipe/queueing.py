@@ -1,0 +1,67 @@
+"""L3: closed-form queueing formulas of the ``online`` serving regime (``serving.py``).
+
+Poisson arrivals; M/G/1 (Pollaczek-Khinchine mean, Cramer-Lundberg tail) and M/G/c
+(Sakasegawa's probability of waiting with Allen-Cunneen's variability factor). Each is a few
+scalar operations (the tail a six-step Newton loop) inside ``jit(vmap(...))``.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from ..physics.lean import clip, where
+
+__all__ = ["mgc_wait", "mg1_wait", "mg1_wait_p99", "md1_wait", "TINY", "SATURATED"]
+
+TINY = 1e-30
+SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
+
+
+def mgc_wait(lam, t, c=1.0, cv2=0.0, floor=TINY):
+    """(mean wait in queue, probability of waiting, load rho) of M/G/c: Poisson arrivals lam, c servers,
+    service of mean t and squared coefficient of variation cv2, load rho = lam t / c (1 - rho at
+    least ``floor``). P(wait) = rho^(sqrt(2 (c + 1)) - 1) (Sakasegawa 1977, Ann. Inst. Stat.
+    Math. 29: above Erlang C's by 1.8 / 10 % at rho 0.8 / 0.5 for c = 2), the wait
+    P(wait) t / (c (1 - rho)) x (1 + cv2) / 2 (Allen-Cunneen); exactly Pollaczek-Khinchine's
+    rho t (1 + cv2) / (2 (1 - rho)) at c = 1."""
+    rho = lam * t / c
+    p_wait = jnp.power(jnp.maximum(rho, TINY), jnp.sqrt(2.0 * c + 2.0) - 1.0)
+    return p_wait * t * (1.0 + cv2) / (2.0 * c * jnp.maximum(1.0 - rho, floor)), p_wait, rho
+
+
+def mg1_wait(lam, t, cv2=0.0, floor=TINY):
+    """Mean wait in queue of M/G/1 (Pollaczek-Khinchine): ``mgc_wait`` at c = 1."""
+    return mgc_wait(lam, t, 1.0, cv2, floor)[0]
+
+
+def mg1_wait_p99(lam, t, cv2):
+    """99th percentile of the M/G/1 wait (Poisson arrivals lam, gamma-distributed service of
+    mean t and squared coefficient of variation cv2): the Cramer-Lundberg tail
+    P(W > w) ~ C exp(-theta w), theta the positive root of lam (E[e^(theta S)] - 1) = theta,
+    C = (1 - rho) / (lam E[S e^(theta S)] - 1), so p99 = max(0, ln(100 C) / theta) (exact for
+    M/M/1: theta = 1/t - lam, C = rho; session 14; the exponential tail with the mean's rate,
+    ln(100 rho) W_q / rho, overstates it by 2-17 % at rho 0.5-0.7). In u = theta t / k, k = 1 / cv2,
+    the root of -k ln(1 - u) = ln(1 + k u / rho) by Newton from the right (convex: monotone),
+    started at twice Kingman's heavy-traffic root where that lies right of it: 6 steps reach
+    float32 precision for rho in 1e-3 .. 1 - 1e-4 and cv 0 .. 3."""
+    rho = clip(lam * t, 1e-6, 1.0 - SATURATED)
+    k = 1.0 / jnp.maximum(cv2, 1e-4)
+    kr = k / rho
+
+    def h(u):
+        return -k * jnp.log1p(-u) - jnp.log1p(kr * u)
+
+    u_right = jnp.minimum(-jnp.expm1(-jnp.log1p(kr) / k), 1.0 - 1e-6)
+    u_k = 4.0 * (1.0 - rho) / (k * (1.0 + cv2))                  # twice Kingman's root
+    u0 = where((u_k < u_right) & (h(u_k) >= 0.0), u_k, u_right)
+
+    def newton(_, u):
+        return clip(u - h(u) / (k / (1.0 - u) - kr / (1.0 + kr * u)), 1e-12, 1.0 - 1e-6)
+
+    u = jax.lax.fori_loop(0, 6, newton, u0)
+    c = (1.0 - rho) / jnp.maximum(rho * jnp.exp(-(k + 1.0) * jnp.log1p(-u)) - 1.0, TINY)
+    return jnp.maximum(jnp.log(jnp.maximum(100.0 * c, TINY)), 0.0) * t / (k * u)
+
+
+def md1_wait(lam, t):
+    """Mean wait in queue of M/D/1 (deterministic service t): ``mg1_wait`` with cv = 0."""
+    return mg1_wait(lam, t)
