@@ -69,6 +69,17 @@ def test_throughput_split_leaves_out_latency_rows():
     assert all(e["panel"] not in (validate.THROUGHPUT, validate.LATENCY) for e in only)
 
 
+def test_unscored_rows_are_counted_by_reason():
+    """Rows the model calls infeasible have no prediction and no error: ``validate`` counts them
+    per set and reason (the MLPerf Mixtral Server rows are ``unstable``)."""
+    rows = [{"set": "s", "feasible": True}, {"set": "s", "feasible": False, "reason": 8},
+            {"set": "s", "feasible": False, "reason": 8}, {"set": "t", "feasible": False, "reason": 3},
+            {"set": "u"}]                                     # sets scored without a feasibility flag
+    from jaxstack.types.metrics import Reason
+
+    assert validate.unscored(rows) == {"s": {"unstable": 2}, "t": {Reason(3).name: 1}}
+
+
 def test_vllm_cases_describe_the_measurement():
     rows = vllm.cases()
     assert len(rows) == 21  # Llama BS 1..1024, DeepSeek BS 1..512 (CUDA graphs rows only)

@@ -147,5 +147,9 @@ def run(args) -> int:
         print(f"{e['set']:18s} {e['panel'][:28]:28s} {a['n']:4d} | {_pct(a, 'mape_pct')} {_pct(a, 'weighted_pct')} | "
               f"{_pct(e['calibration'], 'mape_pct'):>8s} {_pct(e['holdout'], 'mape_pct'):>9s} | "
               f"{_pct(e['deepstack'], 'mape_pct'):>14s} {_pct(e['deepstack'], 'weighted_pct')}")
+    missing = validate.unscored(rows)
+    if missing:
+        print("not scored, infeasible in the model: " + "; ".join(
+            f"{s} " + ", ".join(f"{n} {name}" for name, n in sorted(c.items())) for s, c in sorted(missing.items())))
     print("\nwrote: " + ", ".join(files))
     return 0

@@ -145,7 +145,8 @@ def evaluate_rows(rows, calibrated: bool = True, extra=()) -> list[dict]:
     for i, r in enumerate(rows):
         p = float(np.asarray(getattr(m, r["metric"]))[i])
         out.append({**{k: v for k, v in r.items() if k != "design"}, "predicted": p if feas[i] else float("nan"),
-                    "feasible": bool(feas[i]), **{k: float(np.asarray(getattr(m, k))[i]) for k in extra}})
+                    "feasible": bool(feas[i]), "reason": int(np.asarray(m.reason)[i]),
+                    **{k: float(np.asarray(getattr(m, k))[i]) for k in extra}})
     return out
 
 

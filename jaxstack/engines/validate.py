@@ -17,7 +17,8 @@ import numpy as np
 from ..edges import io
 from ..validation import SET_MODULES, load_set
 
-__all__ = ["run_sets", "summarize", "RECORDED", "write_outputs", "LATENCY_METRICS", "THROUGHPUT", "LATENCY"]
+__all__ = ["run_sets", "summarize", "RECORDED", "write_outputs", "LATENCY_METRICS", "THROUGHPUT", "LATENCY",
+           "unscored"]
 
 RECORDED = Path(__file__).parent.parent / "validation" / "recorded.json"
 
@@ -56,6 +57,20 @@ def _in_panel(r, s, p) -> bool:
     if p in (THROUGHPUT, LATENCY):
         return (r.get("metric") in LATENCY_METRICS) == (p == LATENCY)
     return p == "*" or r["panel"] == p
+
+
+def unscored(rows) -> dict:
+    """{set: {reason name: rows}} of the rows the model calls infeasible (no prediction, so no
+    error: ``summarize`` counts only the others)."""
+    from ..types.metrics import Reason
+
+    out: dict = {}
+    for r in rows:
+        if not r.get("feasible", True):
+            name = Reason(r["reason"]).name if "reason" in r else "infeasible"
+            out.setdefault(r["set"], {}).setdefault(name, 0)
+            out[r["set"]][name] += 1
+    return out
 
 
 def summarize(rows) -> list[dict]:
