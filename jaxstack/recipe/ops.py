@@ -268,11 +268,11 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
                                  jnp.concatenate([q_moved, _stack([v[1] for v in vec])]),
                                  jnp.concatenate([qon, _stack([v[2] for v in vec])]))
 
-    # each GEMM with its quantisation kernel, as vectors over the GEMMs (cut into rows once, below)
-    n_v = len(vec)
-    (el_t, *v_t), (el_f, *v_f), (el_b, *v_b) = (
-        (x[0], *(lax.reshape(r, ()) for r in x[1:])) for x in
-        (lax.split(a, (n_g,) + (1,) * n_v) for a in (el.time, el.flops, el.nbytes)))
+    # each GEMM with its quantisation kernel, as vectors over the GEMMs; the vector kernels' and
+    # the GEMMs' costs cut into rows once (one split per field, not a slice and a squeeze per row)
+    parts = [lax.split(x, (n_g,) + (1,) * len(vec)) for x in (el.time, el.flops, el.nbytes)]
+    el_t, el_f, el_b = (p[0] for p in parts)                  # the GEMMs' quantisation kernels
+    v_rows = [[lax.reshape(r, ()) for r in p[1:]] for p in parts]   # [field][vector kernel]
     g_time = compute.keep((tl.time[:n_g] * gon + gon * ctx.overhead) + el_t)
     g_flops = compute.keep(2.0 * Mg * Kg * Ng * gon + el_f)
     g_bytes = compute.keep(tl.nbytes[:n_g] * gon + el_b)
@@ -282,7 +282,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
         return Cost(*g_rows[i])
 
     def vector(j):
-        return Cost(v_t[j], v_f[j], v_b[j])
+        return Cost(*(rows[j] for rows in v_rows))
 
     qkv_gqa, o_gqa, o_mla = gemm(0), gemm(1), gemm(6)
     mla_proj = Cost(*(jnp.sum(x[2:7]) for x in (g_time, g_flops, g_bytes)))   # GEMMs 2-6: q_a .. o (MLA)
