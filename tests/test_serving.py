@@ -395,6 +395,36 @@ def test_mg1_wait_p99_against_lindley_simulation():
         assert np.log(100 * rho) * wq / rho > 1.01 * p99
 
 
+def test_mgc_wait_p99_with_a_faster_server():
+    """On mb slots a delayed prompt waits as in M/G/1 with one mb-times-faster server
+    (Nozaki-Ross; session 14): exact for M/M/2 with Erlang C's P(wait) (the conditional wait is
+    exponential at rate 2/t - lam), and with the model's own P(wait) (Sakasegawa) within 3 %
+    of an FCFS simulation of two servers with gamma service (Llama-3.1-405B's prompt spread at
+    the B200 Server row's load), where the exponential tail with the mean's rate overshot 11 %."""
+    from jaxstack.recipe.queueing import mgc_wait, mgc_wait_p99
+
+    lam, t = 1.2, 1.0                                  # M/M/2, rho = 0.6
+    rho = lam * t / 2
+    p_erlang = 2 * rho**2 / (1 + rho)
+    assert float(mgc_wait_p99(lam, t, 1.0, 2.0, p_erlang)) == pytest.approx(
+        np.log(100 * p_erlang) / (2 / t - lam), rel=1e-4)
+    lam, t, cv = 0.645, 1.4593, 0.4313
+    k = 1 / cv**2
+    rng = np.random.default_rng(0)
+    arrivals = np.cumsum(rng.exponential(1 / lam, 300_000)).tolist()
+    service = rng.gamma(k, t / k, 300_000).tolist()
+    free, waits = [0.0, 0.0], []
+    for a, sv in zip(arrivals, service, strict=True):
+        j = 0 if free[0] <= free[1] else 1
+        start = max(a, free[j])
+        waits.append(start - a)
+        free[j] = start + sv
+    wq, p_wait, _ = mgc_wait(lam, t, 2.0, cv**2)
+    p99 = float(np.quantile(waits, 0.99))
+    assert float(mgc_wait_p99(lam, t, cv**2, 2.0, p_wait)) == pytest.approx(p99, rel=0.03)
+    assert np.log(100 * float(p_wait)) * float(wq) / float(p_wait) > 1.08 * p99
+
+
 def test_mgc_wait_against_erlang_c():
     """The prefill queue's M/G/c wait: Pollaczek-Khinchine exactly at c = 1; at c = 2 with
     exponential service (cv = 1) close to M/M/2's closed form, P(wait) = 2 rho^2 / (1 + rho),

@@ -91,9 +91,9 @@ operations per design inside ``jit(vmap(...))``:
   (session 14, checked against a Monte-Carlo in ``tests/test_serving.py``); TPOT_99 = TPOT
   plus, in quadrature, tau(n_99) / (1 - rho) - TPOT and 2.326 sd(TPOT) (output lengths taken
   equal: their spread would widen it); TTFT_99 = TTFT plus, in quadrature, the excesses of
-  three independent parts over their means: the wait (one slot: M/G/1's Cramer-Lundberg
-  tail with gamma-distributed service, ``mg1_wait_p99``, session 14; mb slots: exponential
-  with the M/G/c mean, W_99 = max(0, ln(100 P(wait))) W_q / P(wait)), the prompt's own
+  three independent parts over their means: the wait (M/G/1's Cramer-Lundberg tail with
+  gamma-distributed service; for mb slots a delayed prompt waits as with one mb-times-faster
+  slot, Nozaki-Ross; ``mgc_wait_p99``, session 14), the prompt's own
   prefill at a p99-long prompt (1 + 2.326 cv times the mean) and the p99 running batch, and
   the residual of the step in flight (0.99 of a step).
 
@@ -136,12 +136,12 @@ import jax.numpy as jnp
 from ..physics import memory, relax
 from ..physics.lean import clip, where
 from ..types.design import Design
-from .queueing import SATURATED, TINY, md1_wait, mg1_wait, mg1_wait_p99, mgc_wait
+from .queueing import SATURATED, TINY, md1_wait, mg1_wait, mg1_wait_p99, mgc_wait, mgc_wait_p99
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
            "running_batch", "offline_times", "offline_fill", "step_intercept", "mgc_wait", "mg1_wait",
-           "mg1_wait_p99", "md1_wait", "online", "goodput", "Z99"]
+           "mg1_wait_p99", "mgc_wait_p99", "md1_wait", "online", "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
 _TINY, _SATURATED = TINY, SATURATED
@@ -345,12 +345,11 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau(n99)
     ttft, tpot = own + wq + tau_n * res_s, tau_n / free_s
-    # p99: the wait's tail (one slot: M/G/1's Cramer-Lundberg tail; mb slots: exponential with the
-    # M/G/c mean), a p99-long prompt (1 + 2.326 cv times the mean) at the p99 running batch, the
+    # p99: the wait's tail (``mgc_wait_p99``: M/G/1's Cramer-Lundberg tail, for mb slots with one
+    # mb-times-faster server), a p99-long prompt (1 + 2.326 cv times the mean) at the p99 running batch, the
     # residual's 99th percentile (0.99 of a step); the three independent excesses over their
     # means combine in quadrature
-    w99 = where(s.mb > 1.5, jnp.maximum(jnp.log(jnp.maximum(100.0 * p_wait, _TINY)), 0.0) * wq
-                / jnp.maximum(p_wait, _TINY), mg1_wait_p99(lam_r, svc, cv2))
+    w99 = mgc_wait_p99(lam_r, svc, cv2, s.mb, p_wait)
     q99 = 1.0 + Z99 * d.request.input_cv
     own99 = t_own * q99 + tau99 * jnp.maximum(share(n99, i_len * q99), 1.0)
     ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res_s * tau99 - res_s * tau_n)
