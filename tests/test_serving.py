@@ -429,7 +429,7 @@ def test_mgc_wait_against_erlang_c():
     """The prefill queue's M/G/c wait: Pollaczek-Khinchine exactly at c = 1; at c = 2 with
     exponential service (cv = 1) close to M/M/2's closed form, P(wait) = 2 rho^2 / (1 + rho),
     W_q = P(wait) t / (2 (1 - rho)) (Erlang C): +1.8 % at rho = 0.8, +10 % at rho = 0.5."""
-    from jaxstack.recipe.serving import mg1_wait, mgc_wait
+    from jaxstack.recipe.queueing import mg1_wait, mgc_wait
 
     assert float(mgc_wait(0.9, 1.0, 1.0)[0]) == pytest.approx(float(mg1_wait(0.9, 1.0)), rel=1e-6)
     assert float(mgc_wait(0.5, 1.0, 1.0, 1.0)[0]) == pytest.approx(1.0, rel=1e-6)      # M/M/1: rho t / (1 - rho)

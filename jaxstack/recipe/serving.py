@@ -136,15 +136,14 @@ import jax.numpy as jnp
 from ..physics import memory, relax
 from ..physics.lean import clip, where
 from ..types.design import Design
-from .queueing import SATURATED, TINY, md1_wait, mg1_wait, mg1_wait_p99, mgc_wait, mgc_wait_p99
+from .queueing import SATURATED, TINY, md1_wait, mg1_wait, mgc_wait, mgc_wait_p99
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
-           "running_batch", "offline_times", "offline_fill", "step_intercept", "mgc_wait", "mg1_wait",
-           "mg1_wait_p99", "mgc_wait_p99", "md1_wait", "online", "goodput", "Z99"]
+           "running_batch", "offline_times", "offline_fill", "step_intercept", "mg1_wait", "md1_wait",
+           "online", "goodput", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
-_TINY, _SATURATED = TINY, SATURATED
 GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: full precision down to 2^-8 of the prefill-saturation rate
 
 
@@ -288,7 +287,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     o, i_len = d.request.output_len, d.request.input_len
     lam_r = lam / s.dp_attn
     rho = lam_r * t_p
-    free = jnp.maximum(1.0 - rho, _SATURATED)        # values stay finite past saturation; ``stable`` says so
+    free = jnp.maximum(1.0 - rho, SATURATED)        # values stay finite past saturation; ``stable`` says so
     res = 0.5 / free                                 # residual of the step in flight, in steps tau
     budget = s.mb * d.serving.max_num_batched_tokens  # tokens a replica's round may carry
 
@@ -329,7 +328,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # prompt's own prefill; prompt lengths of spread cv: M/G/c (``mgc_wait``)
     cv2 = jnp.square(d.request.input_cv)
     svc = t_own + tau_n * m_n
-    wq, p_wait, rho_q = mgc_wait(lam_r, svc, s.mb, cv2, _SATURATED)
+    wq, p_wait, rho_q = mgc_wait(lam_r, svc, s.mb, cv2, SATURATED)
     # pipeline parallelism: a prompt's chunk rides in ONE micro-batch, and a pipeline of pp
     # stages cycles its mb micro-batches in max(their sum, pp x the slowest) stage steps, so
     # unevenly spread chunks stall the others: with a share f = rho_q of micro-batch steps
@@ -339,7 +338,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # above; the decode steps stretch by the stalled share (session 13)
     f_chunk = clip(rho_q, 1e-6, 1.0)
     stall = jnp.maximum(s.pp * (1.0 - jnp.power(1.0 - f_chunk, s.mb)) / (s.mb * f_chunk), 1.0)
-    free_s = jnp.maximum(1.0 - rho * stall, _SATURATED)      # the decode steps' share, stalled
+    free_s = jnp.maximum(1.0 - rho * stall, SATURATED)      # the decode steps' share, stalled
     res_s = 0.5 / free_s
     stable = (rho * stall < 1.0) & (rho_q < 1.0) & ok & (n_free <= cap) & (budget > n)
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
@@ -371,7 +370,7 @@ def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p, adm=None):
     design's rate and keeps its values, steps 1.. bisect."""
     sv = d.serving
     adm = admission(d, b_rep, tau_b, tau_w) if adm is None else adm
-    hi = s.dp_attn / jnp.maximum(t_p, _TINY)            # prefill saturates here (rho = 1)
+    hi = s.dp_attn / jnp.maximum(t_p, TINY)            # prefill saturates here (rho = 1)
 
     def halve(i, carry):
         # the bracket [lo, lo + w_i] halves every step whatever the test says, so its width is
