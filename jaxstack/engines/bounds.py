@@ -144,7 +144,7 @@ def decode_time_bound(d: Design, point: bool = False):
 
 
 def latency_plans(pl: dict) -> dict:
-    """``pl`` with every bandwidth and store-and-forward term 0: ``network.cost`` then picks
+    """``pl`` with every bandwidth and store-and-forward term 0: ``collective_plan.cost`` then picks
     the least-latency algorithm and returns its latency α (+ overhead). On an unpacketised
     fabric α does not read any bandwidth (B2's latency floor)."""
     return {op: p._replace(coef=(p.coef[0], jnp.zeros_like(p.coef[1]), jnp.zeros_like(p.coef[2]), p.coef[3]))

@@ -43,9 +43,10 @@ Algorithms (p = group size, n bytes; a dim has k members, K in its inner dims, S
   p2p             n bytes to the rank ``stride`` away, every rank of the node at once, on
                   the outermost level the two ranks differ in
 ``algorithm=None`` returns the cheapest of ``_BEST``; a name evaluates that one.
-Resolved once per design point (``plans``): the levels [3, G] and dims [6, G] of a vector of
-G groups are array rows (no unrolled loop over them), each algorithm is traced once for all
-groups, and ``cost`` picks the cheapest candidate for a message size with an argmin.
+Resolved once per design point (``collective_plan.plans``, on this module's ``_Net``): the
+levels [3, G] and dims [6, G] of a vector of G groups are array rows (no unrolled loop over
+them), each algorithm is traced once for all groups, and ``collective_plan.cost`` picks the
+cheapest candidate for a message size with an argmin.
 Every function returns ``(latency_s, bandwidth_s)`` and adds ``collective_overhead`` to the
 latency of a call with more than one rank.
 Validated against ASTRA-sim/NS-3 (``jaxstack.validation.collectives``, 281 points, nothing
@@ -80,7 +81,7 @@ from .topology import (
     xor_steps,
 )
 
-__all__ = ["group_levels", "Plan", "plans", "cost", "all_reduce", "all_gather", "reduce_scatter",
+__all__ = ["group_levels", "all_reduce", "all_gather", "reduce_scatter",
            "all_to_all", "p2p",
            "ALL_REDUCE_ALGORITHMS", "ALL_GATHER_ALGORITHMS", "ALL_TO_ALL_ALGORITHMS"]
 
@@ -360,63 +361,3 @@ def p2p(fabric: Fabric, stride, nbytes):
     net = _Net(fabric, stride, 2.0)
     lat, bw = net.at(tuple(map(_keep, net.coefficients(net.p2p()))), nbytes)
     return _keep(lat + fabric.collective_overhead), _keep(bw)
-
-
-# ---------------------------------------------------------------- resolved once per design point
-class Plan(NamedTuple):
-    """n-independent coefficients of the cheapest-algorithm candidates (``_BEST``) of one
-    collective on a vector of G groups: (α, SF, β, mean message) each [A, G]."""
-
-    coef: tuple
-    payload: jnp.ndarray
-    on: jnp.ndarray          # [G] the group has more than one rank (p2p: always)
-    overhead: jnp.ndarray
-
-
-def _ops(net: _Net, op: str) -> dict:
-    m = net.memo
-    ring = lambda: m("ring2", lambda: net.ring(True))  # noqa: E731
-    halving = lambda: m("halving", lambda: net.xor("halving"))  # noqa: E731
-    flat = lambda: m("a2a", net.a2a_flat)  # noqa: E731
-    return {"all_reduce": {"bidirectional_ring": lambda: _twice(ring()), "recursive_doubling": lambda: net.xor("const"),
-                           "halving_doubling": lambda: _twice(halving()), "tree": net.tree,
-                           "direct": lambda: _twice(flat())},
-            "all_gather": {"bidirectional_ring": ring, "halving_doubling": halving, "direct": flat},
-            "all_to_all": {"direct": flat},
-            "p2p": {"p2p": net.p2p}}[op]
-
-
-def _plan(net: _Net, op: str) -> Plan:
-    costs = _ops(net, op)
-    coefs = [net.coefficients(costs[a]()) for a in _BEST.get(op, tuple(costs))]
-    coef = tuple(_keep(jnp.stack([c[i] * jnp.ones_like(net.p) for c in coefs])) for i in range(4))
-    on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
-    return Plan(coef, net.payload, on, net.fabric.collective_overhead)
-
-
-def plans(fabric: Fabric, stride, size, ops: dict) -> dict:
-    """``{op: Plan}`` for ``ops = {op: [group indices]}`` on the group vectors (``stride``,
-    ``size``): one geometry pass for all groups, each op's algorithms only on its own groups
-    (column j of a plan = the op's j-th group, what ``cost`` reads)."""
-    net = _Net(fabric, stride, size)
-    return {op: _plan(net.take(idx), op) for op, idx in ops.items()}
-
-
-def cost(pl: Plan, g: int, n):
-    """(latency, bandwidth) of the cheapest candidate of ``pl`` on its group ``g`` for n bytes
-    (n may be an array: one result per size); 0 on a one-rank group, else
-    ``collective_overhead`` added to the latency. Ties keep the earlier candidate."""
-    n = jnp.asarray(n)
-    col = (slice(None), g) + (None,) * n.ndim
-    alpha, sf, beta, m = (c[col] for c in pl.coef)
-    P = pl.payload[g] if jnp.ndim(pl.payload) else pl.payload
-    n1 = n[None]
-    lat = jnp.maximum(alpha + sf * jnp.minimum(m * n1, P), 0.0)
-    bw = beta * n1
-    if lat.shape[0] > 1:
-        pick = jnp.arange(lat.shape[0]).reshape((-1,) + (1,) * n.ndim) == jnp.argmin(lat + bw, axis=0, keepdims=True)
-        lat, bw = where(pick, lat, 0.0).sum(axis=0), where(pick, bw, 0.0).sum(axis=0)
-    else:
-        lat, bw = lat[0], bw[0]
-    on = pl.on[g]
-    return _keep(where(on, lat + pl.overhead, 0.0)), _keep(where(on, bw, 0.0))

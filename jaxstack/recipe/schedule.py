@@ -36,7 +36,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..physics import compute, lean, network, overlap, power, relax
+from ..physics import collective_plan, compute, lean, overlap, power, relax
 from ..physics.lean import where
 from ..types.design import Design
 from .ops import Linear, Shard, assemble, core_cost, design_context, kv_bytes_per_token, linear_costs, weight_elems
@@ -90,7 +90,7 @@ TP, CP, FSDP, SP, MOE, PP = 0, 0, 1, 0, 1, 0
 
 
 def plans(d: Design, s: Shard) -> dict:
-    """The design point's collectives resolved once (``network.plans``) on its six groups:
+    """The design point's collectives resolved once (``collective_plan.plans``) on its six groups:
     TP (all-reduce), CP and DP/FSDP (all-gathers), SP and the MoE group (all-to-alls) and
     the PP neighbour (send). One geometry pass, shared by every stage and KV point."""
     tp, ep, sp, cp = s.tp, s.ep, s.sp, s.cp
@@ -99,7 +99,7 @@ def plans(d: Design, s: Shard) -> dict:
     one = jnp.ones_like(tp)
     stride = jnp.stack([one, tp * ep * sp, g_stride, tp * ep, moe_stride, g_stride * s.dp])
     size = jnp.stack([tp, cp, s.dp, sp, s.ep_moe, 2.0 * one])
-    return network.plans(d.fabric, stride, size, _OPS)
+    return collective_plan.plans(d.fabric, stride, size, _OPS)
 
 
 class _Comm(NamedTuple):
@@ -119,19 +119,19 @@ def collectives(d: Design, s: Shard, pl: dict, lin: Linear, q_len, decode) -> _C
     a, h, T = w.act_bytes, w.hidden_size, lin.tokens
     tp, sp = s.tp, s.sp
     x = T * h * a                                           # activations of the linear layers
-    ar_tp = network.cost(pl["all_reduce"], TP, x)
-    sp_a2a = network.cost(pl["all_to_all"], SP, x / tp)
+    ar_tp = collective_plan.cost(pl["all_reduce"], TP, x)
+    sp_a2a = collective_plan.cost(pl["all_to_all"], SP, x / tp)
     # CP: decode all-gathers + reduce-scatters the partial outputs; prefill all-gathers the KV shard
     cp_bytes = where(decode, lin.reqs * h / (tp * sp) * a, lin.reqs * q_len * kv_bytes_per_token(d, s))
-    ag = network.cost(pl["all_gather"], CP, cp_bytes)
+    ag = collective_plan.cost(pl["all_gather"], CP, cp_bytes)
     cp_c = (where(decode, ag[0] + ag[0], ag[0]), where(decode, ag[1] + ag[1], ag[1]))
     cp_link = where(decode, 2 * cp_bytes, cp_bytes)
     t_own = T * s.ep / s.ep_moe
     a2a_bytes = t_own * w.num_experts_per_tok * h * a * w.moe_imbalance
-    a2a = network.cost(pl["all_to_all"], MOE, a2a_bytes)
+    a2a = collective_plan.cost(pl["all_to_all"], MOE, a2a_bytes)
     moe_c = _sum(a2a, a2a, ar_tp)
     moe_c = (where(s.is_moe, moe_c[0], 0.0), where(s.is_moe, moe_c[1], 0.0))
-    c_pp = where(s.pp > 1, sum(network.cost(pl["p2p"], PP, x)), 0.0)
+    c_pp = where(s.pp > 1, sum(collective_plan.cost(pl["p2p"], PP, x)), 0.0)
     return _Comm(ar_tp, sp_a2a, cp_c, moe_c, c_pp, cp_link, a2a_bytes)
 
 
@@ -182,7 +182,7 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     fsdp = (d.mapping.fsdp > 0.5) & (s.dp > 1)
     g_stride = tp * ep * sp * cp
 
-    gc = where(fsdp, sum(network.cost(pl["all_gather"], FSDP, jnp.stack([attn_w, dense_w, moe_w])
+    gc = where(fsdp, sum(collective_plan.cost(pl["all_gather"], FSDP, jnp.stack([attn_w, dense_w, moe_w])
                                           * w.weight_bytes)), 0.0)
     gc_attn, gc_dense, gc_moe = gc[0], gc[1], gc[2]
 
