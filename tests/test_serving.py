@@ -128,6 +128,14 @@ def test_serving_section_and_flags(capsys):
     assert out["feasible"] and out["running_batch"] == 512 * 1          # tp8: one replica, max_num_seqs binds
     assert main(argv[:-3] + ["--regime", "queue"]) == 2
     assert "regime" in capsys.readouterr().err
+    # the closed loop: 64 clients, all running (under max_num_seqs), the table names the regime
+    assert main(argv[:-5] + ["--regime", "concurrency", "--concurrency", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["feasible"] and out["running_batch"] == 64
+    assert main(argv[:-5] + ["--regime", "concurrency", "--concurrency", "64"]) == 0
+    assert "concurrency (64 clients" in capsys.readouterr().out
+    assert main(argv[:-5] + ["--regime", "concurrency", "--concurrency", "0"]) == 2
+    assert "concurrency" in capsys.readouterr().err
 
 
 def test_serving_public_set_is_expressed_and_scored():
@@ -646,3 +654,92 @@ def test_trtllm_rounding_rules():
     assert serving.trt_round_batch(b).tolist() == [64, 64, 128, 256, 384, 1024, 1536, 4096]
     t = np.array([10.0, 2049.0, 4100.0, 8191.0, 9000.0, 32768.0], np.float32)
     assert serving.trt_round_tokens(t).tolist() == [2048, 2304, 4608, 8192, 9216, 32768]
+
+
+def _closed(d, c, **kw):
+    return dataclasses.replace(d, serving=dataclasses.replace(d.serving, regime=np.float32(3.0),
+                                                              concurrency=np.float32(c), **kw))
+
+
+@pytest.fixture(scope="module")
+def sweep_clients(ev):
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=1000, out=200, tp=8)
+    d = dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_seqs=np.float32(256)))
+    clients = np.array([1, 2, 8, 32, 128, 256, 1024], np.float32)
+    designs = [_closed(d, c) for c in clients] + [_offline(d), _online(d, 1e-4)]
+    return d, clients, ev(_stack(designs))
+
+
+def test_concurrency_closed_loop_obeys_littles_law(sweep_clients):
+    """C clients, each with one request in flight: C = requests/s x (TTFT + O TPOT) at every C,
+    the running batch is min(C, the engine's full batch), the loop is always stable, and more
+    clients never lower the throughput or the latencies."""
+    d, clients, m = sweep_clients
+    k = len(clients)
+    assert np.asarray(m.feasible)[:k].all()
+    x = np.asarray(m.requests_per_s, np.float64)[:k]
+    t = np.asarray(m.ttft_s, np.float64)[:k] + float(d.request.output_len) * np.asarray(m.tpot_s, np.float64)[:k]
+    np.testing.assert_allclose(x * t, clients, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(m.running_batch)[:k], np.minimum(clients, 256.0), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(m.decode_tokens_per_s, np.float64)[:k], x * float(d.request.output_len),
+                               rtol=1e-6)
+    for name in ("decode_tokens_per_s", "ttft_s", "tpot_s", "ttft_p99_s", "tpot_p99_s"):
+        v = np.asarray(getattr(m, name), np.float64)[:k]
+        assert (np.diff(v) >= -1e-6 * v[1:]).all(), name
+    assert (np.asarray(m.ttft_p99_s) >= np.asarray(m.ttft_s))[:k].all()
+    assert (np.asarray(m.tpot_p99_s) >= np.asarray(m.tpot_s))[:k].all()
+
+
+def test_concurrency_limits_one_client_and_saturation(sweep_clients):
+    """One client: nothing else runs, so its TPOT is the one-request step (online at vanishing load)
+    and its TTFT the online one less the half step in flight that a lone client never waits out;
+    its p99s equal its means (fixed prompts). Past the engine's full batch the loop runs at the
+    offline regime's throughput (the same step at the same batch), the other clients waiting:
+    (C - B) / X more to the first token."""
+    d, clients, m = sweep_clients
+    tpot, ttft = np.asarray(m.tpot_s, np.float64), np.asarray(m.ttft_s, np.float64)
+    on = len(clients) + 1
+    assert tpot[0] == pytest.approx(tpot[on], rel=1e-5)
+    assert ttft[0] == pytest.approx(ttft[on] - 0.5 * tpot[on], rel=1e-4)
+    assert float(m.tpot_p99_s[0]) == pytest.approx(tpot[0], rel=1e-6)
+    assert float(m.ttft_p99_s[0]) == pytest.approx(ttft[0], rel=1e-6)
+    off = len(clients)
+    full = list(clients).index(256)
+    dtps = np.asarray(m.decode_tokens_per_s, np.float64)
+    assert float(m.running_batch[off]) == 256.0
+    last = len(clients) - 1                                           # 1,024 clients
+    assert dtps[full] == pytest.approx(dtps[off], rel=0.01) and dtps[last] == pytest.approx(dtps[full], rel=1e-5)
+    x = float(m.requests_per_s[last])
+    assert ttft[last] == pytest.approx(ttft[full] + (1024 - 256) / x, rel=1e-4)
+
+
+def test_concurrency_against_its_defining_equations():
+    """``closed.closed`` with a hand-set step model against a float64 bisection of its defining
+    equations: n = X (TTFT(X) + O TPOT(X)), TPOT = tau / (1 - X t_p (n - 1) / n), TTFT = t_p +
+    m tau + tau / (2 (1 - X t_p (n - 1) / n)), m = max(1, I / (budget - n)); 2 replicas, 6 clients
+    (3 per replica) under a full batch of 2 per replica: one waits, (C_r - n) / X more."""
+    from types import SimpleNamespace
+
+    from jaxstack.recipe.closed import closed
+
+    d = SimpleNamespace(request=SimpleNamespace(output_len=50.0, input_len=3000.0, input_cv=0.0),
+                        serving=SimpleNamespace(concurrency=6.0, max_num_batched_tokens=1024.0))
+    s = SimpleNamespace(dp_attn=2.0, mb=1.0, pp=1.0)
+    tau_w, k, t_p, cap = 0.010, 0.002, 0.040, 2.0
+    n, x, ttft, tpot, ttft99, tpot99 = (float(v) for v in closed(d, s, cap, k, tau_w, t_p))
+    tau, m = tau_w + k * 2.0, 3000.0 / (1024.0 - 2.0)
+
+    def excess(xx):
+        free = 1.0 - xx * t_p * 0.5
+        return xx * (t_p + m * tau + 0.5 * tau / free + 50.0 * tau / free) - 2.0
+
+    lo, hi = 0.0, 1.0 / (0.5 * t_p)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if excess(mid) < 0.0 else (lo, mid)
+    free = 1.0 - lo * t_p * 0.5
+    assert n == 2.0 and x == pytest.approx(lo, rel=1e-5)
+    assert tpot == pytest.approx(tau / free, rel=1e-5)
+    assert ttft == pytest.approx(t_p + m * tau + 0.5 * tau / free + 1.0 / lo, rel=1e-5)
+    assert x * (ttft + 50.0 * tpot) == pytest.approx(3.0, rel=1e-5)
+    assert ttft99 > ttft and tpot99 > tpot

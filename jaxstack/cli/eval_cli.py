@@ -36,9 +36,12 @@ def add_parser(sub):
     p.add_argument("--input-cv", type=float, help="online: prompt-length coefficient of variation (std / mean; "
                    "default 0 = fixed prompts)")
     p.add_argument("--regime", help="serving regime: static (request.batch decodes together, default), "
-                   "offline (max-throughput: the engine runs the largest batch its KV budget allows) or online "
-                   "(Poisson arrivals at --arrival-rate; serving.py)")
+                   "offline (max-throughput: the engine runs the largest batch its KV budget allows), online "
+                   "(Poisson arrivals at --arrival-rate; serving.py) or concurrency (a closed loop of --concurrency "
+                   "clients; closed.py)")
     p.add_argument("--arrival-rate", type=float, help="online: Poisson arrivals, requests/s for the whole system")
+    p.add_argument("--concurrency", type=int, help="concurrency: clients for the whole system, one request each "
+                   "in flight (vllm bench serve --max-concurrency)")
     p.add_argument("--spec-tokens", type=int, help="speculative decoding: tokens proposed per step (0 = off)")
     p.add_argument("--spec-acceptance", type=float, help="speculative decoding: acceptance rate per token")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
@@ -98,8 +101,8 @@ def design_from_args(args):
         mapping["moe_tp_to_ep"] = args.moe_tp_to_ep
     data["mapping"] = mapping
     serving = _section(data, "serving", where)
-    for key in ("regime", "arrival_rate", "max_num_seqs", "max_num_batched_tokens", "auto_limits", "spec_tokens",
-                "spec_acceptance", "num_requests"):
+    for key in ("regime", "arrival_rate", "concurrency", "max_num_seqs", "max_num_batched_tokens", "auto_limits",
+                "spec_tokens", "spec_acceptance", "num_requests"):
         if getattr(args, key, None) is not None:
             serving[key] = getattr(args, key)
     if serving:
@@ -164,7 +167,8 @@ def run(args) -> int:
     print(f"design: hardware={name['hardware']} fabric={name['fabric']} model={name['model']}  "
           f"mapping tp={d.mapping.tp:g} ep={d.mapping.ep:g} sp={d.mapping.sp:g} cp={d.mapping.cp:g} "
           f"dp={d.mapping.dp:g} pp={d.mapping.pp:g} fsdp={d.mapping.fsdp:g} overlap={d.mapping.overlap:g}  "
-          + (f"online ({d.serving.arrival_rate:g} requests/s) " if d.serving.regime > 1.5 else
+          + (f"concurrency ({d.serving.concurrency:g} clients; {limits}) " if d.serving.regime > 2.5 else
+             f"online ({d.serving.arrival_rate:g} requests/s) " if d.serving.regime > 1.5 else
              f"offline ({limits}) " if d.serving.regime > 0.5 else f"batch={d.request.batch:g} ")
           + f"in={d.request.input_len:g} out={d.request.output_len:g}")
     if out["feasible"]:

@@ -318,7 +318,8 @@ def search(space, *, objective: str | None = None, top_k: int = 10, fix: dict | 
                                                      if t == ("serving", "regime") for v in a.table[:, j]]
     if max(regimes) > 1.5:
         raise io.ConfigError(f"{space.path}: key 'serving.regime': search's bounds hold for the static and offline "
-                             "regimes; allowed: static, offline (use sweep --sample or optimize for online serving)")
+                             "regimes; allowed: static, offline (use sweep --sample or optimize for online or "
+                             "concurrency serving)")
     allowed = [np.asarray(a, np.int64) for a in (allowed if allowed is not None else restrict(space, fix))]
     devices = list(devices or jax.local_devices())
     if evaluate_fn is None:

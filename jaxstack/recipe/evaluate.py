@@ -6,9 +6,9 @@ derive serving metrics, energy, power and temperature. No jit, no vmap over desi
 exceptions: infeasible points carry ``feasible = False`` and a ``Reason`` code, and every
 float field stays finite. ``jit(vmap(evaluate))`` is applied by the engines (L4).
 
-Serving regime ``static`` (the default; ``serving.py`` has ``offline``, which runs this
-recipe at its steady-state running batch; matches vLLM with CUDA graphs at fixed
-concurrency): ``request.batch``
+Serving regime ``static`` (the default; ``serving.py`` has ``offline`` and ``online``, which
+run this recipe at the engine's steady-state running batch, ``closed.py`` the closed loop of
+``concurrency``; matches vLLM with CUDA graphs at fixed concurrency): ``request.batch``
 requests decode together, split per replica into mb pipeline micro-batches (mb =
 mapping.micro_batches, or pp); a micro-batch's next token needs all pp stages and waits
 for the other micro-batches, so TPOT = max(pp, mb) * mean_i t_stage(kv_i); the stages
@@ -30,7 +30,7 @@ from ..physics.lean import strong, unstack, where
 from ..types.design import Design
 from ..types.metrics import Metrics, Reason
 from ..types.workload import gemm_operand_bytes
-from . import serving
+from . import closed, serving
 from .ops import PREFILL_CHUNK_TOKENS, design_context, kv_bytes_per_token, layer_costs, param_count, shard, weight_elems
 from .schedule import plans, stage_time, stage_times
 
@@ -197,15 +197,17 @@ def evaluate(d: Design) -> Metrics:
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre_total)
     adm = serving.admission(d, b_rep, tpot, tau_w)                                 # load-independent, once
     good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p, adm)
-    online = serving.is_online(d)
+    online, loop = serving.is_online(d), closed.is_closed(d)
+    n_cl, x_cl, ttft_cl, tpot_cl, ttft99_cl, tpot99_cl = closed.closed(d, s, *adm, tau_w, t_p)
     tpot_before = tpot
-    new_tpot = where(online, tpot_on, where(offline, tpot_off, tpot))
+    new_tpot = where(online, tpot_on, where(loop, tpot_cl, where(offline, tpot_off, tpot)))
     tpot_scaled = power.scaled_time(new_tpot, f_clk)       # linear in the step: exact at f = 1
-    ttft = where(online, ttft_on, where(offline, ttft_off, ttft))
-    running = where(online, n_on * s.dp_attn, r.batch)
+    ttft = where(online, ttft_on, where(loop, ttft_cl, where(offline, ttft_off, ttft)))
+    running = where(online, n_on * s.dp_attn, where(loop, n_cl * s.dp_attn, r.batch))
     tpot = new_tpot
     fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre_total)   # 1 unless N is finite
-    decode_tps = where(online, d.serving.arrival_rate * r.output_len, fill * running / tpot)
+    decode_tps = where(online, d.serving.arrival_rate * r.output_len,
+                       where(loop, x_cl * s.dp_attn * r.output_len, fill * running / tpot))
     prefill_tps = where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
     e_token = n_dev * p_chip * tpot_scaled / (decode_tps * tpot)     # = ... / running in the static regime
 
@@ -223,8 +225,8 @@ def evaluate(d: Design) -> Metrics:
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=t_attn, t_ffn_s=t_ffn,
         t_moe_s=t_moe, t_other_s=t_other, t_comm_s=t_comm, t_comm_exposed_s=jnp.maximum(t_exposed, 0.0),
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=running,
-        requests_per_s=decode_tps / r.output_len, ttft_p99_s=where(online, ttft99_on, ttft),
-        tpot_p99_s=where(online, tpot99_on, tpot), goodput_requests_per_s=good,
+        requests_per_s=decode_tps / r.output_len, ttft_p99_s=where(online, ttft99_on, where(loop, ttft99_cl, ttft)),
+        tpot_p99_s=where(online, tpot99_on, where(loop, tpot99_cl, tpot)), goodput_requests_per_s=good,
     )
 
 

@@ -210,7 +210,7 @@ def is_offline(d: Design):
 
 
 def is_online(d: Design):
-    return d.serving.regime > 1.5
+    return (d.serving.regime > 1.5) & (d.serving.regime < 2.5)
 
 
 def kv_tokens_per_request(d: Design):

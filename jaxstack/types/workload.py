@@ -13,7 +13,7 @@ from ._tree import leaf, pytree
 
 __all__ = ["Model", "Request", "Serving", "REGIMES", "gemm_operand_bytes", "gemm_act_operand_bytes"]
 
-REGIMES = {"static": 0, "offline": 1, "online": 2}   # serving.regime codes (serving.py)
+REGIMES = {"static": 0, "offline": 1, "online": 2, "concurrency": 3}   # serving.regime codes (serving.py, closed.py)
 
 
 @pytree
@@ -75,8 +75,10 @@ class Serving:
 
     regime: float = leaf("enum", "0 static: request.batch requests decode together; 1 offline max-throughput: "
                          "all requests queued, the engine runs the largest batch its KV budget and limits allow, "
-                         "prefill chunks mixed into decode steps; 2 online: Poisson arrivals at arrival_rate",
-                         default=0.0, domain="{0,1,2}")
+                         "prefill chunks mixed into decode steps; 2 online: Poisson arrivals at arrival_rate; "
+                         "3 concurrency: a closed loop of `concurrency` clients, each sending its next request "
+                         "when the last ends",
+                         default=0.0, domain="{0,1,2,3}")
     max_num_seqs: float = leaf("1", "offline: running requests per engine replica (vLLM max_num_seqs, "
                                "TensorRT-LLM max_batch_size)", default=2048.0, domain="int>=1")
     max_num_batched_tokens: float = leaf("1", "offline: tokens per engine step per replica, decode tokens plus "
@@ -92,6 +94,9 @@ class Serving:
                                default=0.0, domain="int>=0")
     arrival_rate: float = leaf("1", "online: Poisson arrival rate of requests for the whole system (requests/s)",
                                default=1.0, domain=">0")
+    concurrency: float = leaf("1", "concurrency regime: clients for the whole system, each with one request in "
+                              "flight (vllm bench serve --max-concurrency, trtllm-bench --concurrency)",
+                              default=1.0, domain="int>=1")
     ttft_slo: float = leaf("s", "p99 TTFT limit of the goodput metric (largest arrival rate meeting both limits)",
                            default=2.0, domain=">0")
     tpot_slo: float = leaf("s", "p99 TPOT limit of the goodput metric", default=0.05, domain=">0")
