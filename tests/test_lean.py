@@ -23,8 +23,9 @@ from jaxstack.recipe.evaluate import evaluate
 from jaxstack.types.metrics import Metrics
 
 N = 70_000            # ~10^4 designs per hardware preset (7 presets)
-# the goal, for the top-level count and the count with nested equations: 4,422 / 4,717 for a
-# design of Python floats, 4,271 / 4,566 for float32 leaves (session 14; session 13: 4,757 / 4,986;
+# the goal, for the top-level count and the count with nested equations: 4,512 / 4,807 for a
+# design of Python floats, 4,360 / 4,655 for float32 leaves (session 15, with the concurrency regime;
+# session 14: 4,422 / 4,717; session 13: 4,757 / 4,986;
 # session 12: 4,748 / 4,963;
 # session 11: 4,875 / 4,989;
 # session 10: jnp.where / jnp.clip inline, weak leaves converted once, ``physics/lean.py``; 4,930 / 5,679
