@@ -88,6 +88,14 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     heads = nh / (tp * sp)
     pair_flops = np.where(mla, 2 * (2 * w["kv_lora_rank"] + w["qk_rope_head_dim"]) if decode
                           else 2 * (qk + w["v_head_dim"]), 4 * hd)
+    # sliding window W on a share f of the layers: decode attends to min(kv, W) keys there; a prefill
+    # of I > W tokens to the mean over positions p of min(p, W), (W (W + 1) / 2 + (I - W) W) / I
+    W, f_w = w.get("sliding_window", 0.0), w.get("sliding_window_layers", 1.0)
+    if decode:
+        win = np.minimum(kv_len, W)
+    else:
+        win = np.where(q_len > W, (W * (W + 1) / 2 + (q_len - W) * W) / np.maximum(q_len, 1.0), kv_len)
+    kv_len = np.where(W > 0, (1 - f_w) * kv_len + f_w * win, kv_len)
     f_core = reqs * q_len * heads * (kv_len / cp) * pair_flops
     core = attention(chip, dram, f_core, reqs * (kv_len / cp) * kv_tok,
                      reqs * q_len * heads * np.where(mla, qk + w["v_head_dim"], 2 * hd) * ab, op_b,
@@ -99,7 +107,8 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     attn = tot(proj, rope, core, vec(10 * T * latent * m_on, 3 * T * latent * ab * m_on, 3 * m_on))
     inter = w["intermediate_size"] / tp
     down, down_waves = gw(T, inter, h)
-    dense = tot(g(T, h, 2 * inter), vec(4 * T * inter, 3 * T * inter * ab, 1.0), down)
+    gated = w.get("mlp_gated", 1.0)                  # 0: a plain two-matrix MLP (GPT-NeoX, Falcon)
+    dense = tot(g(T, h, (1 + gated) * inter), vec(4 * T * inter, (2 + gated) * T * inter * ab, 1.0), down)
     on = np.where(moe, 1.0, 0.0)
     assign = T * ep * k / ep_moe * w["moe_imbalance"]
     miss = np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep * w.get("moe_routing_independence", 1.0))
@@ -208,7 +217,7 @@ def weights_per_layer(d):
            + (q_in * nh * qk + w["kv_lora_rank"] * nh * (w["qk_nope_head_dim"] + w["v_head_dim"])
               + nh * w["v_head_dim"] * h) / tp)
     attn = np.where(w["kv_lora_rank"] > 0, mla, gqa)
-    dense = 3 * h * w["intermediate_size"] / tp
+    dense = (2 + w.get("mlp_gated", 1.0)) * h * w["intermediate_size"] / tp
     moe = E / ep_moe * 3 * h * mi / tp_moe + 3 * h * mi * w["n_shared_experts"] / tp + h * E
     embed = w["vocab_size"] * h / tp * np.where(mp["pp"] > 1, 1.0, 2.0 - w["tie_word_embeddings"])
     return attn, dense, moe, embed
@@ -257,7 +266,9 @@ def reference(d):
     mla = w["kv_lora_rank"] > 0
     kv_tok = np.where(mla, (w["kv_lora_rank"] + w["qk_rope_head_dim"]) * w["kv_bytes"],
                       2 * w["head_dim"] * np.maximum(w["num_key_value_heads"] / (tp * sp), 1.0) * w["kv_bytes"])
-    kv = cdiv(B, dp * ep) * (S + O) * Ls * kv_tok / cp
+    W, f_w = w.get("sliding_window", 0.0), w.get("sliding_window_layers", 1.0)
+    held = np.where(W > 0, (1 - f_w) * (S + O) + f_w * np.minimum(S + O, W), S + O)   # windowed layers keep W
+    kv = cdiv(B, dp * ep) * held * Ls * kv_tok / cp
     chunk = np.minimum(cdiv(cdiv(cdiv(B, dp * ep), mb) * S, sp * cp), PREFILL_CHUNK)
     widest = np.maximum(w["intermediate_size"] / tp, w["num_experts_per_tok"] * w["moe_intermediate_size"] / tp_moe)
     act = chunk * (4 * w["hidden_size"] + 2 * widest) * w["act_bytes"]

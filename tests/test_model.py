@@ -22,6 +22,15 @@ SINGLE = jax.jit(evaluate)
 @pytest.fixture(scope="module")
 def oracle_batch():
     d = random_designs(N_ORACLE, seed=1)
+    # plain two-matrix MLPs on a third of the designs, sliding windows (64 .. 8192 tokens on a share of
+    # the layers) on another third
+    rng = np.random.default_rng(7)
+    pick = rng.integers(0, 3, N_ORACLE)
+    win = np.where(pick == 2, 2.0 ** rng.integers(6, 14, N_ORACLE), 0.0).astype(np.float32)
+    share = rng.choice(np.array([0.5, 5 / 6, 1.0], np.float32), N_ORACLE)
+    d = dataclasses.replace(d, model=dataclasses.replace(
+        d.model, mlp_gated=np.where(pick == 1, 0.0, 1.0).astype(np.float32), sliding_window=win,
+        sliding_window_layers=share))
     return d, BATCHED(d), reference(as_dict(d))
 
 

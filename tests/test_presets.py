@@ -10,6 +10,7 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 
 from jaxstack.edges.io import load_hf_config, load_preset, preset_names
@@ -338,14 +339,86 @@ def test_hf_import_reads_what_changes_the_answer(tmp_path):
     assert m.hidden_size == 2048 and m.num_hidden_layers == 24
 
 
+def test_hf_import_reads_mlp_gating_and_sliding_windows(tmp_path):
+    """Plain two-matrix MLPs by architecture (Gemma's gated GELU stays gated), multi-query
+    attention, and the sliding window with the share of layers that use it."""
+    neox = {"model_type": "gpt_neox", "hidden_size": 6144, "num_hidden_layers": 44, "num_attention_heads": 64,
+            "intermediate_size": 24576, "vocab_size": 50432, "hidden_act": "gelu", "use_parallel_residual": True,
+            "tie_word_embeddings": False, "torch_dtype": "float16"}
+    m, warned = _hf(tmp_path, neox)
+    assert m.mlp_gated == 0 and m.num_key_value_heads == 64 and [w for w in warned if "parallel_attn" in w]
+    m, _ = _hf(tmp_path, {**HF_BASE, "model_type": "gemma", "hidden_act": "gelu_pytorch_tanh"})
+    assert m.mlp_gated == 1                                           # GeGLU: gated
+    m, warned = _hf(tmp_path, {**HF_BASE, "hidden_act": "gelu"})     # no model_type: from the activation
+    assert m.mlp_gated == 0 and "hidden_act" in warned[0]
+    falcon = {k: v for k, v in HF_BASE.items() if k != "num_key_value_heads"}
+    m, _ = _hf(tmp_path, {**falcon, "model_type": "falcon", "multi_query": True, "num_attention_heads": 71})
+    assert (m.mlp_gated, m.num_key_value_heads) == (0, 1)
+    m, warned = _hf(tmp_path, {**HF_BASE, "model_type": "mistral", "sliding_window": 4096})
+    assert (m.sliding_window, m.sliding_window_layers, m.mlp_gated) == (4096, 1.0, 1) and not warned
+    m, _ = _hf(tmp_path, {**HF_BASE, "model_type": "gpt_oss", "sliding_window": 128,
+                          "layer_types": ["sliding_attention", "full_attention"] * 12})
+    assert (m.sliding_window, m.sliding_window_layers) == (128, 0.5)
+    m, _ = _hf(tmp_path, {**HF_BASE, "model_type": "gemma3", "sliding_window": 1024, "sliding_window_pattern": 6})
+    assert m.sliding_window_layers == pytest.approx(5 / 6)
+    m, _ = _hf(tmp_path, {**HF_BASE, "model_type": "qwen2", "sliding_window": 4096, "use_sliding_window": False})
+    assert m.sliding_window == 0
+
+
 def test_hf_import_warns_about_what_it_does_not_model(tmp_path, capsys):
-    _, warned = _hf(tmp_path, {**HF_BASE, "sliding_window": 4096})
-    assert len(warned) == 1 and "sliding_window" in warned[0]
-    _, warned = _hf(tmp_path, {**HF_BASE, "hidden_act": "gelu", "use_parallel_residual": True})
-    assert {w.split("key '")[1].split("'")[0] for w in warned} == {"hidden_act", "parallel_attn"}
+    _, warned = _hf(tmp_path, {**HF_BASE, "model_type": "gptj", "hidden_act": "gelu_new", "parallel_attn": True})
+    assert {w.split("key '")[1].split("'")[0] for w in warned} == {"parallel_attn"}
     m, warned = _hf(tmp_path, {**HF_BASE, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 1408,
                                "decoder_sparse_step": 2})
     assert m.moe_layer_step == 2 and not warned                     # interleaved MoE is modelled
     _, warned = _hf(tmp_path, {**HF_BASE, "attention_chunk_size": 8192, "no_rope_layers": [1, 1, 1, 0]})
     assert "attention_chunk_size" in warned[0]
     assert "jaxstack: warning:" in capsys.readouterr().err
+
+
+def test_plain_mlp_and_sliding_window_change_what_they_should(tmp_path):
+    """GPT-NeoX-20B from its config.json: the model's own parameter count within 0.05 % of the
+    published 20,554,567,680 (biases and norms are the rest; gated, it would be 26.2e9). A 4096-
+    token window on every layer: the KV cache of a 1024 + 7168 request is that of a 4096-token one,
+    and decode attends to 4096 keys; hand-worked prefill keys: mean of min(p, W) over an 8192-token
+    prompt = (W (W + 1) / 2 + (I - W) W) / I = 3072.25."""
+    from jaxstack.recipe import ops
+
+    neox = {"model_type": "gpt_neox", "hidden_size": 6144, "num_hidden_layers": 44, "num_attention_heads": 64,
+            "intermediate_size": 24576, "vocab_size": 50432, "hidden_act": "gelu", "tie_word_embeddings": False,
+            "torch_dtype": "float16"}
+    m, _ = _hf(tmp_path, neox)
+    assert float(ops.param_count(m)) == pytest.approx(20_554_567_680, rel=5e-4)
+    assert float(ops.param_count(dataclasses.replace(m, mlp_gated=1.0))) > 26e9
+    w = dataclasses.replace(m, sliding_window=4096.0, sliding_window_layers=1.0)
+    assert float(ops.kv_held(w, 8192.0)) == 4096.0 and float(ops.kv_held(w, 1000.0)) == 1000.0
+    half = dataclasses.replace(w, sliding_window_layers=0.5)
+    assert float(ops.kv_held(half, 8192.0)) == 6144.0
+    assert float(ops.keys_attended(w, 8192.0, 1.0, True)) == 4096.0
+    i = 8192.0
+    brute = float(np.minimum(np.arange(1, i + 1), 4096.0).mean())
+    assert brute == 3072.25
+    assert float(ops.keys_attended(w, 0.5 * (i + 1), i, False)) == pytest.approx(brute, rel=1e-6)
+    assert float(ops.keys_attended(w, 0.5 * 1001, 1000.0, False)) == 500.5          # within the window
+    assert float(ops.keys_attended(m, 0.5 * (i + 1), i, False)) == 0.5 * (i + 1)   # no window
+
+
+def test_sliding_window_and_plain_mlp_in_evaluate():
+    """Through ``evaluate``: a window shrinks the KV memory and the attention time and leaves the
+    rest alone; a plain MLP has 2/3 of the dense FFN weights and time-like work."""
+    import jax
+    from designs import base_design
+
+    from jaxstack.recipe.evaluate import evaluate
+
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-8b", batch=16, inp=1024, out=7168, tp=1)
+    win = dataclasses.replace(d, model=dataclasses.replace(d.model, sliding_window=np.float32(4096.0)))
+    plain = dataclasses.replace(d, model=dataclasses.replace(d.model, mlp_gated=np.float32(0.0)))
+    a, b, c = (jax.jit(evaluate)(x) for x in (d, win, plain))
+    assert float(b.kv_bytes) == pytest.approx(float(a.kv_bytes) * 4096 / 8192, rel=1e-6)
+    assert float(b.t_attention_s) < float(a.t_attention_s) and float(b.t_ffn_s) == pytest.approx(float(a.t_ffn_s))
+    assert float(b.weight_bytes) == float(a.weight_bytes)
+    h, inter, L = 4096, 14336, 32
+    assert float(a.weight_bytes) - float(c.weight_bytes) == pytest.approx(L * h * inter * 2.0, rel=1e-6)  # BF16
+    assert float(c.t_ffn_s) < 0.75 * float(a.t_ffn_s) and float(c.t_attention_s) == pytest.approx(
+        float(a.t_attention_s))

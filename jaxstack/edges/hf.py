@@ -10,10 +10,13 @@ activation scheme (compressed-tensors ``input_activations``, ModelOpt ``quant_al
 only methods such as GPTQ/AWQ) sets ``gemm_act_bytes``; an FP8 ``kv_cache_scheme`` sets
 ``kv_bytes``. Every value is checked against the Model domains.
 
-Fields that change compute or memory but that the model does not represent print one
-``jaxstack: warning:`` line each (stderr), never silently: sliding-window attention,
-non-gated MLPs (GPT-2/NeoX/Falcon style ``hidden_act`` without a gate), parallel
-attention + FFN blocks, Llama-4's chunked local attention. MoE in every n-th layer
+Also read (session 15): plain two-matrix MLPs (``mlp_gated: 0`` for the ``NON_GATED_TYPES``:
+GPT-2, GPT-J, GPT-NeoX, Falcon, OPT, BLOOM, ...; without a ``model_type`` from the activation's
+name), sliding-window attention (``sliding_window`` and the share of layers that use it, from
+``layer_types``, Gemma's patterns or Qwen2's ``max_window_layers``), multi-query attention
+(``multi_query``, ``num_kv_heads``). Fields that change compute or memory but that the model
+does not represent print one ``jaxstack: warning:`` line each (stderr), never silently:
+parallel attention + FFN blocks (costed sequentially), Llama-4's chunked local attention. MoE in every n-th layer
 (``interleave_moe_layer_step``, ``decoder_sparse_step``) is read as ``moe_layer_step``.
 """
 
@@ -31,7 +34,7 @@ WARNED: list[str] = []      # warnings given (tests read them)
 _HF_KEYS = {  # jaxstack field -> candidate HF keys, first found wins
     "hidden_size": ["hidden_size", "n_embd", "d_model"], "num_hidden_layers": ["num_hidden_layers", "n_layer"],
     "num_attention_heads": ["num_attention_heads", "n_head"],
-    "num_key_value_heads": ["num_key_value_heads", "num_attention_heads", "n_head"],
+    "num_key_value_heads": ["num_key_value_heads", "num_kv_heads", "num_attention_heads", "n_head"],
     "intermediate_size": ["intermediate_size", "ffn_hidden_size", "n_inner"], "vocab_size": ["vocab_size"],
     "n_routed_experts": ["n_routed_experts", "num_local_experts", "num_experts"],
     "num_experts_per_tok": ["num_experts_per_tok", "num_experts_per_token"], "n_shared_experts": ["n_shared_experts"],
@@ -43,6 +46,11 @@ _HF_KEYS = {  # jaxstack field -> candidate HF keys, first found wins
     "tie_word_embeddings": ["tie_word_embeddings"],
 }
 _GATED = ("silu", "swiglu", "geglu", "swish")
+# architectures whose dense MLP has two matrices and a plain activation (transformers' modeling_<type>.py:
+# GPT-2 / GPT-J / GPT-Neo(X) / BigCode / StarCoder2 c_fc + act + c_proj, Falcon dense_h_to_4h, OPT / BLOOM /
+# MPT / Phi-1/2 / CodeGen fc1 + fc2, Nemotron squared-ReLU up + down); every other type here is gated
+NON_GATED_TYPES = ("gpt2", "gptj", "gpt_neo", "gpt_neox", "gpt_bigcode", "starcoder2", "falcon", "opt", "bloom",
+                   "mpt", "phi", "codegen", "nemotron")
 
 
 def _warn(where: str, key: str, what: str) -> None:
@@ -162,24 +170,59 @@ def load_hf_config(path) -> Model:
                       f"{width:g}: modelled as {vals['n_shared_experts']:.3g} experts' worth")
         if not cfg.get("first_k_dense_replace"):
             vals["first_k_dense_replace"] = float(len(cfg.get("mlp_only_layers") or []))
+    if cfg.get("multi_query") and not any(cfg.get(k) for k in ("num_key_value_heads", "num_kv_heads")):
+        vals["num_key_value_heads"] = 1.0               # Falcon-7B, GPT-BigCode: multi-query attention
     wb, kvb, ga = _bytes_of(cfg)
     vals.update({**MODEL_DEFAULTS, "weight_bytes": wb, "gemm_act_bytes": ga, **({"kv_bytes": kvb} if kvb else {})})
+    vals["mlp_gated"] = _gated(cfg, where)
+    vals["sliding_window"], vals["sliding_window_layers"] = _window(cfg, vals["num_hidden_layers"], where)
     _unmodelled(cfg, where)
     return Model(**vals)
 
 
+def _gated(cfg: dict, where: str) -> float:
+    """1 for a gated dense MLP (SwiGLU / GeGLU), 0 for two matrices: by ``model_type``, or without
+    one from the activation's name (with a warning: Gemma's gated GELU would read as plain)."""
+    kind = str(cfg.get("model_type") or "").lower()
+    if kind:
+        return 0.0 if kind in NON_GATED_TYPES else 1.0
+    act = str(cfg.get("hidden_act") or cfg.get("activation_function") or "silu").lower()
+    gated = any(g in act for g in _GATED)
+    if not gated:
+        _warn(where, "hidden_act", f"no model_type: '{act}' read as a plain MLP of two matrices (mlp_gated: 0)")
+    return float(gated)
+
+
+def _window(cfg: dict, layers: float, where: str) -> tuple[float, float]:
+    """(sliding_window, share of layers with it): ``layer_types`` where the config lists them
+    (transformers >= 4.53: Gemma-2/3, Qwen2/3, GPT-OSS), else Gemma-2's alternation, Gemma-3's
+    ``sliding_window_pattern`` p ((p - 1) / p), Qwen2's ``max_window_layers`` (the layers from it on),
+    or every layer (Mistral)."""
+    window = cfg.get("sliding_window")
+    if not window or cfg.get("use_sliding_window", True) is False:
+        return 0.0, 1.0
+    w = check_domain(Model, "sliding_window", _number(window, where, "sliding_window", "model", "sliding_window"),
+                     where, "sliding_window", window)
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and types:
+        share = sum("sliding" in str(t) for t in types) / len(types)
+    elif str(cfg.get("model_type")) == "gemma2":
+        share = 0.5
+    elif isinstance(cfg.get("sliding_window_pattern"), int) and cfg["sliding_window_pattern"] > 0:
+        share = (cfg["sliding_window_pattern"] - 1) / cfg["sliding_window_pattern"]
+    elif isinstance(cfg.get("max_window_layers"), int) and "qwen" in str(cfg.get("model_type")):
+        share = max(layers - cfg["max_window_layers"], 0.0) / layers
+    else:
+        share = 1.0
+    return (w, float(share)) if share > 0 else (0.0, 1.0)
+
+
 def _unmodelled(cfg: dict, where: str) -> None:
     """One warning per config field that changes compute or memory but is not modelled."""
-    window = cfg.get("sliding_window")
-    if window and cfg.get("use_sliding_window", True) is not False:
-        _warn(where, "sliding_window", f"{window}-token sliding-window attention is not modelled (attention and KV "
-              "cache are costed over the full context: pessimistic beyond the window)")
-    act = str(cfg.get("hidden_act") or cfg.get("activation_function") or "silu").lower()
-    if not any(g in act for g in _GATED):
-        _warn(where, "hidden_act", f"'{act}' MLP without a gate is not modelled (costed as a gated SwiGLU MLP "
-              "with three matrices: 1.5x the FFN weights and FLOPs)")
     if cfg.get("parallel_attn") or cfg.get("use_parallel_residual") or cfg.get("parallel_attention"):
-        _warn(where, "parallel_attn", "parallel attention + FFN blocks are not modelled (costed sequentially)")
+        _warn(where, "parallel_attn", "parallel attention + FFN blocks are costed as sequential ones: the same "
+              "GEMMs and, as vLLM's GPT-J / GPT-NeoX run them, two TP all-reduces a layer (Falcon's single merged "
+              "all-reduce and its one norm are not modelled)")
     if cfg.get("attention_chunk_size") and cfg.get("no_rope_layers") is not None:
         _warn(where, "attention_chunk_size", f"chunked local attention ({cfg['attention_chunk_size']} tokens in most "
               "layers) is not modelled (every layer attends to the full context: pessimistic for long contexts)")

@@ -51,7 +51,8 @@ from ..physics.lean import clip, unstack, where
 from ..types.design import Design
 from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
 
-__all__ = ["param_count", "Shard", "shard", "LayerCosts", "layer_costs", "Linear", "linear_costs", "core_cost",
+__all__ = ["param_count", "Shard", "shard", "kv_held", "keys_attended", "LayerCosts", "layer_costs", "Linear",
+           "linear_costs", "core_cost",
            "assemble", "design_context",
            "kv_bytes_per_token", "weight_elems", "PREFILL_CHUNK_TOKENS"]
 
@@ -99,6 +100,25 @@ def kv_bytes_per_token(d: Design, s: Shard):
     return where(s.is_mla, mla, gqa)
 
 
+def kv_held(w, tokens):
+    """KV tokens a request of ``tokens`` tokens holds per layer, averaged over the layers: the
+    sliding-window layers (share ``sliding_window_layers``) keep at most ``sliding_window``."""
+    f = where(w.sliding_window > 0, w.sliding_window_layers, 0.0)
+    return tokens - f * jnp.maximum(tokens - w.sliding_window, 0.0)
+
+
+def keys_attended(w, kv_len, q_len, decode):
+    """Keys a query attends to, averaged over the layers: ``kv_len`` (decode: the cache; prefill:
+    the causal mean (I + 1) / 2 of an I-token prompt) in full-attention layers; in the share
+    ``sliding_window_layers`` with a window W, min(kv_len, W) in decode and, in an I > W prefill,
+    the mean over positions p of min(p, W), W - W (W - 1) / (2 I)."""
+    win = w.sliding_window
+    f = where(win > 0, w.sliding_window_layers, 0.0)
+    pre = where(q_len > win, win - win * (win - 1.0) / (2.0 * jnp.maximum(q_len, 1.0)), kv_len)
+    windowed = where(decode, jnp.minimum(kv_len, win), jnp.minimum(pre, kv_len))
+    return kv_len - f * (kv_len - windowed)
+
+
 def _add(*cs: Cost) -> Cost:
     return Cost(sum(c.time for c in cs), sum(c.flops for c in cs), sum(c.nbytes for c in cs))
 
@@ -114,7 +134,7 @@ def weight_elems(d: Design, s: Shard):
     mla = (h * w.q_lora_rank + q_in * nh * qk / s.tp + h * (w.kv_lora_rank + w.qk_rope_head_dim)
            + w.kv_lora_rank * nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp + nh * w.v_head_dim * h / s.tp)
     attn = where(s.is_mla, mla, gqa)
-    dense = 3.0 * h * w.intermediate_size / s.tp
+    dense = (2.0 + w.mlp_gated) * h * w.intermediate_size / s.tp
     experts = w.n_routed_experts / s.ep_moe * 3.0 * h * w.moe_intermediate_size / s.tp_moe
     moe = experts + 3.0 * h * w.moe_intermediate_size * w.n_shared_experts / s.tp + h * w.n_routed_experts
     embed = w.vocab_size * h / s.tp * where(s.pp > 1, 1.0, 2.0 - w.tie_word_embeddings)
@@ -135,7 +155,7 @@ def param_count(m):
     span = L - jnp.minimum(m.first_k_dense_replace, L)
     n_moe = where(m.n_routed_experts > 0, jnp.ceil(span / m.moe_layer_step), 0.0)
     embed = m.vocab_size * h * (2.0 - m.tie_word_embeddings)
-    return L * attn + n_moe * moe + (L - n_moe) * 3.0 * h * m.intermediate_size + embed
+    return L * attn + n_moe * moe + (L - n_moe) * (2.0 + m.mlp_gated) * h * m.intermediate_size + embed
 
 
 class LayerCosts(NamedTuple):
@@ -221,7 +241,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
              (T, h, w.kv_lora_rank + w.qk_rope_head_dim, mla),               # 4 MLA kv_a
              (T, w.kv_lora_rank, nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp, mla),  # 5 MLA kv_b
              (T, nh * w.v_head_dim / s.tp, h, mla),                          # 6 o (MLA)
-             (T, h, 2 * inter, 1.0),                                         # 7 gate/up
+             (T, h, (1.0 + w.mlp_gated) * inter, 1.0),                       # 7 gate/up (up alone: non-gated)
              (T, inter, h, 1.0),                                             # 8 down
              (T, h, 2 * si, has_sh),                                         # 9 shared gate/up
              (T, si, h, has_sh),                                             # 10 shared down
@@ -257,7 +277,7 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
     lat = w.q_lora_rank + w.kv_lora_rank
     vec = [(6.0 * T * qkv_width, 2.0 * T * qkv_width * w.act_bytes + T * kv_tok, 2.0),           # rope
            (10.0 * T * lat * mla, 3.0 * T * lat * w.act_bytes * mla, 3.0 * mla),                  # MLA extra
-           (4.0 * T * inter, 3.0 * T * inter * w.act_bytes, 1.0),                                 # act
+           (4.0 * T * inter, (2.0 + w.mlp_gated) * T * inter * w.act_bytes, 1.0),                # act
            (10.0 * T * E * on, (4.0 * T * E + assign * h * w.act_bytes) * on, 3.0 * on),          # route
            (2 * 5.0 * T * h, 2 * 3.0 * T * h * w.act_bytes, 2.0),                                 # norms
            (4.0 * assign * third * on, 3.0 * assign * third * w.act_bytes * on, 0.0),            # expert act
@@ -310,7 +330,7 @@ def core_cost(d: Design, s: Shard, ctx: compute.Ctx, reqs, q_len, kv_len, decode
     nh, hd = w.num_attention_heads, w.head_dim
     qk = w.qk_nope_head_dim + w.qk_rope_head_dim
     heads = nh / (s.tp * s.sp)
-    kv_eff = kv_len / s.cp
+    kv_eff = keys_attended(w, kv_len, q_len, decode) / s.cp
     pairs = reqs * q_len * heads * kv_eff  # query-key pairs
     # absorbed MLA in decode: scores over the latent + rope part, values over the latent
     mla_pair = where(decode, 2.0 * (2.0 * w.kv_lora_rank + w.qk_rope_head_dim), 2.0 * (qk + w.v_head_dim))

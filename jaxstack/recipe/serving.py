@@ -136,6 +136,7 @@ import jax.numpy as jnp
 from ..physics import memory, relax
 from ..physics.lean import clip, where
 from ..types.design import Design
+from .ops import kv_held
 from .queueing import SATURATED, TINY, md1_wait, mg1_wait, mgc_wait, mgc_wait_p99
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
@@ -176,7 +177,7 @@ def engine_limits(d: Design, s, params):
     gqa = 2.0 * jnp.maximum(s.tp * s.ep, w.num_key_value_heads) * w.head_dim   # --tp: the whole group
     per_token = w.num_hidden_layers * where(s.is_mla, w.kv_lora_rank + w.qk_rope_head_dim, gqa) * w.kv_bytes
     free = n * memory.capacity(d.dram) - params * w.weight_bytes
-    requests = TRT_KV_FRACTION * jnp.maximum(free, 0.0) / (per_token * (r.input_len + r.output_len))
+    requests = TRT_KV_FRACTION * jnp.maximum(free, 0.0) / (per_token * kv_held(w, r.input_len + r.output_len))
     b = jnp.minimum(requests, TRT_MAX_REQUESTS) / s.pp
     bs, tok = trt_round_batch(b), trt_round_tokens(jnp.minimum(b * (1.0 + r.input_len / r.output_len), TRT_MAX_TOKENS))
     auto = sv.auto_limits > 0.5
@@ -214,9 +215,10 @@ def is_online(d: Design):
 
 
 def kv_tokens_per_request(d: Design):
-    """KV tokens a request holds: at its longest (static) or on average over its life (offline)."""
+    """KV tokens a request holds per layer: at its longest (static) or on average over its life
+    (offline); sliding-window layers keep at most their window (``ops.kv_held``)."""
     r = d.request
-    return r.input_len + where(is_offline(d), 0.5, 1.0) * r.output_len
+    return kv_held(d.model, r.input_len + where(is_offline(d), 0.5, 1.0) * r.output_len)
 
 
 def running_batch(d: Design, s, weights, act, kv_per_token):
@@ -225,7 +227,7 @@ def running_batch(d: Design, s, weights, act, kv_per_token):
     per token of one request on one chip (all its layers on that chip)."""
     r, sv = d.request, d.serving
     budget = memory.usable_capacity(d.dram) - weights - act
-    per_req = kv_per_token * (r.input_len + 0.5 * r.output_len)
+    per_req = kv_per_token * kv_held(d.model, r.input_len + 0.5 * r.output_len)
     fit = jnp.floor(jnp.maximum(budget, 0.0) / per_req)
     tokens = jnp.floor(sv.max_num_batched_tokens * r.output_len / (r.input_len + r.output_len))
     b_rep = jnp.maximum(jnp.minimum(jnp.minimum(fit, sv.max_num_seqs), tokens), 1.0)

@@ -24,6 +24,9 @@ class Model:
     num_key_value_heads: float = leaf("1", domain="int>=1")
     head_dim: float = leaf("1", domain="int>=1")
     intermediate_size: float = leaf("1", "dense FFN width (SwiGLU)", domain="int>=0")
+    mlp_gated: float = leaf("1", "1: gated dense MLP (SwiGLU / GeGLU: gate, up and down matrices); 0: two matrices "
+                            "with a plain activation (GELU / ReLU MLPs of GPT-2, GPT-J, GPT-NeoX, Falcon, OPT)",
+                            default=1.0, domain="{0,1}")
     vocab_size: float = leaf("1", domain="int>=1")
     tie_word_embeddings: float = leaf("1", "1 if LM head shares the embedding matrix", domain="{0,1}")
     n_routed_experts: float = leaf("1", "0 for a dense model", domain="int>=0")
@@ -34,6 +37,10 @@ class Model:
                                  "others dense (1: all; Llama-4 Maverick interleave_moe_layer_step 2)", default=1.0,
                                  domain="int>=1")
     first_k_dense_replace: float = leaf("1", "leading dense layers in an MoE model", domain="int>=0")
+    sliding_window: float = leaf("1", "sliding-window attention: the keys a query attends to in the windowed layers, "
+                                 "and the KV tokens they keep (0 = none)", default=0.0, domain="int>=0")
+    sliding_window_layers: float = leaf("1", "share of the layers with the sliding window (Mistral-7B 1; Gemma-2 "
+                                        "and GPT-OSS 1/2; Gemma-3 5/6)", default=1.0, domain="[0,1]")
     q_lora_rank: float = leaf("1", "MLA query compression rank (0 = none)", domain="int>=0")
     kv_lora_rank: float = leaf("1", "MLA latent KV rank (0 = GQA)", domain="int>=0")
     qk_rope_head_dim: float = leaf("1", domain="int>=0")
