@@ -1,0 +1,65 @@
+"""``serving.online``'s closed form against a discrete-event simulation of a continuous-batching
+engine with chunked prefill and the same step costs (``scheduler_sim.py``). The agreement
+bounds are the envelope measured in session 15 (README, online regime), so a change that
+moves the closed form away from the simulated engine fails here."""
+
+from types import SimpleNamespace
+
+import jax.numpy as jnp
+import pytest
+from scheduler_sim import simulate
+
+from jaxstack.recipe import serving
+
+
+def closed_form(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, cv=0.0):
+    """(TTFT, TTFT_99, TPOT, TPOT_99, stable) of ``serving.online`` on one replica and micro-batch,
+    its decode step affine through (0, tau_w) and (max_seqs, tau_w + k max_seqs)."""
+    f = jnp.float32
+    d = SimpleNamespace(request=SimpleNamespace(output_len=f(out), input_len=f(prompt), input_cv=f(cv)),
+                        serving=SimpleNamespace(max_num_batched_tokens=f(budget), max_num_seqs=f(max_seqs)))
+    s = SimpleNamespace(dp_attn=f(1.0), mb=f(1.0), pp=f(1.0))
+    _, ttft, tpot, t99, p99, stable = serving.online(d, s, f(lam), f(max_seqs), f(tau_w + k * max_seqs), f(tau_w),
+                                                     f(t_tok * prompt))
+    return float(ttft), float(t99), float(tpot), float(p99), bool(stable)
+
+
+# short prompts, several per step (a 70B-class model on 8 GPUs: 12 ms + 50 us per running request,
+# 50 us per prompt token), fixed and spread (MLPerf's llama2 data set: cv 0.77) prompt lengths
+SHORT = dict(prompt=1000, out=200, tau_w=0.012, k=5e-5, t_tok=50e-6, budget=8192, max_seqs=256)
+
+
+@pytest.mark.parametrize("cv", [0.0, 0.77])
+@pytest.mark.parametrize("lam", [1.0, 5.0, 9.0])
+def test_online_against_a_simulated_engine_short_prompts(lam, cv):
+    """Prefill load 5-45 %: mean TPOT within 5 %, p99 TPOT within 15 %; mean TTFT within 20 %
+    and p99 TTFT within 35 %, both low (prompts batched into one step wait out a longer,
+    length-biased step than the closed form's half step)."""
+    sim = simulate(lam, cv=cv, **SHORT)
+    ttft, t99, tpot, p99, stable = closed_form(lam, cv=cv, **SHORT)
+    assert stable
+    assert tpot == pytest.approx(sim[2], rel=0.05) and p99 == pytest.approx(sim[3], rel=0.15)
+    assert ttft == pytest.approx(sim[0], rel=0.20) and t99 == pytest.approx(sim[1], rel=0.35)
+    assert ttft <= sim[0] * 1.01 and t99 <= sim[1] * 1.01
+
+
+# long prompts chunked over several steps (Llama-3.1-405B-like: 9,000-token prompts, 2,048-token budget)
+LONG = dict(prompt=9000, out=600, tau_w=0.030, k=2e-4, t_tok=50e-6, budget=2048, max_seqs=64, cv=0.43)
+
+
+@pytest.mark.parametrize("lam", [0.2, 0.6])
+def test_online_against_a_simulated_engine_chunked_prompts(lam):
+    """Chunked prompts at prefill load 9-27 %: TTFT and its p99 within 8 %, TPOT within 5 %,
+    p99 TPOT within 20 %."""
+    sim = simulate(lam, n_req=6000, **LONG)
+    ttft, t99, tpot, p99, stable = closed_form(lam, **LONG)
+    assert stable
+    assert ttft == pytest.approx(sim[0], rel=0.08) and t99 == pytest.approx(sim[1], rel=0.08)
+    assert tpot == pytest.approx(sim[2], rel=0.05) and p99 == pytest.approx(sim[3], rel=0.20)
+
+
+def test_online_saturates_where_the_simulated_engine_does():
+    """Past the engine's capacity the simulated queue grows without bound (mean TTFT in the
+    hundreds of seconds over 6,000 requests) and the closed form calls the load unstable."""
+    sim = simulate(1.4, n_req=6000, **LONG)
+    assert sim[0] > 100.0 and not closed_form(1.4, **LONG)[4]
