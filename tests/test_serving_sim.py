@@ -30,17 +30,17 @@ SHORT = dict(prompt=1000, out=200, tau_w=0.012, k=5e-5, t_tok=50e-6, budget=8192
 
 
 @pytest.mark.parametrize("cv", [0.0, 0.77])
-@pytest.mark.parametrize("lam", [1.0, 5.0, 9.0])
+@pytest.mark.parametrize("lam", [0.01, 1.0, 5.0, 9.0])
 def test_online_against_a_simulated_engine_short_prompts(lam, cv):
-    """Prefill load 5-45 %: mean TPOT within 5 %, p99 TPOT within 15 %; mean TTFT within 20 %
-    and p99 TTFT within 35 %, both low (prompts batched into one step wait out a longer,
-    length-biased step than the closed form's half step)."""
-    sim = simulate(lam, cv=cv, **SHORT)
+    """Prefill load 0-45 %: mean TPOT within 5 %, p99 TPOT within 15 %; mean TTFT within 3 % and
+    p99 TTFT within 20 % (low: a gamma of the right mean and variance has a lighter tail than the
+    mix of decode-only and prefill steps a prompt can arrive in). Before the batched (gated)
+    prefill of session 15 the mean was up to 19 % low and the p99 up to 34 %."""
+    sim = simulate(lam, cv=cv, n_req=20_000 if lam >= 1 else 3000, **SHORT)     # 0.01 / s: an idle engine
     ttft, t99, tpot, p99, stable = closed_form(lam, cv=cv, **SHORT)
     assert stable
     assert tpot == pytest.approx(sim[2], rel=0.05) and p99 == pytest.approx(sim[3], rel=0.15)
-    assert ttft == pytest.approx(sim[0], rel=0.20) and t99 == pytest.approx(sim[1], rel=0.35)
-    assert ttft <= sim[0] * 1.01 and t99 <= sim[1] * 1.01
+    assert ttft == pytest.approx(sim[0], rel=0.03) and t99 == pytest.approx(sim[1], rel=0.20)
 
 
 # long prompts chunked over several steps (Llama-3.1-405B-like: 9,000-token prompts, 2,048-token budget)

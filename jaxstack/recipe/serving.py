@@ -67,9 +67,13 @@ operations per design inside ``jit(vmap(...))``:
   ``request.input_cv`` (``mgc_wait``: Sakasegawa's P(wait), Allen-Cunneen's (1 + cv^2) / 2;
   Pollaczek-Khinchine's W_q = rho_q s (1 + cv^2) / (2 (1 - rho_q)) at mb = 1);
   rho_q -> 1 exactly where the running batch reaches the offline token-budget cap;
-* TTFT = T_p + m tau(n) + W_q + tau(n) / (2 (1 - rho)): before its prefill a request waits
-  out the step in flight (steps of TPOT = tau / (1 - rho), arrivals uniform within one: half
-  a step on average, 0.99 of one at the p99; session 11);
+* TTFT = T_p + m tau(n) + W_q + busy tau(n) / (2 (1 - rho)): before its prefill a request
+  waits out the step in flight (steps of TPOT = tau / (1 - rho), arrivals uniform within one:
+  half a step on average, 0.99 of one at the p99; session 11) unless the engine is idle,
+  busy = 1 - e^(-n) (session 15); prompts that fit one step on one micro-batch are instead all
+  prefilled in the step after they arrive (``queueing.gated_prefill``: the step in flight is
+  length-biased and carries the prompts it gathers; within 2 % of a simulated engine,
+  ``tests/test_serving_sim.py``), W_q then only the wait for the step's token room;
 * running requests (prefilling or decoding; the queue holds no slot) from Little's law on
   the time from admission to the last token, n = lambda_r (T_p + tau(n) (m(n) + 1/(2 (1 -
   rho)) + O / (1 - rho))): linear in n for one-round prompts, a quadratic for chunked ones
@@ -104,23 +108,7 @@ verifies 1 + k tokens per request (the model's decode step with q_len = 1 + k: G
 E = (1 - a^(k+1)) / (1 - a) tokens per step, so TPOT = step x (1 + k draft_cost) / E.
 The draft model's weights and KV cache are not counted (MTP heads: ~one layer).
 
-Engine limits (``engine_limits``, resolved once at the top of ``evaluate``): with
-``serving.auto_limits = 1`` the engine sizes them itself, as TensorRT-LLM's ``trtllm-bench``
-does when none are given (``tensorrt_llm/bench/build/tuning.py``, ``calc_engine_setting`` and
-``finetune_setting``, NVIDIA/TensorRT-LLM @ 04cba882084a25665e7f80f5bda71b35b9790b6f): on the
-n = chips / dp GPUs of one engine,
-
-    KV per token  = 2 x layers x max(tp ep, kv_heads) x head_dim x kv_bytes   (MLA: layers x
-                    (kv_lora_rank + rope dim) x kv_bytes)
-    requests      = 0.95 (n x DRAM capacity - param_count x weight_bytes) / (KV per token x (ISL + OSL))
-    raw batch     = min(requests, 4096) / pp,   raw tokens = min(raw batch x (1 + ISL / OSL), 32768)
-    max batch     = max(64, 32 ceil(b / 32)) below 256, 128 ceil(b / 128) below 1024, else 256 ceil(b / 256)
-    max tokens    = max(2048, 256 ceil(t / 256)) below 4096, 512 ceil(t / 512) below 8192, else 1024 ceil(t / 1024)
-
-(tp ep: trtllm-bench's --tp, the whole group when attention runs data-parallel; slightly
-optimistic bounds: the runtime batch is still what the KV cache holds), each capped
-by ``max_num_seqs`` / ``max_num_batched_tokens``. The max batch applies per attention
-replica (TensorRT-LLM's attention-DP ranks each schedule their own requests).
+Engine limits (``engine_limits``, ``resolve_limits``): ``limits.py`` (re-exported here).
 
 ``goodput_requests_per_s`` (every regime): the largest lambda whose p99 TTFT and TPOT meet
 ``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of the formulas above).
@@ -128,7 +116,6 @@ Not modelled: bursts beyond Poisson, the spread of output lengths (and of prompt
 outside the online prefill queue and p99 TTFT), preemption, prefix caching.
 """
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -136,8 +123,9 @@ import jax.numpy as jnp
 from ..physics import memory, relax
 from ..physics.lean import clip, where
 from ..types.design import Design
+from .limits import TRT_KV_FRACTION, engine_limits, resolve_limits, trt_round_batch, trt_round_tokens
 from .ops import kv_held
-from .queueing import SATURATED, TINY, md1_wait, mg1_wait, mgc_wait, mgc_wait_p99
+from .queueing import SATURATED, TINY, gated_prefill, md1_wait, mg1_wait, mgc_wait, mgc_wait_p99
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
@@ -146,50 +134,6 @@ __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "t
 
 Z99 = 2.326                 # standard normal 99th percentile
 GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: full precision down to 2^-8 of the prefill-saturation rate
-
-
-TRT_KV_FRACTION = 0.95          # calc_engine_setting's kv_cache_gpu_mem_fraction default
-TRT_MAX_REQUESTS = 4096.0       # finetune_setting: batch cap (decoder buffer size)
-TRT_MAX_TOKENS = 32768.0        # finetune_setting: token cap (activation buffer size)
-
-
-def _up(x, q):
-    return jnp.ceil(x / q) * q
-
-
-def trt_round_batch(b):
-    """trtllm-bench's optimistic max batch size from a raw batch ``b``."""
-    return where(b < 256.0, jnp.maximum(64.0, _up(b, 32.0)), where(b < 1024.0, _up(b, 128.0), _up(b, 256.0)))
-
-
-def trt_round_tokens(t):
-    """trtllm-bench's max tokens per step from a raw token count ``t``."""
-    return where(t < 4096.0, jnp.maximum(2048.0, _up(t, 256.0)),
-                     where(t < 8192.0, _up(t, 512.0), _up(t, 1024.0)))
-
-
-def engine_limits(d: Design, s, params):
-    """(max running requests per attention replica, tokens per step) the engine runs with:
-    ``serving.max_num_seqs`` / ``max_num_batched_tokens``, or with ``auto_limits`` the engine's
-    own sizing capped by them (module docstring). ``params``: ``ops.param_count``."""
-    w, r, sv = d.model, d.request, d.serving
-    n = s.tp * s.ep * s.sp * s.cp * s.pp
-    gqa = 2.0 * jnp.maximum(s.tp * s.ep, w.num_key_value_heads) * w.head_dim   # --tp: the whole group
-    per_token = w.num_hidden_layers * where(s.is_mla, w.kv_lora_rank + w.qk_rope_head_dim, gqa) * w.kv_bytes
-    free = n * memory.capacity(d.dram) - params * w.weight_bytes
-    requests = TRT_KV_FRACTION * jnp.maximum(free, 0.0) / (per_token * kv_held(w, r.input_len + r.output_len))
-    b = jnp.minimum(requests, TRT_MAX_REQUESTS) / s.pp
-    bs, tok = trt_round_batch(b), trt_round_tokens(jnp.minimum(b * (1.0 + r.input_len / r.output_len), TRT_MAX_TOKENS))
-    auto = sv.auto_limits > 0.5
-    return (where(auto, jnp.minimum(sv.max_num_seqs, bs), sv.max_num_seqs),
-            where(auto, jnp.minimum(sv.max_num_batched_tokens, tok), sv.max_num_batched_tokens))
-
-
-def resolve_limits(d: Design, s, params) -> Design:
-    """``d`` with the serving limits the engine actually runs with (``engine_limits``)."""
-    seqs, tokens = engine_limits(d, s, params)
-    return dataclasses.replace(d, serving=dataclasses.replace(d.serving, max_num_seqs=seqs,
-                                                              max_num_batched_tokens=tokens))
 
 
 def spec_tokens_per_step(d: Design):
@@ -329,7 +273,12 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # the prefill queue: mb slots (a prompt's chunks ride one micro-batch), each held for the
     # prompt's own prefill; prompt lengths of spread cv: M/G/c (``mgc_wait``)
     cv2 = jnp.square(d.request.input_cv)
-    svc = t_own + tau_n * m_n
+    # short prompts on one micro-batch (a prompt fits one step): every prompt that arrives during
+    # a step is prefilled in the next (``gated_prefill``, session 15); the queue is then only for
+    # the step's token room, each prompt holding m of a mean step (load lam m E[S] < 1 exactly
+    # where lam (t_p + m tau) < 1); longer prompts (chunked) and pipelines: one prompt per slot
+    gated = (s.mb < 1.5) & (m_n <= 1.0)
+    svc = where(gated, m_n * tau_n / free, t_own + tau_n * m_n)
     wq, p_wait, rho_q = mgc_wait(lam_r, svc, s.mb, cv2, SATURATED)
     # pipeline parallelism: a prompt's chunk rides in ONE micro-batch, and a pipeline of pp
     # stages cycles its mb micro-batches in max(their sum, pp x the slowest) stage steps, so
@@ -339,13 +288,19 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # micro-batch carries one, as offline). The running batch keeps the balanced solution
     # above; the decode steps stretch by the stalled share (session 13)
     f_chunk = clip(rho_q, 1e-6, 1.0)
-    stall = jnp.maximum(s.pp * (1.0 - jnp.power(1.0 - f_chunk, s.mb)) / (s.mb * f_chunk), 1.0)
+    # 1 - (1 - f)^mb as -expm1(mb log1p(-f)): exact in float32 however small f is
+    stall = jnp.maximum(s.pp * -jnp.expm1(s.mb * jnp.log1p(-jnp.minimum(f_chunk, 1.0 - 1e-7))) / (s.mb * f_chunk),
+                        1.0)
     free_s = jnp.maximum(1.0 - rho * stall, SATURATED)      # the decode steps' share, stalled
-    res_s = 0.5 / free_s
+    # a step is in flight when a request arrives unless the engine is idle: P(busy) = 1 - e^(-n), the
+    # number running Poisson (as for the p99 below); an idle engine starts the prompt's step at once
+    busy = -jnp.expm1(-n)
+    res_s = 0.5 * busy / free_s
     stable = (rho * stall < 1.0) & (rho_q < 1.0) & ok & (n_free <= cap) & (budget > n)
     n99 = jnp.minimum(n + Z99 * jnp.sqrt(jnp.maximum(n, 1e-12)), cap)
     tau99 = tau(n99)
-    ttft, tpot = own + wq + tau_n * res_s, tau_n / free_s
+    g_mean, g_99 = gated_prefill(lam_r, tau_n, t_p, cv2, Z99, busy)
+    ttft, tpot = where(gated, g_mean, own + tau_n * res_s) + wq, tau_n / free_s
     # p99: the wait's tail (``mgc_wait_p99``: M/G/1's Cramer-Lundberg tail, for mb slots with one
     # mb-times-faster server), a p99-long prompt (1 + 2.326 cv times the mean) at the p99 running batch, the
     # residual's 99th percentile (0.99 of a step); the three independent excesses over their
@@ -353,8 +308,9 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     w99 = mgc_wait_p99(lam_r, svc, cv2, s.mb, p_wait)
     q99 = 1.0 + Z99 * d.request.input_cv
     own99 = t_own * q99 + tau99 * jnp.maximum(share(n99, i_len * q99), 1.0)
-    ttft99 = ttft + jnp.sqrt(jnp.square(own99 - own) + jnp.square(1.98 * res_s * tau99 - res_s * tau_n)
-                             + jnp.square(jnp.maximum(w99 - wq, 0.0)))
+    spread = where(gated, jnp.square(g_99 - g_mean) + jnp.square(tau99 - tau_n),
+                   jnp.square(own99 - own) + jnp.square(1.98 * res_s * tau99 - res_s * tau_n))
+    ttft99 = ttft + jnp.sqrt(spread + jnp.square(jnp.maximum(w99 - wq, 0.0)))
     n_sys = lam_r * (ttft + o * tpot)                # Little's law: queued and running
     # a request's TPOT is its decode work O tau preempted by the prefills that arrive while it
     # decodes (Poisson, lam_r, each x = t_p x stall of decode time, second moment x^2 (1 + cv^2)):
