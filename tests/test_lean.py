@@ -23,8 +23,9 @@ from jaxstack.recipe.evaluate import evaluate
 from jaxstack.types.metrics import Metrics
 
 N = 70_000            # ~10^4 designs per hardware preset (7 presets)
-# the goal, for the top-level count and the count with nested equations: 4,512 / 4,807 for a
-# design of Python floats, 4,360 / 4,655 for float32 leaves (session 15, with the concurrency regime;
+# the goal, for the top-level count and the count with nested equations: 4,554 / 4,949 for a
+# design of Python floats, 4,399 / 4,794 for float32 leaves (session 15: the concurrency regime, plain
+# MLPs and sliding windows, the next-step prefill of short prompts;
 # session 14: 4,422 / 4,717; session 13: 4,757 / 4,986;
 # session 12: 4,748 / 4,963;
 # session 11: 4,875 / 4,989;
