@@ -17,7 +17,7 @@ from ..types.metrics import HIGHER_IS_BETTER, Reason
 from . import reducers
 from .space import Space
 
-__all__ = ["SweepResult", "build_result", "resume_state", "dump_columns", "write_outputs"]
+__all__ = ["SweepResult", "SearchResult", "build_result", "resume_state", "dump_columns", "write_outputs"]
 
 
 # ---------------------------------------------------------------- run directory
@@ -142,6 +142,28 @@ class SweepResult:
                 "limits": [dataclasses.asdict(lim) for lim in self.space.limits],
                 "objective_log2_histogram": self.histogram, "timings": self.timings,
                 "jaxstack_version": __version__}
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """Top rows as ``SweepResult.top`` (rank, index, axis columns, metrics) plus statistics."""
+
+    space: Space
+    objective: str
+    top: list[dict]
+    stats: dict
+    timings: dict
+    out: str | None = None
+
+    @property
+    def best(self) -> dict | None:
+        return self.top[0] if self.top else None
+
+    def summary(self) -> dict:
+        return {"space": self.space.path, "space_hash": self.space.hash, "objective": self.objective,
+                "direction": "max" if HIGHER_IS_BETTER[self.objective] else "min", "best": self.best,
+                "top_k": len(self.top), "stats": self.stats, "timings": self.timings,
+                "limits": [dataclasses.asdict(m) for m in self.space.limits], "jaxstack_version": __version__}
 
 
 def _rows(space: Space, fields, index, values) -> list[dict]:

@@ -36,7 +36,6 @@ a changed space or options. Chunks are sharded over ``devices``; with several pr
 (``jax.distributed``) process p takes super-chunks p, p+P, ... and top-k states are merged.
 """
 
-import dataclasses
 import hashlib
 import math
 import time
@@ -50,7 +49,8 @@ from ..edges import io
 from ..types.metrics import HIGHER_IS_BETTER, Reason
 from . import bounds, reducers
 from .bounds import Roles, roles
-from .space import Space, check_metric, load_space, metric_fields
+from .rundir import SearchResult
+from .space import check_metric, load_space, metric_fields
 from .space_axes import restrict
 from .step import digits_step
 from .sweep import (
@@ -271,28 +271,6 @@ class _Search:
         self.seeded, self.surv_i, self.surv_u = z["seeded"], z["surv_i"], z["surv_u"]
         self.pos, self.run_s = int(z["pos"]), float(z["run_s"])
         self.count.update(zip(_COUNTERS, (int(x) for x in z["counters"]), strict=True))
-
-
-@dataclasses.dataclass
-class SearchResult:
-    """Top rows as ``SweepResult.top`` (rank, index, axis columns, metrics) plus statistics."""
-
-    space: Space
-    objective: str
-    top: list[dict]
-    stats: dict
-    timings: dict
-    out: str | None = None
-
-    @property
-    def best(self) -> dict | None:
-        return self.top[0] if self.top else None
-
-    def summary(self) -> dict:
-        return {"space": self.space.path, "space_hash": self.space.hash, "objective": self.objective,
-                "direction": "max" if HIGHER_IS_BETTER[self.objective] else "min", "best": self.best,
-                "top_k": len(self.top), "stats": self.stats, "timings": self.timings,
-                "limits": [dataclasses.asdict(m) for m in self.space.limits], "jaxstack_version": __version__}
 
 
 def search(space, *, objective: str | None = None, top_k: int = 10, fix: dict | None = None, allowed=None,
