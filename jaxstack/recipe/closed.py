@@ -29,9 +29,8 @@ Not modelled: the pipeline stall of unevenly spread chunks (``online``'s pp > 1 
 
 import jax.numpy as jnp
 
-from ..physics.lean import where
 from ..types.design import Design
-from .serving import Z99
+from .serving import Z99, own_prefill, preemption_sd, prompt_rounds
 
 __all__ = ["closed", "is_closed"]
 
@@ -52,9 +51,9 @@ def closed(d: Design, s, cap, k, tau_w, t_p):
     budget = s.mb * d.serving.max_num_batched_tokens
 
     def rounds(prompt):
-        return jnp.maximum(s.mb * prompt / jnp.maximum(budget - n, 1.0), 1.0)
+        return jnp.maximum(prompt_rounds(s, budget, n, prompt), 1.0)
 
-    t_own = t_p * where(s.mb > s.pp, 1.0, s.pp)
+    t_own = own_prefill(s, t_p)
     others = jnp.maximum(n - 1.0, 0.0)
     t_o = t_p * others / n                          # the others' prefill per completion
     h = jnp.minimum(others, 1.0)                    # a step in flight when a request arrives
@@ -71,5 +70,5 @@ def closed(d: Design, s, cap, k, tau_w, t_p):
     own99 = t_own * q99 + tau * rounds(i_len * q99)
     ttft99 = ttft + jnp.sqrt(jnp.square(own99 - a) + jnp.square(0.98 * res * tau))
     cv2 = jnp.square(d.request.input_cv)
-    tpot99 = tpot + Z99 * jnp.sqrt(x * others / n * tpot * (1.0 + cv2) / o) * t_p / free
+    tpot99 = tpot + Z99 * preemption_sd(x * others / n, tpot, cv2, o, t_p / free)   # the others' prefills
     return n, x, ttft, tpot, ttft99, tpot99

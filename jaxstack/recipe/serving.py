@@ -130,7 +130,7 @@ from .queueing import SATURATED, TINY, gated_prefill, md1_wait, mg1_wait, mgc_wa
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
            "running_batch", "offline_times", "offline_fill", "step_intercept", "mg1_wait", "md1_wait",
-           "online", "goodput", "Z99"]
+           "online", "goodput", "prompt_rounds", "own_prefill", "preemption_sd", "Z99"]
 
 Z99 = 2.326                 # standard normal 99th percentile
 GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: full precision down to 2^-8 of the prefill-saturation rate
@@ -225,6 +225,24 @@ def admission(d: Design, b_rep, tau_b, tau_w):
     return jnp.minimum(d.serving.max_num_seqs, b_rep), jnp.maximum(tau_b - tau_w, 0.0) / b_rep
 
 
+def prompt_rounds(s, budget, n, prompt):
+    """The rounds a prompt's chunks span: one chunk per round, in ONE micro-batch, of what the
+    replica's round ``budget`` leaves beside the n decode tokens (session 14)."""
+    return s.mb * prompt / jnp.maximum(budget - n, 1.0)
+
+
+def own_prefill(s, t_p):
+    """T_p, a prompt's own prefill time: its chunks pass every pipeline stage in turn (t_p when
+    mb > pp: the stages overlap)."""
+    return t_p * where(s.mb > s.pp, 1.0, s.pp)
+
+
+def preemption_sd(lam, tpot, cv2, o, x):
+    """sd of a request's TPOT when prefills arriving at ``lam`` (prompt spread cv2) each take a
+    share ``x`` of decode time from its O steps (preemptive-resume, session 14)."""
+    return jnp.sqrt(lam * tpot * (1.0 + cv2) / o) * x
+
+
 def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     """Online steady state at arrival rate ``lam`` (module docstring): (requests in the system
     per replica, TTFT, TPOT, TTFT_99, TPOT_99, stable); ``adm``: ``admission``'s values when
@@ -238,9 +256,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     budget = s.mb * d.serving.max_num_batched_tokens  # tokens a replica's round may carry
 
     def share(n, prompt=i_len):
-        """The rounds a prompt's chunks span: one chunk per round, in ONE micro-batch, of what
-        its budget leaves beside that micro-batch's n / mb decode tokens (session 14)."""
-        return s.mb * prompt / jnp.maximum(budget - n, 1.0)
+        return prompt_rounds(s, budget, n, prompt)
 
     def tau(n):
         """The step a request sees: the others of n in the system and itself (arrivals see the
@@ -251,7 +267,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # time from admission to the last token, n = lam_r (T_p + (a + k n) (m(n) + c')), a = tau_w + k,
     # c' = res + O / free: linear in n for one-round prompts (m = 1); for chunked ones
     # (m = mb I / (budget - n)) a quadratic, whose smaller root is the least fixed point
-    t_own = t_p * where(s.mb > s.pp, 1.0, s.pp)      # T_p: the prompt's chunks pass every stage in turn
+    t_own = own_prefill(s, t_p)
     i_mb = s.mb * i_len
     a, c1 = tau_w + k, res + o / free
     den = 1.0 - lam_r * (1.0 + c1) * k
@@ -316,7 +332,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # decodes (Poisson, lam_r, each x = t_p x stall of decode time, second moment x^2 (1 + cv^2)):
     # completion time under preemptive-resume interruptions, var = O tau lam_r E[x^2] / (1 - rho)^3,
     # so sd(TPOT) = sqrt(lam_r TPOT E[x^2] / O) / (1 - rho); in quadrature with the running batch's
-    tpot_sd = jnp.sqrt(lam_r * tpot * (1.0 + cv2) / o) * t_p * stall / free_s
+    tpot_sd = preemption_sd(lam_r, tpot, cv2, o, t_p * stall / free_s)
     tpot99 = tpot + jnp.sqrt(jnp.square(tau99 / free_s - tpot) + jnp.square(Z99 * tpot_sd))
     return n_sys, ttft, tpot, jnp.maximum(ttft99, ttft), tpot99, stable
 
