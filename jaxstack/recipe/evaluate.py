@@ -32,6 +32,7 @@ from ..types.metrics import Metrics, Reason
 from ..types.workload import gemm_operand_bytes
 from . import closed, serving
 from .ops import PREFILL_CHUNK_TOKENS, design_context, kv_bytes_per_token, layer_costs, param_count, shard, weight_elems
+from .queueing import Z50, Z90, gamma_quantiles
 from .schedule import plans, stage_time, stage_times
 
 __all__ = ["evaluate", "step_energy", "breakdown", "BREAKDOWN_ORDER", "KV_POINTS", "devices", "world_size",
@@ -43,6 +44,7 @@ REF_POINT = KV_POINTS // 2  # KV sample (2/3 of the generation) at which the hot
 # SRAM traffic per tensor FLOP of the large CTA tile (128 x 256 x 64, 16-bit operands): each k-step
 # writes (128 + 256) x 64 x 2 B into SRAM and reads them back for 2 x 128 x 256 x 64 FLOP
 SRAM_BYTES_PER_TENSOR_FLOP = 2.0 * (128 + 256) * 64 * 2 / (2.0 * 128 * 256 * 64)
+_Z_MID = np.array([[Z50, Z90]], np.float32)      # the reported quantiles besides the p99 (normal scores)
 
 
 # the StageTime fields evaluate reads: step energy (first), then the decode breakdown
@@ -215,6 +217,11 @@ def evaluate(d: Design) -> Metrics:
     mem_total = weights + kv + act
     reason = _reason(d, s, mem_total, st.t_dram)
     reason = where(online & ~stable & (reason == Reason.ok), jnp.int32(Reason.unstable), reason)
+    ttft99 = where(online, ttft99_on, where(loop, ttft99_cl, ttft))
+    tpot99 = where(online, tpot99_on, where(loop, tpot99_cl, tpot))
+    # p50 / p90: gammas of the mean and p99 of TTFT and of TPOT, as one [2, 2] array
+    q = gamma_quantiles(jnp.stack([ttft, tpot])[:, None], jnp.stack([ttft99, tpot99])[:, None], _Z_MID)
+    ttft50, ttft90, tpot50, tpot90 = unstack(jnp.reshape(q, (4,)), 4)
     return _finite(
         reason, ttft_s=ttft, tpot_s=tpot,
         prefill_tokens_per_s=prefill_tps, decode_tokens_per_s=decode_tps, user_tokens_per_s=1.0 / tpot,
@@ -225,8 +232,8 @@ def evaluate(d: Design) -> Metrics:
         activation_bytes=act, memory_bytes=mem_total, t_attention_s=t_attn, t_ffn_s=t_ffn,
         t_moe_s=t_moe, t_other_s=t_other, t_comm_s=t_comm, t_comm_exposed_s=jnp.maximum(t_exposed, 0.0),
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=running,
-        requests_per_s=decode_tps / r.output_len, ttft_p99_s=where(online, ttft99_on, where(loop, ttft99_cl, ttft)),
-        tpot_p99_s=where(online, tpot99_on, where(loop, tpot99_cl, tpot)), goodput_requests_per_s=good,
+        requests_per_s=decode_tps / r.output_len, ttft_p99_s=ttft99, tpot_p99_s=tpot99, goodput_requests_per_s=good,
+        ttft_p50_s=ttft50, ttft_p90_s=ttft90, tpot_p50_s=tpot50, tpot_p90_s=tpot90,
     )
 
 

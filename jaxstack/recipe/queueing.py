@@ -12,10 +12,12 @@ import jax.numpy as jnp
 
 from ..physics.lean import clip, where
 
-__all__ = ["mgc_wait", "mg1_wait", "mgc_wait_p99", "mg1_wait_p99", "md1_wait", "gated_prefill", "TINY", "SATURATED"]
+__all__ = ["mgc_wait", "mg1_wait", "mgc_wait_p99", "mg1_wait_p99", "md1_wait", "gated_prefill", "gamma_quantiles",
+           "TINY", "SATURATED", "Z50", "Z90", "Z99"]
 
 TINY = 1e-30
 SATURATED = 1e-3           # floor of 1 - rho in the formulas (beyond it the point is unstable anyway)
+Z50, Z90, Z99 = 0.0, 1.2816, 2.326   # standard normal 50th, 90th and 99th percentiles
 
 
 def mgc_wait(lam, t, c=1.0, cv2=0.0, floor=TINY):
@@ -114,3 +116,17 @@ def gated_prefill(lam, tau, c, cv2, z, busy=1.0):
            + busy * (1.0 - busy) * wait * wait + c * c * cv2)
     inv9k = var / (9.0 * jnp.maximum(mean * mean, TINY))
     return mean, mean * jnp.power(jnp.maximum(1.0 - inv9k + z * jnp.sqrt(inv9k), 0.0), 3.0)
+
+
+def gamma_quantiles(mean, p99, z):
+    """z-quantiles (normal scores ``z``, broadcast against ``mean``) of the gamma distribution with
+    this mean and 99th percentile: the online regime's p50 / p90 from its mean and p99 (session 16).
+    Wilson-Hilferty: a gamma's cube root is nearly normal, Q(z) = mean (1 - v + z sqrt(v))^3 with
+    v = 1 / (9 shape), so sqrt(v) is the smaller root of v - Z99 sqrt(v) + (p99 / mean)^(1/3) - 1 = 0
+    (cancellation-free form; p99 = mean gives every quantile = mean, the static regimes; a p99
+    beyond 13x the mean, outside the approximation's reach, takes the largest spread it has).
+    Against the simulated engine (``tests/test_serving_sim.py``) at prefill loads up to 0.9 of
+    capacity, with the closed form's own mean and p99: p50 within -5 .. +13 %, p90 within -9 .. +14 %."""
+    r = jnp.cbrt(jnp.maximum(p99 / jnp.maximum(mean, TINY), 1.0))
+    sv = 2.0 * (r - 1.0) / (Z99 + jnp.sqrt(jnp.maximum(Z99 * Z99 - 4.0 * (r - 1.0), 0.0)))
+    return mean * jnp.power(jnp.maximum(1.0 - sv * sv + z * sv, 0.0), 3.0)

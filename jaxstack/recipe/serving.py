@@ -125,14 +125,13 @@ from ..physics.lean import clip, where
 from ..types.design import Design
 from .limits import TRT_KV_FRACTION, engine_limits, resolve_limits, trt_round_batch, trt_round_tokens
 from .ops import kv_held
-from .queueing import SATURATED, TINY, gated_prefill, md1_wait, mg1_wait, mgc_wait, mgc_wait_p99
+from .queueing import SATURATED, TINY, Z99, gated_prefill, md1_wait, mg1_wait, mgc_wait, mgc_wait_p99
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
            "running_batch", "offline_times", "offline_fill", "step_intercept", "mg1_wait", "md1_wait",
            "online", "goodput", "prompt_rounds", "own_prefill", "preemption_sd", "Z99"]
 
-Z99 = 2.326                 # standard normal 99th percentile
 GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: full precision down to 2^-8 of the prefill-saturation rate
 
 

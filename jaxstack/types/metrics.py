@@ -62,6 +62,11 @@ class Metrics:
     tpot_p99_s: float = leaf("s", "99th-percentile TPOT (online; = tpot_s in the other regimes)")
     goodput_requests_per_s: float = leaf("1", "largest Poisson arrival rate whose p99 TTFT and TPOT meet "
                                          "serving.ttft_slo / tpot_slo (serving.py; 0 if none)")
+    ttft_p50_s: float = leaf("s", "median TTFT (online and concurrency: a gamma of the mean and p99; = ttft_s "
+                             "in the other regimes)")
+    ttft_p90_s: float = leaf("s", "90th-percentile TTFT (as ttft_p50_s)")
+    tpot_p50_s: float = leaf("s", "median TPOT (as ttft_p50_s)")
+    tpot_p90_s: float = leaf("s", "90th-percentile TPOT (as ttft_p50_s)")
 
 
 METRIC_UNITS = {
@@ -73,6 +78,7 @@ METRIC_UNITS = {
     "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s",
     "bubble_fraction": "", "running_batch": "req", "requests_per_s": "req/s",
     "ttft_p99_s": "s", "tpot_p99_s": "s", "goodput_requests_per_s": "req/s",
+    "ttft_p50_s": "s", "ttft_p90_s": "s", "tpot_p50_s": "s", "tpot_p90_s": "s",
 }
 
 HIGHER_IS_BETTER = {
@@ -80,5 +86,5 @@ HIGHER_IS_BETTER = {
     "user_tokens_per_s": True, "tokens_per_J": True, "ttft_s": False, "tpot_s": False, "energy_per_token_J": False,
     "power_W": False, "temperature_C": False, "dram_temperature_C": False, "prefill_power_W": False,
     "memory_bytes": False, "requests_per_s": True, "goodput_requests_per_s": True, "ttft_p99_s": False,
-    "tpot_p99_s": False,
+    "tpot_p99_s": False, "ttft_p50_s": False, "ttft_p90_s": False, "tpot_p50_s": False, "tpot_p90_s": False,
 }
