@@ -59,6 +59,18 @@ def _key(path, md) -> str:
 LEAF_CASES = [(_key(p, md), v) for p, md in _leaves() for v in _bad_values(md["domain"])]
 
 
+def test_batch_is_optional_outside_the_static_regime():
+    """Offline, online and concurrency choose their own running batch: no request.batch needed."""
+    from jaxstack.edges.io import design_from_dict
+
+    base = {"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-70b", "mapping": {"tp": 8},
+            "request": {"input_len": 128, "output_len": 128}}
+    for serving in ({"regime": 1}, {"regime": 2, "arrival_rate": 1.0}, {"regime": 3, "concurrency": 8}):
+        assert design_from_dict({**base, "serving": serving}).serving.regime == serving["regime"]
+    assert design_from_dict({**base, "engine": "trtllm-throughput"}).serving.regime == 1
+    assert design_from_dict({**base, "overrides": {"request.batch": 4}}).request.batch == 4
+
+
 def test_every_design_leaf_declares_a_domain():
     missing = [".".join(p) for p, md in _leaves() if md.get("domain") is None]
     assert not missing, missing
@@ -113,6 +125,8 @@ DESIGN_CASES = [  # (YAML text, words the one-line message must contain)
     (BASE.replace("request: {batch: 4, input_len: 128, output_len: 128}\n", ""), ["request", "missing keys"]),
     (BASE.replace("request: {batch: 4, input_len: 128, output_len: 128}", "request: {batch: 4, input_len: 128}"),
      ["request", "missing keys: output_len"]),
+    (BASE.replace("request: {batch: 4, input_len: 128, output_len: 128}", "request: {input_len: 128, output_len: 128}"),
+     ["request", "missing keys: batch", "static regime"]),
     (BASE + "overrides: fast\n", ["overrides", "expected a mapping"]),
     (BASE + "overrides: [1, 2]\n", ["overrides", "expected a mapping"]),
     (BASE + "overrides: {dram.efficiency: -0.5}\n", ["dram.efficiency", "(0, 1]"]),

@@ -312,7 +312,9 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
     hw = load_preset("hardware", data["hardware"])
     fab = load_preset("fabric", data["fabric"])
     model = load_preset("model", data["model"])
-    request = build(Request, data["request"], where, "request")
+    # request.batch is the static regime's; offline, online and concurrency choose their own running batch
+    no_batch = isinstance(data["request"], dict) and "batch" not in data["request"]
+    request = build(Request, {**data["request"], "batch": 1} if no_batch else data["request"], where, "request")
     user_mapping = data.get("mapping") or {}
     if not isinstance(user_mapping, dict):
         raise _err(where, "mapping", f"expected a mapping of degrees, got {_short(user_mapping)}")
@@ -346,6 +348,9 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
     for path, value in overrides.items():
         names, v = convert_value(str(path), value, where)
         d = set_path(d, names, v)
+    if no_batch and "request.batch" not in overrides and float(d.serving.regime) < 0.5:
+        raise _err(where, "request", "missing keys: batch (the static regime's concurrent requests; the offline, "
+                   "online and concurrency regimes choose their own running batch and need none)")
     from ..recipe.checks import check_design
 
     return check_design(d, where)
