@@ -39,7 +39,7 @@ def test_axes_tables_units_and_display(tmp_path):
         zip=[{"request.input_len": [1024, 8192], "request.output_len": [1024, 256]}],
         mapping={"factorizations": 8, "axes": ["tp", "dp", "pp"], "fsdp": [0, 1]},
         limits={"tpot_ms": {"max": 50}, "memory_bytes": {"max_GiB": 180}, "user_tokens_per_s": {"min": 20},
-                "power_W": {"max": 900, "min": 10}},
+                "power_W": {"max": 900, "min": 10}, "ttft_p90_ms": {"max": 500}},
         objective="tokens_per_J", pareto=["decode_tokens_per_s", "user_tokens_per_s", "power_W"]))
     # 10 factorisations of 8 into (tp, dp, pp); fsdp = 1 only where dp > 1 (6 of them)
     assert s.radices == (2, 5, 11, 4, 2, 2, 10 + 6)
@@ -55,6 +55,7 @@ def test_axes_tables_units_and_display(tmp_path):
     assert lims["tpot_ms"].metric == "tpot_s" and lims["tpot_ms"].hi == pytest.approx(0.05)
     assert lims["memory_bytes"].hi == 180 * 2**30
     assert lims["user_tokens_per_s"].lo == 20 and lims["power_W"].lo == 10
+    assert lims["ttft_p90_ms"].metric == "ttft_p90_s" and lims["ttft_p90_ms"].hi == pytest.approx(0.5)
     # last axis fastest; values decode in user units
     v = s.values(s.size - 1)
     assert v["fabric.l1.link_bandwidth_GBps"] == 900 and v["request.batch"] == 1024

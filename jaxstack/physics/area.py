@@ -63,7 +63,7 @@ def fit_units(chip: Chip, dram: Dram):
     """Largest whole number of units the remaining area holds (may be <= 0)."""
     free = chip.die_area - fixed_area(chip, dram)
     # floor with a 1e-6 relative tolerance (float32 safety), smooth when relaxed
-    return -relax.ceil(-free / jnp.maximum(unit_area(chip), 1e-12) * (1.0 + 1e-6))
+    return relax.floor(free / jnp.maximum(unit_area(chip), 1e-12) * (1.0 + 1e-6))
 
 
 def compute_units(chip: Chip, dram: Dram):

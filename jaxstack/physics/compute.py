@@ -164,7 +164,7 @@ def _ceil(x):
 
 
 def _floor(x):
-    return -relax.ceil(-x * (1.0 + _TOL))
+    return relax.floor(x * (1.0 + _TOL))
 
 
 def _candidate(j, M, K, N, Kt, w_bytes, a_bytes, groups, env):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from .lean import where
 
-__all__ = ["relaxed", "is_relaxed", "ceil", "maximum", "minimum", "clip_min", "step", "cdiv",
+__all__ = ["relaxed", "is_relaxed", "ceil", "floor", "maximum", "minimum", "clip_min", "step", "cdiv",
            "log2"]
 
 _TAU: list[float | None] = [None]
@@ -40,6 +40,13 @@ def ceil(x):
     zero gradient almost everywhere). Sweeps re-evaluate snapped points exactly."""
     if _TAU[-1] is None:
         return jnp.ceil(x)
+    return x
+
+
+def floor(x):
+    """floor(x) (= -ceil(-x), two negations fewer); relaxed: x itself, as ``ceil``."""
+    if _TAU[-1] is None:
+        return jnp.floor(x)
     return x
 
 

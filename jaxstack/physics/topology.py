@@ -59,8 +59,7 @@ __all__ = ["Level", "Dim", "Steps", "group_levels", "geometry", "shift", "ring_s
 _K = TopologyKind
 
 
-def _floor(x):
-    return -relax.ceil(-x)
+_floor = relax.floor
 
 
 def group_levels(fabric: Fabric, stride, size):

@@ -44,6 +44,7 @@ REF_POINT = KV_POINTS // 2  # KV sample (2/3 of the generation) at which the hot
 # SRAM traffic per tensor FLOP of the large CTA tile (128 x 256 x 64, 16-bit operands): each k-step
 # writes (128 + 256) x 64 x 2 B into SRAM and reads them back for 2 x 128 x 256 x 64 FLOP
 SRAM_BYTES_PER_TENSOR_FLOP = 2.0 * (128 + 256) * 64 * 2 / (2.0 * 128 * 256 * 64)
+_THERMAL_READ = ("step_time", "power", "t_junction", "t_dram", "hot")      # ThermalState fields evaluate reads
 _Z_MID = np.array([[Z50, Z90]], np.float32)      # the reported quantiles besides the p99 (normal scores)
 
 
@@ -170,11 +171,10 @@ def evaluate(d: Design) -> Metrics:
     table = jnp.stack([getattr(st, k) for k in _Step._fields])
     pre_v, mean_v = table[:, 0], jnp.mean(table[:, 1:KV_POINTS + 1], axis=1)
     pre_total = pre_v[0]
-    t_attn, t_ffn, t_moe, t_other, t_comm, t_exposed = (mean_v[i] for i in range(len(_ENERGY), len(_Step._fields)))
+    t_cool, *_, t_attn, t_ffn, t_moe, t_other, t_comm, t_exposed = unstack(mean_v, len(_Step._fields))
     o = d.serving.step_overhead                                  # engine host time per iteration
     ttft = (s.mb + s.pp - 1.0) * (pre_total + o)
     prefill_tps = r.batch * r.input_len / ttft
-    t_cool = mean_v[0]
     t_hot = t_cool * jnp.maximum(st.total[KV_POINTS + 1] / st.total[1 + REF_POINT], 1.0)
     st_light = st.total[KV_POINTS + 2]
     factor = jnp.maximum(s.pp, s.mb)
@@ -183,9 +183,11 @@ def evaluate(d: Design) -> Metrics:
     # decode (mean step) and prefill: energy and thermal fixed point as one vectorised pair
     two = jnp.stack([mean_v[:len(_ENERGY)], pre_v[:len(_ENERGY)]])          # [2, energy fields]
     both = jax.vmap(lambda x, tc, th: thermal.solve(d.chip, d.dram, d.thermal,
-                                                    step_energy(d, _Step(*x, *[0.0] * 6)), tc, th))(
+                                                    step_energy(d, _Step(*unstack(x, len(_ENERGY)), *[0.0] * 6)),
+                                                    tc, th))(
         two, jnp.stack([t_cool, pre_total]), jnp.stack([t_hot, pre_total]))
-    st, pre_st = unstack(both, 2)
+    # the decode row of every field read below, and the prefill row of the power (one split each)
+    st, pre_st = unstack(both._replace(**{k: None for k in both._fields if k not in _THERMAL_READ}), 2)
     tpot = factor * (st.step_time + o) * serving.spec_time_factor(d)  # per generated token (1 without speculation)
     f_clk = power.frequency_scale(d.chip, st.power)
     p_chip = power.throttled_power(st.power, f_clk)
@@ -244,9 +246,8 @@ def _finite(reason, **values) -> Metrics:
     other check, ``Reason.numerical``: it can never leave as a feasible answer."""
     roots = ("ttft_s", "tpot_s", "energy_per_token_J", "power_W", "prefill_power_W", "temperature_C",
              "dram_temperature_C", "memory_bytes", "frequency_scale")
-    probe = sum(values[k] * 0.0 for k in roots)           # NaN iff a root is NaN or infinite
-    ok = jnp.isfinite(probe) & (jnp.minimum(jnp.minimum(values["tpot_s"], values["ttft_s"]),
-                                            values["energy_per_token_J"]) > 0)
+    ok = jnp.all(jnp.isfinite(jnp.stack([values[k] for k in roots]))) & (
+        jnp.minimum(jnp.minimum(values["tpot_s"], values["ttft_s"]), values["energy_per_token_J"]) > 0)
     reason = where(ok | (reason != Reason.ok), reason, jnp.int32(Reason.numerical))
     values = {k: jax.lax.select(ok, v, jnp.zeros_like(v)) for k, v in values.items()}
     return Metrics(feasible=reason == Reason.ok, reason=reason, **values)

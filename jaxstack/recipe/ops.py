@@ -47,7 +47,7 @@ from jax import lax
 
 from ..physics import compute, relax
 from ..physics.compute import Cost
-from ..physics.lean import clip, unstack, where
+from ..physics.lean import clip, total, unstack, where
 from ..types.design import Design
 from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
 
@@ -77,6 +77,7 @@ class Shard(NamedTuple):
     is_moe: jnp.ndarray
     is_mla: jnp.ndarray
     mb: jnp.ndarray
+    elems: tuple = ()     # ``weight_elems``, derived once here (memory and the FSDP gathers read it)
 
 
 def shard(d: Design) -> Shard:
@@ -88,8 +89,8 @@ def shard(d: Design) -> Shard:
     ep_moe = where(m.moe_tp_to_ep > 0.5, ep_moe_t, m.ep)
     tp_moe = tpep / ep_moe
     mb = where(m.micro_batches > 0.5, m.micro_batches, m.pp)
-    return Shard(m.tp, m.ep, m.sp, m.cp, m.dp, m.pp, m.dp * m.ep, ep_moe, tp_moe, is_moe,
-                 w.kv_lora_rank > 0, mb)
+    s = Shard(m.tp, m.ep, m.sp, m.cp, m.dp, m.pp, m.dp * m.ep, ep_moe, tp_moe, is_moe, w.kv_lora_rank > 0, mb)
+    return s._replace(elems=_weight_elems(d, s))
 
 
 def kv_bytes_per_token(d: Design, s: Shard):
@@ -120,12 +121,16 @@ def keys_attended(w, kv_len, q_len, decode):
 
 
 def _add(*cs: Cost) -> Cost:
-    return Cost(sum(c.time for c in cs), sum(c.flops for c in cs), sum(c.nbytes for c in cs))
+    return Cost(*(total(x) for x in zip(*cs, strict=True)))
 
 
 def weight_elems(d: Design, s: Shard):
     """Per-chip weight elements: (attention per layer, dense FFN per dense layer,
-    MoE per MoE layer, embedding + LM head on the heaviest stage)."""
+    MoE per MoE layer, embedding + LM head on the heaviest stage); ``shard`` derives them once."""
+    return s.elems if s.elems else _weight_elems(d, s)
+
+
+def _weight_elems(d: Design, s: Shard):
     w = d.model
     h, nh = w.hidden_size, w.num_attention_heads
     gqa = h * (nh + 2 * w.num_key_value_heads) * w.head_dim / s.tp + nh * w.head_dim * h / s.tp

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from ..physics import collective_plan, compute, lean, overlap, power, relax
-from ..physics.lean import where
+from ..physics.lean import total, where
 from ..types.design import Design
 from .ops import Linear, Shard, assemble, core_cost, design_context, kv_bytes_per_token, linear_costs, weight_elems
 
@@ -75,7 +75,7 @@ class StageTime(NamedTuple):
 
 def _sum(*parts):
     """Add (latency, bandwidth) pairs term by term."""
-    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+    return total(p[0] for p in parts), total(p[1] for p in parts)
 
 
 def _exposed(on, compute, lat_bw, waves):
@@ -131,7 +131,7 @@ def collectives(d: Design, s: Shard, pl: dict, lin: Linear, q_len, decode) -> _C
     a2a = collective_plan.cost(pl["all_to_all"], MOE, a2a_bytes)
     moe_c = _sum(a2a, a2a, ar_tp)
     moe_c = (where(s.is_moe, moe_c[0], 0.0), where(s.is_moe, moe_c[1], 0.0))
-    c_pp = where(s.pp > 1, sum(collective_plan.cost(pl["p2p"], PP, x)), 0.0)
+    c_pp = where(s.pp > 1, total(collective_plan.cost(pl["p2p"], PP, x)), 0.0)
     return _Comm(ar_tp, sp_a2a, cp_c, moe_c, c_pp, cp_link, a2a_bytes)
 
 
@@ -152,7 +152,7 @@ def _seq(cm: _Comm):
 def block_comm(cm: _Comm, seq=None):
     """Sequential communication per layer of the attention, dense-FFN and MoE blocks (s);
     ``seq``: the collectives around the attention core when already summed (``_seq``)."""
-    return sum(cm.ar_tp) + sum(_seq(cm) if seq is None else seq), sum(cm.ar_tp), sum(cm.moe_c)
+    return total(cm.ar_tp) + total(_seq(cm) if seq is None else seq), total(cm.ar_tp), total(cm.moe_c)
 
 
 def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _Comm, q_len, kv_len,
@@ -182,9 +182,9 @@ def _compose(d: Design, s: Shard, pl: dict, ctx: compute.Ctx, lin: Linear, cm: _
     fsdp = (d.mapping.fsdp > 0.5) & (s.dp > 1)
     g_stride = tp * ep * sp * cp
 
-    gc = where(fsdp, sum(collective_plan.cost(pl["all_gather"], FSDP, jnp.stack([attn_w, dense_w, moe_w])
+    gc = where(fsdp, lean.total(collective_plan.cost(pl["all_gather"], FSDP, jnp.stack([attn_w, dense_w, moe_w])
                                           * w.weight_bytes)), 0.0)
-    gc_attn, gc_dense, gc_moe = gc[0], gc[1], gc[2]
+    gc_attn, gc_dense, gc_moe = lean.unstack(gc, 3)
 
     def gathered(t_layer, t_g):
         return where(fsdp, relax.maximum(t_layer, t_g), t_layer)
