@@ -64,6 +64,25 @@ def test_running_batch_fills_the_kv_budget(ev):
     assert (b < 2**20).all()
 
 
+def test_paged_kv_holds_whole_blocks(ev):
+    """Hand-worked: 1,000 + 30 tokens in blocks of 16 hold 65 blocks = 1,040 tokens at their longest
+    (static); over an offline request's life the last block is half full, 1,015 + 7.5 tokens; block
+    size 1 is token-granular. The offline running batch shrinks by the same ratio where KV binds."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=8, inp=1000, out=30, tp=8)
+
+    def blocks(x, b):
+        return dataclasses.replace(x, serving=dataclasses.replace(x.serving, kv_block_size=np.float32(b)))
+
+    big = {"max_num_seqs": np.float32(2**20), "max_num_batched_tokens": np.float32(2**24)}
+    off = _offline(d, **big)
+    m = ev(_stack([d, blocks(d, 16), off, blocks(off, 16)]))
+    kv = np.asarray(m.kv_bytes, np.float64)
+    assert kv[1] / kv[0] == pytest.approx(1040 / 1030, rel=1e-6)
+    b = np.asarray(m.running_batch, np.float64)
+    assert kv[3] / b[3] / (kv[2] / b[2]) == pytest.approx(1022.5 / 1015, rel=1e-6)
+    assert b[3] < b[2] and b[3] == pytest.approx(b[2] * 1015 / 1022.5, rel=0.01)
+
+
 def test_more_memory_or_seqs_never_serves_less(ev):
     d = _offline(base_design("h200", "nvlink-h200x8", "llama-3-70b", batch=1, inp=2048, out=512, tp=8))
     caps = [dataclasses.replace(d, dram=dataclasses.replace(d.dram, capacity_per_layer=np.float32(c * 1e9)))

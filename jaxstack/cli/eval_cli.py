@@ -46,6 +46,8 @@ def add_parser(sub):
     p.add_argument("--spec-acceptance", type=float, help="speculative decoding: acceptance rate per token")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
     p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
+    p.add_argument("--kv-block-size", type=int, help="paged KV cache: tokens per block, a request holds whole "
+                   "blocks (vLLM 16, TensorRT-LLM 32; default 1 = no rounding; the engine presets set theirs)")
     p.add_argument("--num-requests", type=int,
                    help="offline: requests in the run (default 0 = an endless queue; N equal requests run in "
                         "waves of the running batch, the last one partial)")
@@ -102,7 +104,7 @@ def design_from_args(args):
     data["mapping"] = mapping
     serving = _section(data, "serving", where)
     for key in ("regime", "arrival_rate", "concurrency", "max_num_seqs", "max_num_batched_tokens", "auto_limits",
-                "spec_tokens", "spec_acceptance", "num_requests"):
+                "spec_tokens", "spec_acceptance", "num_requests", "kv_block_size"):
         if getattr(args, key, None) is not None:
             serving[key] = getattr(args, key)
     if serving:

@@ -140,7 +140,8 @@ def evaluate(d: Design) -> Metrics:
     d = serving.resolve_limits(d, s, param_count(d.model))   # the limits the engine runs with
     weights, kv_token, act = memory_parts(d, s)
     offline = serving.is_offline(d)
-    batch = serving.running_batch(d, s, weights, act, kv_token)      # = request.batch unless offline
+    kv_tokens = serving.kv_tokens_per_request(d)
+    batch = serving.running_batch(d, s, weights, act, kv_token, kv_tokens)      # = request.batch unless offline
     d = dataclasses.replace(d, request=dataclasses.replace(d.request, batch=batch))
     r = d.request
     n_dev = world_size(d)                     # chips in use (energy per token counts only these)
@@ -215,7 +216,7 @@ def evaluate(d: Design) -> Metrics:
     prefill_tps = where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)
     e_token = n_dev * p_chip * tpot_scaled / (decode_tps * tpot)     # = ... / running in the static regime
 
-    kv = relax.cdiv(r.batch, s.dp_attn) * serving.kv_tokens_per_request(d) * kv_token
+    kv = relax.cdiv(r.batch, s.dp_attn) * kv_tokens * kv_token
     mem_total = weights + kv + act
     reason = _reason(d, s, mem_total, st.t_dram)
     reason = where(online & ~stable & (reason == Reason.ok), jnp.int32(Reason.unstable), reason)

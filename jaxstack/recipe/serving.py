@@ -159,18 +159,24 @@ def is_online(d: Design):
 
 def kv_tokens_per_request(d: Design):
     """KV tokens a request holds per layer: at its longest (static) or on average over its life
-    (offline); sliding-window layers keep at most their window (``ops.kv_held``)."""
-    r = d.request
-    return kv_held(d.model, r.input_len + where(is_offline(d), 0.5, 1.0) * r.output_len)
+    (offline); sliding-window layers keep at most their window (``ops.kv_held``). A paged cache
+    (``serving.kv_block_size`` b > 1) holds whole blocks: the longest request ceil(t / b) b, and
+    over a request's life the last block is half full on average, t + (b - 1) / 2."""
+    r, b = d.request, d.serving.kv_block_size
+    off = is_offline(d)
+    held = kv_held(d.model, r.input_len + where(off, 0.5, 1.0) * r.output_len)
+    paged = where(off, held + 0.5 * (b - 1.0), relax.ceil(held / b) * b)
+    return where(b > 1.0, paged, held)
 
 
-def running_batch(d: Design, s, weights, act, kv_per_token):
+def running_batch(d: Design, s, weights, act, kv_per_token, tokens=None):
     """Offline: the steady-state running batch of the whole system (module docstring); static:
     ``request.batch``. ``weights`` / ``act`` are bytes per chip, ``kv_per_token`` the KV bytes
-    per token of one request on one chip (all its layers on that chip)."""
+    per token of one request on one chip (all its layers on that chip); ``tokens``:
+    ``kv_tokens_per_request`` when already computed."""
     r, sv = d.request, d.serving
     budget = memory.usable_capacity(d.dram) - weights - act
-    per_req = kv_per_token * kv_held(d.model, r.input_len + 0.5 * r.output_len)
+    per_req = kv_per_token * (kv_tokens_per_request(d) if tokens is None else tokens)   # its offline value where used
     fit = jnp.floor(jnp.maximum(budget, 0.0) / per_req)
     tokens = jnp.floor(sv.max_num_batched_tokens * r.output_len / (r.input_len + r.output_len))
     b_rep = jnp.maximum(jnp.minimum(jnp.minimum(fit, sv.max_num_seqs), tokens), 1.0)

@@ -96,6 +96,10 @@ class Serving:
                               "sequence length, rounded up; token budget from that batch and ISL / OSL), capped "
                               "by max_num_seqs and max_num_batched_tokens; 0: those two leaves as given",
                               default=0.0, domain="{0,1}")
+    kv_block_size: float = leaf("1", "paged KV cache: tokens per block; a request holds whole blocks (vLLM "
+                                "--block-size, 16 by default; TensorRT-LLM tokens_per_block, 32 in the PyTorch "
+                                "backend, 64 for built engines; 1 = token-granular, no rounding)",
+                                default=1.0, domain="int>=1")
     num_requests: float = leaf("1", "offline: requests in the run (0 = an endless queue, the steady state); "
                                "N equal requests run in waves of the running batch, the last one partial",
                                default=0.0, domain="int>=0")
