@@ -49,7 +49,7 @@ def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
     req = type(d.request)(batch=rng.integers(1, 1025, n).astype(np.float32),
                           input_len=rng.choice([128, 1024, 4096, 8192], n).astype(np.float32),
                           output_len=rng.choice([1, 256, 1024, 4096], n).astype(np.float32),
-                          input_cv=np.zeros(n, np.float32))
+                          input_cv=np.zeros(n, np.float32), output_cv=np.zeros(n, np.float32))
     jitter = lambda x: (x * rng.uniform(0.5, 2.0, n)).astype(np.float32)  # noqa: E731
     chip = type(d.chip)(**{**vars(d.chip), "clock": jitter(d.chip.clock), "op_overhead": jitter(d.chip.op_overhead),
                                     "attention_bandwidth_efficiency": rng.uniform(0.3, 1.0, n).astype(np.float32)})

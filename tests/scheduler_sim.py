@@ -12,10 +12,10 @@ token comes at the end of the step that finishes its prompt, then one token per 
 import numpy as np
 
 
-def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, cv=0.0, seed=0):
+def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, cv=0.0, seed=0, out_cv=0.0):
     """(mean TTFT, p99 TTFT, mean TPOT, p99 TPOT, p50 TTFT, p90 TTFT, p50 TPOT, p90 TPOT) in seconds
     over all but the first tenth of the requests; prompt lengths gamma-distributed with coefficient
-    of variation ``cv`` (0: fixed)."""
+    of variation ``cv`` (0: fixed), output lengths likewise with ``out_cv`` (at least 2 tokens)."""
     rng = np.random.default_rng(seed)
     arrive = np.cumsum(rng.exponential(1.0 / lam, n_req))
     if cv > 0:
@@ -23,6 +23,10 @@ def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, 
         prompts = np.maximum(np.round(rng.gamma(shape, prompt / shape, n_req)), 1.0)
     else:
         prompts = np.full(n_req, float(prompt))
+    outs = np.full(n_req, float(out))
+    if out_cv > 0:
+        shape = 1.0 / out_cv**2
+        outs = np.maximum(np.round(rng.gamma(shape, out / shape, n_req)), 2.0)
     left = prompts.copy()                       # prompt tokens still to prefill
     queue: list[int] = []                       # waiting or partly prefilled, in arrival order
     running: dict[int, float] = {}              # decoding: tokens still to generate
@@ -54,8 +58,8 @@ def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, 
         for j in finished:
             queue.remove(j)
             first[j] = t
-            running[j] = out - 1
+            running[j] = outs[j] - 1
     keep = slice(n_req // 10, None)
-    ttft, tpot = (first - arrive)[keep], ((done - first) / (out - 1))[keep]
+    ttft, tpot = (first - arrive)[keep], ((done - first) / (outs - 1))[keep]
     q = np.percentile(np.stack([ttft, tpot]), [50, 90, 99], axis=1)          # [quantile, TTFT / TPOT]
     return ttft.mean(), q[2, 0], tpot.mean(), q[2, 1], q[0, 0], q[1, 0], q[0, 1], q[1, 1]

@@ -83,6 +83,23 @@ def test_paged_kv_holds_whole_blocks(ev):
     assert b[3] < b[2] and b[3] == pytest.approx(b[2] * 1015 / 1022.5, rel=0.01)
 
 
+def test_output_spread_biases_the_running_requests_kv(ev):
+    """Hand-worked: outputs of mean 200 and spread 0.5; a running request holds its prompt and, on
+    time average over the length-biased running set, (1 + 0.25) x 200 / 2 = 125 output tokens:
+    1,125 tokens per layer instead of 1,100 (offline). The static regime has no spread."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=8, inp=1000, out=200, tp=8)
+
+    def spread(x, cv):
+        return dataclasses.replace(x, request=dataclasses.replace(x.request, output_cv=np.float32(cv)))
+
+    big = {"max_num_seqs": np.float32(2**20), "max_num_batched_tokens": np.float32(2**24)}
+    off = _offline(d, **big)
+    m = ev(_stack([off, spread(off, 0.5), d, spread(d, 0.5)]))
+    kv, b = np.asarray(m.kv_bytes, np.float64), np.asarray(m.running_batch, np.float64)
+    assert kv[1] / b[1] / (kv[0] / b[0]) == pytest.approx(1125 / 1100, rel=1e-6)
+    assert b[1] < b[0] and kv[3] == kv[2]
+
+
 def test_more_memory_or_seqs_never_serves_less(ev):
     d = _offline(base_design("h200", "nvlink-h200x8", "llama-3-70b", batch=1, inp=2048, out=512, tp=8))
     caps = [dataclasses.replace(d, dram=dataclasses.replace(d.dram, capacity_per_layer=np.float32(c * 1e9)))
@@ -784,7 +801,7 @@ def test_concurrency_against_its_defining_equations():
 
     from jaxstack.recipe.closed import closed
 
-    d = SimpleNamespace(request=SimpleNamespace(output_len=50.0, input_len=3000.0, input_cv=0.0),
+    d = SimpleNamespace(request=SimpleNamespace(output_len=50.0, input_len=3000.0, input_cv=0.0, output_cv=0.0),
                         serving=SimpleNamespace(concurrency=6.0, max_num_batched_tokens=1024.0))
     s = SimpleNamespace(dp_attn=2.0, mb=1.0, pp=1.0)
     tau_w, k, t_p, cap = 0.010, 0.002, 0.040, 2.0

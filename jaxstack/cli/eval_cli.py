@@ -35,6 +35,8 @@ def add_parser(sub):
     p.add_argument("--output-len", type=int, help="generated tokens")
     p.add_argument("--input-cv", type=float, help="online: prompt-length coefficient of variation (std / mean; "
                    "default 0 = fixed prompts)")
+    p.add_argument("--output-cv", type=float, help="offline / online: output-length coefficient of variation "
+                   "(default 0 = equal outputs; running requests hold KV length-biased, short ones spread TPOT)")
     p.add_argument("--regime", help="serving regime: static (request.batch decodes together, default), "
                    "offline (max-throughput: the engine runs the largest batch its KV budget allows), online "
                    "(Poisson arrivals at --arrival-rate; serving.py) or concurrency (a closed loop of --concurrency "
@@ -91,7 +93,7 @@ def design_from_args(args):
             data[key] = getattr(args, key)
     req = _section(data, "request", where)
     for key, flag in (("batch", "batch"), ("input_len", "input_len"), ("output_len", "output_len"),
-                      ("input_cv", "input_cv")):
+                      ("input_cv", "input_cv"), ("output_cv", "output_cv")):
         if getattr(args, flag) is not None:
             req[key] = getattr(args, flag)
     data["request"] = req

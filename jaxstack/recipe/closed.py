@@ -70,5 +70,5 @@ def closed(d: Design, s, cap, k, tau_w, t_p):
     own99 = t_own * q99 + tau * rounds(i_len * q99)
     ttft99 = ttft + jnp.sqrt(jnp.square(own99 - a) + jnp.square(0.98 * res * tau))
     cv2 = jnp.square(d.request.input_cv)
-    tpot99 = tpot + Z99 * preemption_sd(x * others / n, tpot, cv2, o, t_p / free)   # the others' prefills
+    tpot99 = tpot + Z99 * preemption_sd(x * others / n, tpot, cv2, o, t_p / free, d.request.output_cv)
     return n, x, ttft, tpot, ttft99, tpot99

@@ -159,12 +159,16 @@ def is_online(d: Design):
 
 def kv_tokens_per_request(d: Design):
     """KV tokens a request holds per layer: at its longest (static) or on average over its life
-    (offline); sliding-window layers keep at most their window (``ops.kv_held``). A paged cache
+    and over the running requests (offline: length-biased by the output spread
+    ``request.output_cv``); sliding-window layers keep at most their window (``ops.kv_held``). A paged cache
     (``serving.kv_block_size`` b > 1) holds whole blocks: the longest request ceil(t / b) b, and
     over a request's life the last block is half full on average, t + (b - 1) / 2."""
     r, b = d.request, d.serving.kv_block_size
     off = is_offline(d)
-    held = kv_held(d.model, r.input_len + where(off, 0.5, 1.0) * r.output_len)
+    # offline, the running requests are length-biased: one of O tokens runs O steps, so the time
+    # average of its half-generated output is E[O^2] / (2 E[O]) = (1 + cv^2) O / 2 (prompt and output
+    # lengths independent)
+    held = kv_held(d.model, r.input_len + where(off, 0.5 * (1.0 + jnp.square(r.output_cv)), 1.0) * r.output_len)
     paged = where(off, held + 0.5 * (b - 1.0), relax.ceil(held / b) * b)
     return where(b > 1.0, paged, held)
 
@@ -242,10 +246,12 @@ def own_prefill(s, t_p):
     return t_p * where(s.mb > s.pp, 1.0, s.pp)
 
 
-def preemption_sd(lam, tpot, cv2, o, x):
+def preemption_sd(lam, tpot, cv2, o, x, out_cv=0.0):
     """sd of a request's TPOT when prefills arriving at ``lam`` (prompt spread cv2) each take a
-    share ``x`` of decode time from its O steps (preemptive-resume, session 14)."""
-    return jnp.sqrt(lam * tpot * (1.0 + cv2) / o) * x
+    share ``x`` of decode time from its O steps (preemptive-resume, session 14). Its variance goes
+    as 1 / O: over output lengths of spread ``out_cv`` (gamma) it is E[1 / O] = 1 / (O (1 - cv^2))
+    (session 16)."""
+    return jnp.sqrt(lam * tpot * (1.0 + cv2) / (o * (1.0 - jnp.square(out_cv)))) * x
 
 
 def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
@@ -337,7 +343,7 @@ def online(d: Design, s, lam, b_rep, tau_b, tau_w, t_p, adm=None):
     # decodes (Poisson, lam_r, each x = t_p x stall of decode time, second moment x^2 (1 + cv^2)):
     # completion time under preemptive-resume interruptions, var = O tau lam_r E[x^2] / (1 - rho)^3,
     # so sd(TPOT) = sqrt(lam_r TPOT E[x^2] / O) / (1 - rho); in quadrature with the running batch's
-    tpot_sd = preemption_sd(lam_r, tpot, cv2, o, t_p * stall / free_s)
+    tpot_sd = preemption_sd(lam_r, tpot, cv2, o, t_p * stall / free_s, d.request.output_cv)
     tpot99 = tpot + jnp.sqrt(jnp.square(tau99 / free_s - tpot) + jnp.square(Z99 * tpot_sd))
     return n_sys, ttft, tpot, jnp.maximum(ttft99, ttft), tpot99, stable
 

@@ -74,6 +74,10 @@ class Request:
     input_cv: float = leaf("1", "online: coefficient of variation (std / mean) of the prompt lengths of a real data "
                            "set (MLPerf llama2-70b 0.77): M/G/1 prefill queue and p99 TTFT; 0 = every prompt "
                            "input_len tokens", default=0.0, domain="[0,10]")
+    output_cv: float = leaf("1", "offline, online and concurrency: coefficient of variation of the output lengths "
+                            "(MLPerf llama2-70b 0.79): a running request holds KV in proportion to how long it runs "
+                            "(length-biased, (1 + cv^2) output_len / 2 on average) and short requests spread TPOT "
+                            "(its p99); 0 = every request output_len tokens", default=0.0, domain="[0,0.99]")
 
 
 @pytree
