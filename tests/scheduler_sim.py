@@ -12,12 +12,21 @@ token comes at the end of the step that finishes its prompt, then one token per 
 import numpy as np
 
 
-def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, cv=0.0, seed=0, out_cv=0.0):
+def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, cv=0.0, seed=0, out_cv=0.0,
+             clients=0, rtt=0.0):
     """(mean TTFT, p99 TTFT, mean TPOT, p99 TPOT, p50 TTFT, p90 TTFT, p50 TPOT, p90 TPOT) in seconds
     over all but the first tenth of the requests; prompt lengths gamma-distributed with coefficient
-    of variation ``cv`` (0: fixed), output lengths likewise with ``out_cv`` (at least 2 tokens)."""
+    of variation ``cv`` (0: fixed), output lengths likewise with ``out_cv`` (at least 2 tokens).
+    ``clients`` C > 0: a closed loop instead of Poisson arrivals at ``lam``: C clients each send
+    their next request ``rtt`` seconds after the last one's final token; the completion rate
+    (requests/s) is then appended to the result."""
     rng = np.random.default_rng(seed)
-    arrive = np.cumsum(rng.exponential(1.0 / lam, n_req))
+    if clients:
+        arrive = np.full(n_req, np.inf)
+        arrive[:clients] = np.sort(rng.uniform(0.0, 1e-3, clients))
+    else:
+        arrive = np.cumsum(rng.exponential(1.0 / lam, n_req))
+    issued = clients
     if cv > 0:
         shape = 1.0 / cv**2
         prompts = np.maximum(np.round(rng.gamma(shape, prompt / shape, n_req)), 1.0)
@@ -55,6 +64,9 @@ def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, 
             if running[j] <= 0:
                 done[j] = t
                 del running[j]
+                if clients and issued < n_req:           # the client sends its next request
+                    arrive[issued] = t + rtt
+                    issued += 1
         for j in finished:
             queue.remove(j)
             first[j] = t
@@ -62,4 +74,8 @@ def simulate(lam, prompt, out, tau_w, k, t_tok, budget, max_seqs, n_req=20_000, 
     keep = slice(n_req // 10, None)
     ttft, tpot = (first - arrive)[keep], ((done - first) / (outs - 1))[keep]
     q = np.percentile(np.stack([ttft, tpot]), [50, 90, 99], axis=1)          # [quantile, TTFT / TPOT]
-    return ttft.mean(), q[2, 0], tpot.mean(), q[2, 1], q[0, 0], q[1, 0], q[0, 1], q[1, 1]
+    out_ = (ttft.mean(), q[2, 0], tpot.mean(), q[2, 1], q[0, 0], q[1, 0], q[0, 1], q[1, 1])
+    if clients:
+        ends = np.sort(done)[n_req // 10:]
+        out_ += ((len(ends) - 1) / (ends[-1] - ends[0]),)
+    return out_
