@@ -64,21 +64,27 @@ def test_running_batch_fills_the_kv_budget(ev):
     assert (b < 2**20).all()
 
 
+def _kv_variants(ev, out, section, **leaves):
+    """(KV bytes, running batch) of Llama-3-70B TP8 on 8xH100, 1,000 -> ``out`` tokens: static,
+    static with ``leaves`` set in ``section``, offline where only the KV budget binds, the same
+    with ``leaves``."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=8, inp=1000, out=out, tp=8)
+
+    def setting(x):
+        part = dataclasses.replace(getattr(x, section), **{k: np.float32(v) for k, v in leaves.items()})
+        return dataclasses.replace(x, **{section: part})
+
+    off = _offline(d, max_num_seqs=np.float32(2**20), max_num_batched_tokens=np.float32(2**24))
+    m = ev(_stack([d, setting(d), off, setting(off)]))
+    return np.asarray(m.kv_bytes, np.float64), np.asarray(m.running_batch, np.float64)
+
+
 def test_paged_kv_holds_whole_blocks(ev):
     """Hand-worked: 1,000 + 30 tokens in blocks of 16 hold 65 blocks = 1,040 tokens at their longest
     (static); over an offline request's life the last block is half full, 1,015 + 7.5 tokens; block
     size 1 is token-granular. The offline running batch shrinks by the same ratio where KV binds."""
-    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=8, inp=1000, out=30, tp=8)
-
-    def blocks(x, b):
-        return dataclasses.replace(x, serving=dataclasses.replace(x.serving, kv_block_size=np.float32(b)))
-
-    big = {"max_num_seqs": np.float32(2**20), "max_num_batched_tokens": np.float32(2**24)}
-    off = _offline(d, **big)
-    m = ev(_stack([d, blocks(d, 16), off, blocks(off, 16)]))
-    kv = np.asarray(m.kv_bytes, np.float64)
+    kv, b = _kv_variants(ev, 30, "serving", kv_block_size=16)
     assert kv[1] / kv[0] == pytest.approx(1040 / 1030, rel=1e-6)
-    b = np.asarray(m.running_batch, np.float64)
     assert kv[3] / b[3] / (kv[2] / b[2]) == pytest.approx(1022.5 / 1015, rel=1e-6)
     assert b[3] < b[2] and b[3] == pytest.approx(b[2] * 1015 / 1022.5, rel=0.01)
 
@@ -87,17 +93,9 @@ def test_output_spread_biases_the_running_requests_kv(ev):
     """Hand-worked: outputs of mean 200 and spread 0.5; a running request holds its prompt and, on
     time average over the length-biased running set, (1 + 0.25) x 200 / 2 = 125 output tokens:
     1,125 tokens per layer instead of 1,100 (offline). The static regime has no spread."""
-    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=8, inp=1000, out=200, tp=8)
-
-    def spread(x, cv):
-        return dataclasses.replace(x, request=dataclasses.replace(x.request, output_cv=np.float32(cv)))
-
-    big = {"max_num_seqs": np.float32(2**20), "max_num_batched_tokens": np.float32(2**24)}
-    off = _offline(d, **big)
-    m = ev(_stack([off, spread(off, 0.5), d, spread(d, 0.5)]))
-    kv, b = np.asarray(m.kv_bytes, np.float64), np.asarray(m.running_batch, np.float64)
-    assert kv[1] / b[1] / (kv[0] / b[0]) == pytest.approx(1125 / 1100, rel=1e-6)
-    assert b[1] < b[0] and kv[3] == kv[2]
+    kv, b = _kv_variants(ev, 200, "request", output_cv=0.5)
+    assert kv[3] / b[3] / (kv[2] / b[2]) == pytest.approx(1125 / 1100, rel=1e-6)
+    assert b[3] < b[2] and kv[1] == kv[0]
 
 
 def test_more_memory_or_seqs_never_serves_less(ev):
