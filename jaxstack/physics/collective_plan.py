@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from ..types.hardware import Fabric
 from .lean import where
-from .network import _BEST, _keep, _Net, _twice
+from .network import _BEST, _keep, _Net, _twice, stack_to
 
 __all__ = ["Plan", "plans", "cost"]
 
@@ -43,7 +43,7 @@ def _ops(net: _Net, op: str) -> dict:
 def _plan(net: _Net, op: str) -> Plan:
     costs = _ops(net, op)
     coefs = [net.coefficients(costs[a]()) for a in _BEST.get(op, tuple(costs))]
-    coef = tuple(_keep(jnp.stack([c[i] * jnp.ones_like(net.p) for c in coefs])) for i in range(4))
+    coef = tuple(_keep(stack_to([c[i] for c in coefs], jnp.shape(net.p))) for i in range(4))
     on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
     return Plan(coef, net.payload, on, net.fabric.collective_overhead)
 

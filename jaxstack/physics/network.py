@@ -62,6 +62,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ..types.hardware import Fabric
 from .compute import keep
@@ -146,8 +147,17 @@ def _add(a: _Alg, b: _Alg) -> _Alg:
 def _rows(trees, shape):
     """Stack a list of equal pytrees (levels or dims) into one with a leading row axis, every
     leaf broadcast to the group shape: the loops over levels and dims become array axes."""
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.broadcast_to(jnp.asarray(x), shape) for x in xs]),
-                                  *trees)
+    return jax.tree_util.tree_map(lambda *xs: stack_to(xs, shape), *trees)
+
+
+def stack_to(xs, shape):
+    """``jnp.stack`` of ``xs`` each broadcast to ``shape``: where they are all scalars, stacked
+    first and broadcast once (one equation, not one per row)."""
+    xs = [jnp.asarray(x) for x in xs]
+    if all(x.ndim == 0 for x in xs) and shape:
+        rows = jnp.stack(xs)
+        return lax.broadcast_in_dim(rows, (len(xs),) + tuple(shape), (0,))
+    return jnp.stack([jnp.broadcast_to(x, shape) for x in xs])
 
 
 def _full(a: _Alg, shape) -> _Alg:
@@ -191,11 +201,13 @@ class _Net:
             L = _rows(levels, self.shape)
             # a dim's level is a row of L (one gather per field, not six broadcasts and a stack)
             D = _rows([d._replace(lv=None) for d in dims], self.shape)
-            _geometry = (L, D._replace(lv=jax.tree_util.tree_map(_per_dim, L)))
+            # (the dims read three of their level's fields: the others are not repeated per dim)
+            lv = L._replace(**{f: None for f in L._fields if f not in ("sw", "a2a", "wrap")})
+            _geometry = (L, D._replace(lv=jax.tree_util.tree_map(_per_dim, lv)))
         self.L, self.D = _geometry
         if _links is None:
             rt, ack_rt = 1.0 + fabric.ack_round_trip, fabric.ack_round_trip
-            links = _link(self.L, jax.tree_util.tree_map(lambda x: x[:1], self.L), rt, ack_rt)
+            links = _link(self.L, self.L._replace(q=self.L.q[:1], header=self.L.header[:1]), rt, ack_rt)
             pay = self.L.payload
             _links = (links, jax.tree_util.tree_map(_per_dim, links),
                       jnp.maximum(jnp.maximum(pay[0], pay[1]), pay[2]))
@@ -232,7 +244,8 @@ class _Net:
     def coefficients(self, a: _Alg):
         """(α, SF at full packets / P, β, mean message per byte of n): n-independent."""
         P = self.payload
-        sf = where(P > 0, a.sf / where(P > 0, P, 1.0), 0.0)
+        pos, safe, zero = self.memo("payload", lambda: (P > 0, where(P > 0, P, 1.0), jnp.zeros_like(P)))
+        sf = lax.select(pos, jnp.broadcast_to(a.sf / safe, P.shape), zero)    # 0 without packets (P = 0)
         return a.alpha, sf, a.beta, a.msg / jnp.maximum(a.steps, 1.0)
 
     def at(self, coef, n):
@@ -270,7 +283,8 @@ class _Net:
         c = _full(c, (3,) + self.shape)
         g1, g2 = self.L.g[1] > 1.0, self.L.g[2] > 1.0
         top = jnp.stack([~(g1 | g2), g1 & ~g2, g2])          # one-hot: the row each group takes
-        return _Alg(*(jnp.sum(where(top, x, 0.0), axis=0) for x in c))
+        zero = jnp.zeros_like(c.alpha)
+        return _Alg(*(jnp.sum(lax.select(top, x, zero), axis=0) for x in c))
 
     def a2a_flat(self) -> _Alg:
         """One step: every member sends n/p to every other member of the group; the busiest
