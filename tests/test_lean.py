@@ -23,11 +23,11 @@ from jaxstack.recipe.evaluate import evaluate
 from jaxstack.types.metrics import Metrics
 
 N = 70_000            # ~10^4 designs per hardware preset (7 presets)
-# the goal, for the top-level count and the count with nested equations: 4,430 / 4,908 for a
-# design of Python floats, 4,273 / 4,751 for float32 leaves (session 16: +34 for the p50 / p90, +2 for the
-# KV block size, +9 for the output spread, +80 for the next-step prefill's skewed p99, -166 of
+# the goal, for the top-level count and the count with nested equations: 4,166 / 4,644 for a
+# design of Python floats, 4,009 / 4,487 for float32 leaves (session 16: +34 for the p50 / p90, +2 for the
+# KV block size, +9 for the output spread, +80 for the next-step prefill's skewed p99, -430 of
 # trace noise: weight elements derived once in ``shard``, ``lean.total``, ``relax.floor``, one split per
-# thermal field read; session 15: 4,554 / 4,949, the concurrency regime, plain
+# thermal field read, scalar rows stacked before one broadcast; session 15: 4,554 / 4,949, the concurrency regime, plain
 # MLPs and sliding windows, the next-step prefill of short prompts;
 # session 14: 4,422 / 4,717; session 13: 4,757 / 4,986;
 # session 12: 4,748 / 4,963;
