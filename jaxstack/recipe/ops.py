@@ -127,7 +127,7 @@ def _add(*cs: Cost) -> Cost:
 def weight_elems(d: Design, s: Shard):
     """Per-chip weight elements: (attention per layer, dense FFN per dense layer,
     MoE per MoE layer, embedding + LM head on the heaviest stage); ``shard`` derives them once."""
-    return s.elems if s.elems else _weight_elems(d, s)
+    return s.elems
 
 
 def _weight_elems(d: Design, s: Shard):
