@@ -93,10 +93,13 @@ def main(argv=None) -> int:
         return row
 
     rows = [measure(n) for n in sizes]
+    # the comparisons sweep the whole space again: only where the last size already did (a space of
+    # 10^14 points is not swept whole twice more; session 17: that hung the GPU script's first step)
+    whole = rows[-1]["n"] >= space.size
     # the same whole-space sweep without hoisting, in the same run (the previous engine's layout)
-    flat = measure(space.size, hoist=False) if rows[-1]["hoisted"] and args.compare_flat else None
+    flat = measure(space.size, hoist=False) if whole and rows[-1]["hoisted"] and args.compare_flat else None
     # and pruned (winners.py: automatic only from winners.MIN_POINTS points), unless it already was
-    pruned = measure(space.size, prune=True) if not rows[-1]["pruned"] and args.compare_pruned else None
+    pruned = measure(space.size, prune=True) if whole and not rows[-1]["pruned"] and args.compare_pruned else None
 
     pps = [r["points_per_s"] for r in rows]
     # flatness compares one layout across N: the flat rows (and the flat whole-space comparison)

@@ -25,8 +25,9 @@ def add_parser(sub):
     p.add_argument("--hardware", help="hardware preset (see `jaxstack presets`)")
     p.add_argument("--fabric", help="fabric preset")
     p.add_argument("--model", help="model preset or path to a Hugging Face config.json")
-    p.add_argument("--engine", help="serving engine preset (vllm-offline, vllm-server, trtllm-throughput): its "
-                   "scheduler limits and regime; --regime and the other serving flags override it")
+    p.add_argument("--engine", help=f"serving engine preset ({', '.join(io.preset_names('engine'))}): its "
+                   "scheduler limits, regime and software stack (the calibration model's overheads); --regime and "
+                   "the other serving flags override it")
     for k in _MAPPING_FLAGS:
         p.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, help=_FLAG_HELP.get(k, f"{k} degree"))
     p.add_argument("--moe-tp-to-ep", type=int, choices=(0, 1), help="1: MoE layers run TP ranks as EP")

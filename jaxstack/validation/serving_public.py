@@ -126,6 +126,10 @@ MLPERF_EFFECTIVE_BITS = {("mixtral-8x7b", "B200"): 7.25, ("mixtral-8x7b", "H200"
 MLPERF_FP8_ATTENTION = {("llama3.1-405b", "B200", "offline"), ("llama3.1-405b", "B200", "server"),
                         ("llama3.1-405b", "H200", "offline"), ("llama3.1-405b", "H200", "server"),
                         ("mixtral-8x7b", "B200", "server")}
+# KV blocks of 32 tokens: trtllm_build_flags 'tokens_per_block': 32 in both Llama-3.1-405B base classes (Hopper and
+# Blackwell, Offline and Server; same copies, configs/llama3_1-405b/<scenario>/__init__.py); the Llama-2 and Mixtral
+# configs do not set it and keep the engine preset's 64 (trtllm-mlperf.yaml)
+MLPERF_KV_BLOCK = {"llama3.1-405b": 32}
 PRECISION = {"FP8": {"model.weight_bytes": 1, "model.kv_bytes": 1},
              "FP4": {"model.weight_bytes": 0.5, "model.kv_bytes": 1}}
 ENGINE = "trtllm-throughput"     # engine preset: offline, 8192 requests, 8192 tokens per step
@@ -159,6 +163,8 @@ def _mlperf(rec) -> list[dict]:
         tp, pp, seqs, tokens, gemm_ar = MLPERF_NVIDIA[(key, gpu, scenario)]
         overrides.update({"serving.auto_limits": 0, "serving.max_num_seqs": seqs,
                           "serving.max_num_batched_tokens": tokens})
+        if key in MLPERF_KV_BLOCK:
+            overrides["serving.kv_block_size"] = MLPERF_KV_BLOCK[key]
     if server:
         ttft_slo, tpot_slo = MLPERF_SERVER_SLO[key]
         overrides.update({"serving.regime": 2, "serving.arrival_rate": float(meas["samples_per_s"]),
