@@ -176,6 +176,10 @@ def test_leave_one_gpu_out_fits_without_the_held_out_gpu(monkeypatch):
     # throughput rows only (the B200's 3 MLPerf Server rates among them): the Server latencies are
     # scored on their own panels
     assert res[0]["test_rows"] == 47 and res[3]["test_rows"] == 1
+    # vLLM was measured on B200 only: that GPU's error is split into its hardware's transfer (the
+    # engines' constants from the full fit) and the unknown engine; the other GPUs need no split
+    assert res[0]["engines_only_here"] == ["vllm"] and np.isfinite(res[0]["engines_from_full_fit_mape_pct"])
+    assert all(r["engines_only_here"] == [] and "engines_from_full_fit_mape_pct" not in r for r in res[1:3])
 
 
 def test_logo_cli_prints_the_table_and_each_sets_error(tmp_path, capsys, monkeypatch):
@@ -183,10 +187,12 @@ def test_logo_cli_prints_the_table_and_each_sets_error(tmp_path, capsys, monkeyp
     B200's vLLM rows lose their engine's fitted constants with it), and writes the JSON."""
     res = [{"held_out": "b200", "family": "nvidia-blackwell", "test_rows": 44, "train_rows": 23, "prior": "default",
             "held_out_mape_pct": 27.97, "raw_mape_pct": 67.76, "fitted_with_it_mape_pct": 12.55,
-            "per_set": {"serving-public": 23.34, "vllm-8xb200": 33.05}}]
+            "per_set": {"serving-public": 23.34, "vllm-8xb200": 33.05}, "engines_only_here": ["vllm"],
+            "engines_from_full_fit_mape_pct": 14.06}]
     monkeypatch.setattr(calibration, "leave_one_gpu_out", lambda: res)
     assert main(["validate", "--logo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "b200          nvidia-blackwell    44 |         27.97" in out
     assert "held-out MAPE per set: b200 serving-public 23.34, vllm-8xb200 33.05" in out
+    assert "b200: engines measured on no other GPU (vllm) keep their raw overheads" in out and "14.06 %" in out
     assert json.loads((tmp_path / "leave_one_out.json").read_text()) == res
