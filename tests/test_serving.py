@@ -170,6 +170,17 @@ def test_serving_section_and_flags(capsys):
     assert "concurrency (64 clients" in capsys.readouterr().out
     assert main(argv[:-5] + ["--regime", "concurrency", "--concurrency", "0"]) == 2
     assert "concurrency" in capsys.readouterr().err
+    # goodput under the limits given by flag, printed with them; a tighter TPOT limit admits less load
+    online = argv[:-5] + ["--regime", "online", "--arrival-rate", "2"]
+    assert main(online + ["--json"]) == 0
+    loose = json.loads(capsys.readouterr().out)["goodput_requests_per_s"]
+    assert main(online + ["--tpot-slo-ms", "12", "--ttft-slo-ms", "500", "--json"]) == 0
+    tight = json.loads(capsys.readouterr().out)["goodput_requests_per_s"]
+    assert 0 < tight < loose
+    assert main(online + ["--tpot-slo-ms", "12", "--ttft-slo-ms", "500"]) == 0
+    assert "(p99 TTFT <= 500 ms, p99 TPOT <= 12 ms)" in capsys.readouterr().out
+    assert main(online + ["--tpot-slo-ms", "0"]) == 2
+    assert "tpot_slo" in capsys.readouterr().err
 
 
 def test_serving_public_set_is_expressed_and_scored():

@@ -47,6 +47,8 @@ def add_parser(sub):
                    "in flight (vllm bench serve --max-concurrency)")
     p.add_argument("--spec-tokens", type=int, help="speculative decoding: tokens proposed per step (0 = off)")
     p.add_argument("--spec-acceptance", type=float, help="speculative decoding: acceptance rate per token")
+    p.add_argument("--ttft-slo-ms", type=float, help="goodput's p99 TTFT limit, ms (serving.ttft_slo; default 2000)")
+    p.add_argument("--tpot-slo-ms", type=float, help="goodput's p99 TPOT limit, ms (serving.tpot_slo; default 50)")
     p.add_argument("--max-num-seqs", type=int, help="offline: running requests per replica (default 2048)")
     p.add_argument("--max-num-batched-tokens", type=int, help="offline: tokens per step per replica (default 8192)")
     p.add_argument("--kv-block-size", type=int, help="paged KV cache: tokens per block, a request holds whole "
@@ -110,6 +112,9 @@ def design_from_args(args):
                 "spec_tokens", "spec_acceptance", "num_requests", "kv_block_size"):
         if getattr(args, key, None) is not None:
             serving[key] = getattr(args, key)
+    for key in ("ttft_slo", "tpot_slo"):
+        if getattr(args, f"{key}_ms", None) is not None:
+            serving[f"{key}_ms"] = getattr(args, f"{key}_ms")
     if serving:
         data["serving"] = serving
     overrides = _section(data, "overrides", where)
@@ -193,7 +198,9 @@ def run(args) -> int:
     for title, keys in groups:
         print(f"\n{title}:")
         for k in keys:
-            print(f"  {k:24s} {_fmt(k, out[k])}")
+            slo = (f"  (p99 TTFT <= {units.format_quantity(float(d.serving.ttft_slo), 's')}, p99 TPOT <= "
+                   f"{units.format_quantity(float(d.serving.tpot_slo), 's')})" if k == "goodput_requests_per_s" else "")
+            print(f"  {k:24s} {_fmt(k, out[k])}{slo}")
     _print_breakdown(out["breakdown"], BREAKDOWN_ORDER)
     return 0
 
