@@ -376,6 +376,50 @@ def test_hf_import_warns_about_what_it_does_not_model(tmp_path, capsys):
     assert "jaxstack: warning:" in capsys.readouterr().err
 
 
+QWEN3_NEXT = {"model_type": "qwen3_next", "hidden_size": 2048, "num_hidden_layers": 48, "intermediate_size": 5120,
+              "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256, "vocab_size": 151936,
+              "linear_num_value_heads": 32, "linear_num_key_heads": 16, "linear_key_head_dim": 128,
+              "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "num_experts": 512, "num_experts_per_tok": 10,
+              "shared_expert_intermediate_size": 512, "moe_intermediate_size": 512, "full_attention_interval": 4,
+              "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+
+
+def test_hf_import_reads_hybrid_recurrent_layers(tmp_path):
+    """Qwen3-Next (Gated DeltaNet, every 4th layer full attention), hand-worked: state per linear
+    layer and request 32*128*128 + (2*16*128 + 32*128)*(4 - 1) = 548,864 elements = 1,097,728 B
+    (BF16), one full layer's KV 2*2*256*2 = 2,048 B a token, so the window is 536 tokens, on 36 of
+    48 layers. A request of 8,192 tokens then holds 12*8192*2048 + 36*1,097,728 = 240,844,800 B:
+    exactly the state's bytes. The same from Qwen3.5's layer_types list; Jamba (Mamba-1 every
+    layer but 4 of 32, MoE every 2nd); Granite-4.0-H (Mamba-2); a warning line each."""
+    from jaxstack.recipe import ops
+
+    m, warned = _hf(tmp_path, QWEN3_NEXT)
+    assert (m.sliding_window, m.sliding_window_layers) == (536.0, 0.75)
+    assert len(warned) == 1 and "full_attention_interval" in warned[0] and "548,864 elements" in warned[0]
+    per_token = 2 * 2 * 256 * 2.0
+    assert float(ops.kv_held(m, 8192.0)) * 48 * per_token == pytest.approx(12 * 8192 * 2048 + 36 * 1_097_728, rel=1e-6)
+    listed = {k: v for k, v in QWEN3_NEXT.items() if k != "full_attention_interval"}
+    m2, _ = _hf(tmp_path, {**listed, "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 12})
+    assert (m2.sliding_window, m2.sliding_window_layers) == (536.0, 0.75)
+    jamba = {"model_type": "jamba", "hidden_size": 4096, "num_hidden_layers": 32, "intermediate_size": 14336,
+             "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 65536, "num_experts": 16,
+             "num_experts_per_tok": 2, "expert_layer_period": 2, "expert_layer_offset": 1, "attn_layer_period": 8,
+             "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2}
+    m3, warned = _hf(tmp_path, jamba)
+    # state 8192*16 + 8192*3 = 155,648 elements = 311,296 B; KV 2*8*128*2 = 4,096 B a token -> 76 tokens
+    assert (m3.sliding_window, m3.sliding_window_layers, m3.moe_layer_step) == (76.0, 28 / 32, 2.0)
+    assert "attn_layer_period" in warned[0] and "Mamba" in warned[0]
+    granite = {**HF_BASE, "num_key_value_heads": 8, "head_dim": 128, "model_type": "granitemoehybrid",
+               "mamba_d_state": 128, "mamba_n_heads": 48, "mamba_d_head": 64, "mamba_n_groups": 1, "mamba_d_conv": 4,
+               "layer_types": ["mamba"] * 9 + ["attention"] + ["mamba"] * 13 + ["attention"]}
+    m4, warned = _hf(tmp_path, granite)
+    # 48*64*128 + (3072 + 2*128)*3 = 403,200 elements = 806,400 B over 2*8*128*2 = 4,096 B -> 197 tokens
+    assert (m4.sliding_window, m4.sliding_window_layers) == (197.0, 22 / 24) and "layer_types" in warned[0]
+    for key, value in (("hybrid_override_pattern", "M-M*-"), ("index_topk", 2048), ("attn_type_list", [0, 1])):
+        m5, warned = _hf(tmp_path, {**HF_BASE, key: value})
+        assert m5.sliding_window == 0 and [w for w in warned if f"key '{key}'" in w]
+
+
 def test_plain_mlp_and_sliding_window_change_what_they_should(tmp_path):
     """GPT-NeoX-20B from its config.json: the model's own parameter count within 0.05 % of the
     published 20,554,567,680 (biases and norms are the rest; gated, it would be 26.2e9). A 4096-

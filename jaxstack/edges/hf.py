@@ -16,8 +16,11 @@ name), sliding-window attention (``sliding_window`` and the share of layers that
 ``layer_types``, Gemma's patterns or Qwen2's ``max_window_layers``), multi-query attention
 (``multi_query``, ``num_kv_heads``). Fields that change compute or memory but that the model
 does not represent print one ``jaxstack: warning:`` line each (stderr), never silently:
-parallel attention + FFN blocks (costed sequentially), Llama-4's chunked local attention. MoE in every n-th layer
-(``interleave_moe_layer_step``, ``decoder_sparse_step``) is read as ``moe_layer_step``.
+parallel attention + FFN blocks (costed sequentially), Llama-4's chunked local attention, and the hybrid and
+sparse layouts of ``hf_hybrid.UNMODELLED``. MoE in every n-th layer (``interleave_moe_layer_step``,
+``decoder_sparse_step``, Jamba's ``expert_layer_period``) is read as ``moe_layer_step``. Hybrid models' linear-
+attention and Mamba layers (Qwen3-Next / Qwen3.5, Jamba, Granite-4.0-H) are read as windowed layers holding their
+recurrent state's bytes, with a warning that says what stays approximate (``hf_hybrid.py``, session 17).
 """
 
 import json
@@ -25,6 +28,7 @@ import sys
 from pathlib import Path
 
 from ..types.workload import Model
+from .hf_hybrid import UNMODELLED, recurrent_layers
 from .io import DTYPE_BYTES, MODEL_DEFAULTS, ConfigError, _number, check_domain, read_text
 
 __all__ = ["load_hf_config", "WARNED"]
@@ -40,7 +44,7 @@ _HF_KEYS = {  # jaxstack field -> candidate HF keys, first found wins
     "num_experts_per_tok": ["num_experts_per_tok", "num_experts_per_token"], "n_shared_experts": ["n_shared_experts"],
     "moe_intermediate_size": ["moe_intermediate_size", "intermediate_size"],
     "first_k_dense_replace": ["first_k_dense_replace"], "q_lora_rank": ["q_lora_rank"],
-    "moe_layer_step": ["interleave_moe_layer_step", "decoder_sparse_step"],
+    "moe_layer_step": ["interleave_moe_layer_step", "decoder_sparse_step", "expert_layer_period"],
     "kv_lora_rank": ["kv_lora_rank"], "qk_rope_head_dim": ["qk_rope_head_dim"],
     "qk_nope_head_dim": ["qk_nope_head_dim"], "v_head_dim": ["v_head_dim"],
     "tie_word_embeddings": ["tie_word_embeddings"],
@@ -176,6 +180,14 @@ def load_hf_config(path) -> Model:
     vals.update({**MODEL_DEFAULTS, "weight_bytes": wb, "gemm_act_bytes": ga, **({"kv_bytes": kvb} if kvb else {})})
     vals["mlp_gated"] = _gated(cfg, where)
     vals["sliding_window"], vals["sliding_window_layers"] = _window(cfg, vals["num_hidden_layers"], where)
+    rec = recurrent_layers(cfg, vals["hidden_size"], vals["num_hidden_layers"], vals["num_key_value_heads"],
+                           vals["head_dim"], vals["num_attention_heads"], vals["kv_bytes"], vals["act_bytes"])
+    if rec is not None:             # hybrid: the window holds the recurrent layers' state (hf_hybrid.py)
+        if vals["sliding_window"] > 0:
+            _warn(where, "sliding_window", "the sliding-window layers are costed as full attention: the window "
+                  "fields hold the hybrid layers' state")
+        vals["sliding_window"], vals["sliding_window_layers"] = rec[0], rec[1]
+        _warn(where, rec[2], rec[3])
     _unmodelled(cfg, where)
     return Model(**vals)
 
@@ -219,6 +231,9 @@ def _window(cfg: dict, layers: float, where: str) -> tuple[float, float]:
 
 def _unmodelled(cfg: dict, where: str) -> None:
     """One warning per config field that changes compute or memory but is not modelled."""
+    for key, what in UNMODELLED.items():
+        if cfg.get(key) is not None:
+            _warn(where, key, what)
     if cfg.get("parallel_attn") or cfg.get("use_parallel_residual") or cfg.get("parallel_attention"):
         _warn(where, "parallel_attn", "parallel attention + FFN blocks are costed as sequential ones: the same "
               "GEMMs and, as vLLM's GPT-J / GPT-NeoX run them, two TP all-reduces a layer (Falcon's single merged "

@@ -1,0 +1,96 @@
+"""L5: hybrid models in a Hugging Face ``config.json``: layers with a recurrent state instead of a KV cache.
+
+Linear-attention layers (Gated DeltaNet: Qwen3-Next, Qwen3.5; ``linear_num_value_heads`` ...) and
+Mamba layers (Jamba's ``attn_layer_period`` / ``attn_layer_offset``, Granite-4.0-H's ``layer_types``
+"mamba") keep a fixed-size state per request instead of a KV cache that grows with the context.
+The model's layer has one attention shape, so these layers are imported as windowed attention
+layers (``model.sliding_window`` / ``sliding_window_layers``, the machinery of Mistral's and
+Gemma's windows) whose window W holds exactly the state's bytes:
+
+    W = ceil(state elements x act_bytes / (2 x kv_heads x head_dim x kv_bytes))
+
+so their KV memory and the per-step bytes decode reads from it equal the state's once the
+context passes W tokens (below W, min(t, W) tokens: less than the state, which is allocated
+whole). What stays approximate is said in one ``jaxstack: warning:`` line: their attention
+FLOPs (over W keys, for the recurrence's update of the state; both small beside the
+projections) and their projections, costed with the full-attention layers' shape (the line
+gives both parameter counts). State elements per layer and request, as vLLM allocates them:
+
+    Gated DeltaNet   Hv dk dv + (2 Hk dk + Hv dv)(conv - 1)      (recurrent + convolution state)
+    Mamba-1 (Jamba)  d_inner d_state + d_inner (conv - 1)
+    Mamba-2          Hm dh d_state + (d_inner + 2 groups d_state)(conv - 1)
+
+Hybrid layouts that the layer (attention + FFN) cannot express, and sparse or linear attention
+variants that are not read, get a warning each (``UNMODELLED``).
+"""
+
+import math
+
+__all__ = ["recurrent_layers", "UNMODELLED"]
+
+# keys of hybrid or sparse attention layouts the import does not model -> what is not modelled
+UNMODELLED = {
+    "hybrid_override_pattern": "Nemotron-H's per-layer pattern of Mamba, attention and MLP layers (each layer one "
+                               "of them) is not modelled: every layer is costed as attention + FFN",
+    "attn_type_list": "MiniMax's lightning (linear) attention layers are not modelled: every layer is costed as "
+                      "full attention",
+    "linear_attn_config": "Kimi-Linear's KDA linear-attention layers are not modelled: every layer is costed as "
+                          "full attention",
+    "index_topk": "DeepSeek sparse attention (each query attends to index_topk keys) is not modelled: attention is "
+                  "costed over the whole context (pessimistic beyond index_topk tokens)",
+    "mamba_d_ssm": "Falcon-H1's parallel attention + Mamba layers are not modelled: the Mamba half is not costed",
+}
+
+
+def _count_linear(cfg: dict, layers: int, kind: str, interval_key: str | None) -> int:
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and types:
+        return sum(kind in str(t) for t in types)
+    n = cfg.get(interval_key) if interval_key else None
+    if isinstance(n, int) and n > 0:
+        return layers - layers // n                      # every n-th layer is full attention
+    return 0
+
+
+def recurrent_layers(cfg: dict, hidden: float, layers: float, kv_heads: float, head_dim: float, heads: float,
+                     kv_bytes: float, act_bytes: float) -> tuple[float, float, str, str] | None:
+    """(window W, share of layers, key, warning text) for a hybrid config, or None."""
+    L = int(layers)
+    g = cfg.get
+    if g("linear_num_value_heads"):                                       # Gated DeltaNet (Qwen3-Next, Qwen3.5)
+        hv, hk = float(g("linear_num_value_heads")), float(g("linear_num_key_heads") or g("linear_num_value_heads"))
+        dk, dv = float(g("linear_key_head_dim") or head_dim), float(g("linear_value_head_dim") or head_dim)
+        conv = float(g("linear_conv_kernel_dim") or 4)
+        n = _count_linear(cfg, L, "linear", "full_attention_interval")
+        state = hv * dk * dv + (2 * hk * dk + hv * dv) * (conv - 1)
+        own = hidden * (2 * hk * dk + 2 * hv * dv) + hidden * 2 * hv + hv * dv * hidden
+        key, what = ("layer_types" if isinstance(g("layer_types"), list) else "full_attention_interval",
+                     "linear-attention (Gated DeltaNet)")
+    elif g("mamba_d_state") and (g("attn_layer_period") or isinstance(g("layer_types"), list)):
+        d_state, conv = float(g("mamba_d_state")), float(g("mamba_d_conv") or 4)
+        if g("mamba_n_heads"):                                            # Mamba-2 (Granite-4.0-H)
+            nh, dh = float(g("mamba_n_heads")), float(g("mamba_d_head") or 64)
+            d_inner, groups = nh * dh, float(g("mamba_n_groups") or 1)
+            state = nh * dh * d_state + (d_inner + 2 * groups * d_state) * (conv - 1)
+            own = hidden * (2 * d_inner + 2 * groups * d_state + nh) + d_inner * hidden
+            n, key = _count_linear(cfg, L, "mamba", None), "layer_types"
+        else:                                                             # Mamba-1 (Jamba)
+            d_inner = float(g("mamba_expand") or 2) * hidden
+            dt_rank = float(g("mamba_dt_rank") or math.ceil(hidden / 16))
+            state = d_inner * d_state + d_inner * (conv - 1)
+            own = hidden * 2 * d_inner + d_inner * (dt_rank + 2 * d_state) + dt_rank * d_inner + d_inner * hidden
+            period, offset = int(g("attn_layer_period") or 1), int(g("attn_layer_offset") or 0)
+            n, key = L - len(range(offset, L, period)), "attn_layer_period"
+        what = "Mamba"
+    else:
+        return None
+    if n <= 0:
+        return None
+    per_token = 2.0 * kv_heads * head_dim * kv_bytes                      # one full-attention layer's KV per token
+    window = float(math.ceil(state * act_bytes / per_token))
+    attn = hidden * (heads * head_dim + 2 * kv_heads * head_dim) + heads * head_dim * hidden
+    text = (f"{n} of {L} layers are {what} layers with a fixed state ({state:,.0f} elements a request): costed as "
+            f"attention layers over a {window:,.0f}-token window that holds the state's bytes (less below "
+            f"{window:,.0f} tokens of context); their own projections ({own / 1e6:.1f} M parameters a layer) with "
+            f"the full-attention layers' shape ({attn / 1e6:.1f} M)")
+    return window, n / L, key, text
