@@ -81,6 +81,9 @@ def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
     # how independently a batch's tokens pick their experts (a calibration constant, session 13)
     model = type(model)(**{**vars(model), "moe_routing_independence": np.where(
         rng.random(n) < 0.3, rng.uniform(0.05, 1.0, n), model.moe_routing_independence).astype(np.float32)})
+    # vLLM's two-stage all-reduce threshold (a software fact, session 17) on a share of the points
+    fabric = type(fabric)(**{**vars(fabric), "two_stage_threshold": np.where(
+        rng.random(n) < 0.3, rng.uniform(6.4e4, 4.2e6, n), 0.0).astype(np.float32)})
     return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=model, request=req, mapping=mp,
                    serving=serving)
 

@@ -270,7 +270,13 @@ def allreduce_parts(fab, stride, size, n, algorithm=None):
              "recursive_doubling": lambda: _xor(ctx, n, "const"),
              "halving_doubling": lambda: _xor(ctx, n, "halving").times(2), "tree": lambda: _tree(ctx, n),
              "direct": lambda: _a2a_direct(ctx, n).times(2)}
-    return _run(ctx, fab, size, costs, algorithm, BEST_AR)
+    lat, bw = _run(ctx, fab, size, costs, algorithm, BEST_AR)
+    # two stages (reduce-scatter + all-gather) from the threshold on: the per-call overhead twice
+    # (vLLM's rule: the threshold on 5+ ranks, twice it on 3-4, never on 2)
+    t, p = _f(fab.get("two_stage_threshold", 0.0)), _f(size)
+    split = np.where(p > 4, t, np.where(p > 2, 2.0 * t, 0.0))
+    extra = np.where((split > 0) & (n >= split) & (p > 1), _f(fab["collective_overhead"]), 0.0)
+    return lat + extra, bw
 
 
 def allgather_parts(fab, stride, size, n, algorithm=None):

@@ -125,6 +125,29 @@ def test_unknown_algorithm_and_best_of():
     assert network.all_reduce(f, 1.0, 1.0, 1e6) == (0.0, 0.0)
 
 
+def test_two_stage_all_reduce_pays_the_overhead_twice():
+    """vLLM's custom all-reduce (csrc/custom_all_reduce.cuh): one stage below 256 KiB on 5-8 GPUs,
+    below 512 KiB on 3-4, always on 2; a two-stage call (reduce-scatter + all-gather) pays the
+    per-call overhead twice, the transfer terms unchanged. The plan path (``collective_plan``,
+    what ``evaluate`` prices) agrees with the one-call API."""
+    from jaxstack.physics import collective_plan
+
+    o, T = 7e-6, 262144.0
+    f = fabric(level(8, K.switch), collective_overhead=o, two_stage_threshold=T)
+    base = fabric(level(8, K.switch), collective_overhead=o)
+    for p, n, extra in ((8, T - 2, 0.0), (8, T, o), (6, 4 * T, o), (4, T, 0.0), (4, 2 * T, o), (2, 1e9, 0.0),
+                        (1, 1e9, 0.0)):
+        lat, bw = network.all_reduce(f, 1.0, float(p), n)
+        lat0, bw0 = network.all_reduce(base, 1.0, float(p), n)
+        assert float(lat) - float(lat0) == pytest.approx(extra, abs=1e-12), (p, n)
+        assert float(bw) == float(bw0)
+        pl = collective_plan.plans(f, jnp.ones(1), jnp.full(1, float(p)), {"all_reduce": [0]})["all_reduce"]
+        got = collective_plan.cost(pl, 0, n)
+        np.testing.assert_allclose([float(got[0]), float(got[1])], [float(lat), float(bw)], rtol=1e-6, atol=1e-15)
+    # off by default: a fabric without a threshold never splits
+    assert float(network.all_reduce(base, 1.0, 8.0, 1e9)[0]) < float(network.all_reduce(f, 1.0, 8.0, 1e9)[0])
+
+
 # ---------------------------------------------------------------- float64 reference, vmap, grad
 @pytest.fixture(scope="module")
 def batch():

@@ -196,3 +196,40 @@ def test_logo_cli_prints_the_table_and_each_sets_error(tmp_path, capsys, monkeyp
     assert "held-out MAPE per set: b200 serving-public 23.34, vllm-8xb200 33.05" in out
     assert "b200: engines measured on no other GPU (vllm) keep their raw overheads" in out and "14.06 %" in out
     assert json.loads((tmp_path / "leave_one_out.json").read_text()) == res
+
+
+def test_software_facts_set_vllm_two_stage_all_reduce():
+    """A sourced software fact (``calibration.SOFTWARE_FACTS``), never fitted: vLLM designs of GPU
+    presets get its custom all-reduce's 256 KiB two-stage threshold, raw or calibrated; TensorRT-LLM
+    engines and research chips do not; a design's own override wins."""
+    base = {"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-70b",
+            "request": {"batch": 16, "input_len": 1024, "output_len": 1024}, "mapping": {"tp": 8}}
+    for calibrated in (True, False):
+        assert float(io.design_from_dict(base, calibrated=calibrated).fabric.two_stage_threshold) == 262144.0
+    assert float(io.design_from_dict({**base, "engine": "vllm-server"}).fabric.two_stage_threshold) == 262144.0
+    assert float(io.design_from_dict({**base, "engine": "trtllm-throughput"}).fabric.two_stage_threshold) == 0.0
+    chip = {**base, "hardware": "stacked-3d", "fabric": "stacked-256"}
+    assert float(io.design_from_dict(chip).fabric.two_stage_threshold) == 0.0
+    own = {**base, "overrides": {"fabric.two_stage_threshold_KiB": 0}}
+    assert float(io.design_from_dict(own).fabric.two_stage_threshold) == 0.0
+    # Llama-3-70B TP8 in BF16: 16 KiB of activations a token, so batch 16 is the first to split: its
+    # 160 all-reduces a step each pay the fitted vLLM overhead a second time
+    on, off = ([io.design_from_dict({**d, "request": {**base["request"], "batch": b}}) for b in (8, 16)]
+               for d in (base, own))
+    o = float(on[1].fabric.collective_overhead)
+    (t8, t16), (t8_off, t16_off) = ([float(jax.jit(evaluate)(d).t_comm_s) for d in ds] for ds in (on, off))
+    assert t16 - t16_off == pytest.approx(80 * 2 * o, rel=1e-3) and t8 == t8_off       # 128 KiB: one stage
+
+
+def test_fit_only_holds_every_other_constant(monkeypatch):
+    """``fit(only=("vllm",))``: vLLM's constants move, every other stack's and GPU's stay at the
+    base model's values; an unknown name is a one-line error."""
+    base = calibration.load_joint()
+    doc = calibration.fit(points=3, rounds=1, generations=2, population=4, restarts=1, only=("vllm",))
+    for kind in ("software", "hardware"):
+        for name, consts in doc[kind].items():
+            if name != "vllm":
+                assert consts == pytest.approx(base[kind][name]), (kind, name)
+    assert doc["software"]["vllm"] != base["software"]["vllm"]
+    with pytest.raises(io.ConfigError, match="nope.*allowed"):
+        calibration.fit(points=3, rounds=1, generations=1, population=2, restarts=1, only=("nope",))

@@ -20,6 +20,9 @@ def add_parser(sub):
     p.add_argument("--out", default="runs/validate", help="output directory (default: runs/validate)")
     p.add_argument("--fit", action="store_true", help="re-fit the calibration model (software-stack overheads per "
                    "engine, achieved hardware fractions per GPU; calibration.py) on the calibration rows first")
+    p.add_argument("--fit-only", action="append", metavar="NAME",
+                   help="with --fit: fit only this software stack's or GPU preset's constants (repeatable; e.g. "
+                   "vllm), the others held at the shipped model's values")
     p.add_argument("--uncalibrated", action="store_true", help="ignore fitted constants (raw presets)")
     p.add_argument("--record", action="store_true", help="store the errors as the regression baseline")
     p.add_argument("--logo", action="store_true",
@@ -113,11 +116,14 @@ def run(args) -> int:
     if args.data and (args.fit or args.record):
         raise io.ConfigError("--data: not with --fit / --record (those refit the shipped sets); use "
                              "`jaxstack calibrate --data FILE --out my-calibration.yaml`")
+    if args.fit_only and not args.fit:
+        raise io.ConfigError("--fit-only: only with --fit")
     if args.fit:
         from ..engines import calibration
 
-        doc = calibration.fit()
-        calibration.write(doc)
+        only = tuple(args.fit_only) if args.fit_only else None
+        doc = calibration.fit(only=only)
+        calibration.write(doc, only=only)
         print(f"fitted the calibration model on {', '.join(doc['split'])}: calibration MAPE "
               + ", ".join(f"{k} {v:.2f} %" for k, v in doc["error"]["calibration_mape_pct"].items())
               + f" -> {calibration.JOINT}", file=sys.stderr)

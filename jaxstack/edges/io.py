@@ -331,6 +331,10 @@ def design_from_dict(data: dict, where: str = "<design>", calibrated: bool = Tru
         serving = Serving(**{f.name: getattr(serving if f.name in given else engine, f.name) for f in fields(Serving)})
     d = Design(chip=hw["chip"], dram=hw["dram"], fabric=fab["fabric"], thermal=hw["thermal"],
                model=model["model"], request=request, mapping=mapping, serving=serving)
+    from ..engines.calibration import facts
+
+    for path, value in facts(str(data["hardware"]), data.get("engine")).items():   # the stack's sourced facts
+        d = set_path(d, *convert_value(str(path), value, where))
     if calibrated:
         # a user calibration (``jaxstack calibrate``: fitted on raw presets) replaces the shipped
         # calibration model for the hardware it applies to

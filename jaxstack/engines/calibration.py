@@ -35,8 +35,9 @@ import yaml
 from ..edges import io
 from .validate import LATENCY_METRICS
 
-__all__ = ["JOINT", "FIT_SETS", "SOFTWARE_PARAMS", "HARDWARE_PARAMS", "DEFAULT_SOFTWARE", "family_of",
-           "software_of", "load_joint", "constants", "apply", "fit", "write", "leave_one_gpu_out"]
+__all__ = ["JOINT", "FIT_SETS", "SOFTWARE_PARAMS", "HARDWARE_PARAMS", "DEFAULT_SOFTWARE", "SOFTWARE_FACTS",
+           "family_of", "software_of", "load_joint", "constants", "facts", "apply", "fit", "write",
+           "leave_one_gpu_out"]
 
 JOINT = io.CALIBRATION_DIR / "joint.yaml"
 FIT_SETS = ("vllm-8xb200", "serving-public")
@@ -52,6 +53,11 @@ SOFTWARE_PARAMS = (("chip.op_overhead_us", 0.2, 50.0), ("fabric.collective_overh
 # batch 1-512 (the benchmark's prompts); the TensorRT-LLM records run batches that touch every expert
 IDENTIFIED_BY = {"model.moe_routing_independence": ("vllm",)}
 MOE_PARAMS = ("chip.moe_gemm_efficiency", "model.moe_routing_independence")   # informed by MoE rows only
+# sourced (never fitted) facts of a software stack, set on every design of a GPU preset that runs it,
+# raw or calibrated: vLLM's custom all-reduce runs in two stages (reduce-scatter + all-gather, two
+# barriers) from 256 KiB on 5-8 GPUs (512 KiB on 3-4, never on 2; vllm-project/vllm
+# csrc/custom_all_reduce.cuh ``CustomAllreduce::allreduce``, REDUCE_CASE; session 17)
+SOFTWARE_FACTS = {"vllm": {"fabric.two_stage_threshold_KiB": 256}}
 HARDWARE_PARAMS = (("chip.attention_bandwidth_efficiency", 0.2, 1.0), ("chip.compute_efficiency", 0.5, 1.0),
                    ("dram.efficiency", 0.7, 1.0))
 _KEYS = {"source", "sets", "split", "error", "software", "hardware", "families", "default"}
@@ -115,6 +121,12 @@ def constants(hardware: str, engine: str | None, doc: dict | None) -> dict:
         ratios = (doc.get("families") or {}).get(fam) or doc.get("default") or {}
         hw = {p: round(min(_preset_value(hardware, p) * r, 1.0), 4) for p, r in ratios.items()}
     return {**hw, **((doc.get("software") or {}).get(software_of(engine)) or {})}
+
+
+def facts(hardware: str, engine: str | None) -> dict:
+    """{dotted path: value} of the engine's software stack's sourced facts (``SOFTWARE_FACTS``),
+    for GPU presets (a family); none for research chips."""
+    return dict(SOFTWARE_FACTS.get(software_of(engine), {})) if family_of(hardware) else {}
 
 
 def apply(d, hardware: str, engine: str | None, doc: dict | None = None, where: str | None = None):
@@ -202,19 +214,29 @@ def _assemble(theta: dict) -> dict:
 
 
 def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, rounds: int = 3,
-        generations: int = 40, population: int = 48, restarts: int = 3) -> dict:
+        generations: int = 40, population: int = 48, restarts: int = 3, only=None, base: dict | None = None) -> dict:
     """The calibration model fitted on the calibration rows of ``sets`` (without any row of
-    ``exclude_hardware``): {software, hardware, families, default, error, split}."""
+    ``exclude_hardware``): {software, hardware, families, default, error, split}. ``only``: fit
+    just the constants of these owners (software stacks or GPU presets, e.g. ``("vllm",)``), the
+    others held at ``base``'s values (the shipped model's by default): a change that touches one
+    stack is refitted without moving the rest (every other fitted value stays as it was)."""
     rows = _rows(sets, lambda r: r["split"] == "calibration" and r["design"]["hardware"] != exclude_hardware)
     batch = _Batch(rows)
     params = _params(rows)
+    base = (load_joint() or {}) if only and base is None else (base or {})
     C = len(rows)
     theta, masks = {}, {}
     for kind, name, path, lo, hi in params:
         mask = np.array([_owner(r, kind) == name for r in rows])
         masks[(kind, name, path)] = mask
-        theta[(kind, name, path)] = float(np.clip(batch.raw(path)[mask][0], lo, hi))
+        held = ((base.get(kind) or {}).get(name) or {}).get(path) if only and name not in only else None
+        theta[(kind, name, path)] = float(np.clip(batch.raw(path)[mask][0], lo, hi) if held is None else held)
     keys = list(theta)
+    unknown = sorted(set(only or ()) - {k[1] for k in keys})
+    if unknown:
+        raise io.ConfigError(f"--fit-only: {', '.join(unknown)}: no constant of the calibration rows; allowed: "
+                             + ", ".join(sorted({k[1] for k in keys})))
+    free = np.array([not only or k[1] in only for k in keys], dtype=float)    # 1 = fitted, 0 = held
     lo = np.log([p[3] for p in params])
     hi = np.log([p[4] for p in params])
     paths = sorted({k[2] for k in keys})
@@ -239,7 +261,7 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
     # coordinate descent: one log grid per constant, the others held (the current value is
     # always a candidate, so the objective never rises) ...
     for rnd in range(rounds):
-        for j in range(len(keys)):
+        for j in np.flatnonzero(free):
             w = (hi[j] - lo[j]) / (2.0 ** (2 * rnd))
             g = np.linspace(max(lo[j], x[j] - w / 2), min(hi[j], x[j] + w / 2), points) if rnd else \
                 np.linspace(lo[j], hi[j], points)
@@ -252,7 +274,7 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
     for _ in range(restarts):          # the step size restarts: a narrowed search escapes again
         sigma = 0.25
         for _ in range(generations):
-            T = np.clip(x[None] + sigma * rng.standard_normal((population, len(keys))), lo, hi)
+            T = np.clip(x[None] + sigma * rng.standard_normal((population, len(keys))) * free, lo, hi)
             T[0] = x
             obj = objective(np.exp(T))
             x, sigma = T[int(np.argmin(obj))], sigma * 0.93
@@ -266,9 +288,11 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
     return doc
 
 
-def write(doc: dict, path=None) -> None:
+def write(doc: dict, path=None, only=None) -> None:
     path = JOINT if path is None else path
-    out = {"source": f"fitted by `jaxstack validate --fit` on {datetime.date.today().isoformat()}: coordinate-descent "
+    how = (f"`jaxstack validate --fit {' '.join('--fit-only ' + n for n in only)}` (only these constants; the "
+           "others held at the previous model's values)" if only else "`jaxstack validate --fit`")
+    out = {"source": f"fitted by {how} on {datetime.date.today().isoformat()}: coordinate-descent "
                      "log-space grid search minimising the mean over sets of each set's MAPE on its calibration "
                      "rows (jaxstack/engines/calibration.py)",
            "sets": sorted(doc["split"]), **doc}

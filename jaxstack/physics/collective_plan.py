@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from ..types.hardware import Fabric
 from .lean import where
-from .network import _BEST, _keep, _Net, _twice, stack_to
+from .network import _BEST, _keep, _Net, _twice, stack_to, two_stage_split
 
 __all__ = ["Plan", "plans", "cost"]
 
@@ -25,6 +25,7 @@ class Plan(NamedTuple):
     payload: jnp.ndarray
     on: jnp.ndarray          # [G] the group has more than one rank (p2p: always)
     overhead: jnp.ndarray
+    split: jnp.ndarray | None   # [G] all-reduce: bytes from which it runs in two stages (0 = never); others None
 
 
 def _ops(net: _Net, op: str) -> dict:
@@ -45,7 +46,12 @@ def _plan(net: _Net, op: str) -> Plan:
     coefs = [net.coefficients(costs[a]()) for a in _BEST.get(op, tuple(costs))]
     coef = tuple(_keep(stack_to([c[i] for c in coefs], jnp.shape(net.p))) for i in range(4))
     on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
-    return Plan(coef, net.payload, on, net.fabric.collective_overhead)
+    return Plan(coef, net.payload, on, net.fabric.collective_overhead, _split(net, op))
+
+
+def _split(net: _Net, op: str):
+    """Bytes from which the op runs in two stages, per group (``network.two_stage_split``; all-reduce only)."""
+    return two_stage_split(net.fabric, net.p) if op == "all_reduce" else None
 
 
 def plans(fabric: Fabric, stride, size, ops: dict) -> dict:
@@ -59,7 +65,8 @@ def plans(fabric: Fabric, stride, size, ops: dict) -> dict:
 def cost(pl: Plan, g: int, n):
     """(latency, bandwidth) of the cheapest candidate of ``pl`` on its group ``g`` for n bytes
     (n may be an array: one result per size); 0 on a one-rank group, else
-    ``collective_overhead`` added to the latency. Ties keep the earlier candidate."""
+    ``collective_overhead`` added to the latency (twice for a two-stage all-reduce: ``_split``).
+    Ties keep the earlier candidate."""
     n = jnp.asarray(n)
     col = (slice(None), g) + (None,) * n.ndim
     alpha, sf, beta, m = (c[col] for c in pl.coef)
@@ -73,4 +80,8 @@ def cost(pl: Plan, g: int, n):
     else:
         lat, bw = lat[0], bw[0]
     on = pl.on[g]
-    return _keep(where(on, lat + pl.overhead, 0.0)), _keep(where(on, bw, 0.0))
+    over = pl.overhead
+    if pl.split is not None:                                        # two stages pay the overhead twice
+        split = pl.split[g] if jnp.ndim(pl.split) else pl.split
+        over = where((split > 0.0) & (n >= split), 2.0 * over, over)
+    return _keep(where(on, lat + over, 0.0)), _keep(where(on, bw, 0.0))

@@ -83,7 +83,7 @@ from .topology import (
 )
 
 __all__ = ["group_levels", "all_reduce", "all_gather", "reduce_scatter",
-           "all_to_all", "p2p",
+           "all_to_all", "p2p", "two_stage_split", "two_stage_overhead",
            "ALL_REDUCE_ALGORITHMS", "ALL_GATHER_ALGORITHMS", "ALL_TO_ALL_ALGORITHMS"]
 
 ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct")
@@ -331,8 +331,24 @@ def _finish(fabric: Fabric, size, lat_bw):
     return _keep(where(on, lat_bw[0] + fabric.collective_overhead, 0.0)), _keep(where(on, lat_bw[1], 0.0))
 
 
+def two_stage_split(fabric: Fabric, size):
+    """Bytes from which an all-reduce over ``size`` ranks runs in two stages (a reduce-scatter and
+    an all-gather, each paying ``collective_overhead``), 0 = never: vLLM's custom all-reduce
+    (csrc/custom_all_reduce.cuh, ``allreduce``) runs one stage below 256 KiB on up to 8 GPUs, below
+    512 KiB on up to 4 and always on 2: ``fabric.two_stage_threshold`` T scaled by that rule."""
+    t = fabric.two_stage_threshold
+    return where(size > 2.0, where(size > 4.0, t, 2.0 * t), 0.0)
+
+
+def two_stage_overhead(fabric: Fabric, size, nbytes):
+    """The second stage's ``collective_overhead`` where an all-reduce of ``nbytes`` splits, else 0."""
+    split = two_stage_split(fabric, size)
+    return where((split > 0.0) & (nbytes >= split) & (size > 1.0), fabric.collective_overhead, 0.0)
+
+
 def all_reduce(fabric: Fabric, stride, size, nbytes, algorithm: str | None = None):
-    """All-reduce of an ``nbytes`` buffer over a (stride, size) group: (latency_s, bandwidth_s)."""
+    """All-reduce of an ``nbytes`` buffer over a (stride, size) group: (latency_s, bandwidth_s);
+    from ``two_stage_split`` bytes on it pays the per-call overhead twice."""
     net = _Net(fabric, stride, size)
     costs = {
         "ring": lambda: _twice(net.ring(False)),
@@ -342,7 +358,8 @@ def all_reduce(fabric: Fabric, stride, size, nbytes, algorithm: str | None = Non
         "tree": net.tree,
         "direct": lambda: _twice(net.a2a_flat()),
     }
-    return _finish(fabric, size, _pick(net, costs, algorithm, "all_reduce", nbytes))
+    lat, bw = _finish(fabric, size, _pick(net, costs, algorithm, "all_reduce", nbytes))
+    return _keep(lat + two_stage_overhead(fabric, size, nbytes)), bw
 
 
 def all_gather(fabric: Fabric, stride, size, nbytes, algorithm: str | None = None):

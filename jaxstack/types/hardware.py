@@ -158,6 +158,10 @@ class Fabric:
     bandwidth_efficiency: float = leaf("1", "achieved fraction of link bandwidth", domain="(0,1]")
     ack_round_trip: float = leaf("1", "1: a transfer completes when its last ACK is back at the sender",
                                  default=0.0, domain="{0,1}")
+    two_stage_threshold: float = leaf("B", "all-reduces of at least this many bytes run in two stages (a reduce-"
+                                      "scatter and an all-gather), each paying collective_overhead (vLLM's custom "
+                                      "all-reduce: 256 KiB on 5-8 GPUs, twice that on 3-4, never on 2); 0 = one "
+                                      "overhead per call", default=0.0, domain=">=0")
 
 
 @pytree
