@@ -74,8 +74,11 @@ def test_presets_show_every_value_with_unit_domain_and_source(capsys):
     assert main(["presets", "--show", "trtllm-mlperf"]) == 0
     out = capsys.readouterr().out
     assert "software stack 'trtllm-mlperf': chip.op_overhead_us = " in out and "chip.moe_gemm_efficiency" in out
+    assert "facts" not in out
     assert main(["presets", "--show", "sglang-offline"]) == 0
     assert "software stack 'sglang': no fitted constants" in capsys.readouterr().out
+    assert main(["presets", "--show", "vllm-server"]) == 0          # and its sourced facts
+    assert "software stack 'vllm' facts: fabric.two_stage_threshold_KiB = 256" in capsys.readouterr().out
 
 
 def test_unit_formatting_helpers():

@@ -121,7 +121,7 @@ def run(args) -> int:
         note = r["source"] + (f" [calibrated: {r['calibrated']}]" if r["calibrated"] else "")
         print(f"{r['key']:{w}s}  {r['value']:>22s}  {r['unit']:8s} {r['domain']:28s} {note}".rstrip())
     if kind == "engine":     # the software stack's fitted constants (calibration model)
-        from ..engines.calibration import load_joint, software_of
+        from ..engines.calibration import SOFTWARE_FACTS, load_joint, software_of
 
         sw = software_of(args.show)
         fitted = ((load_joint() or {}).get("software") or {}).get(sw)
@@ -129,6 +129,10 @@ def run(args) -> int:
                                              + " (fitted, jaxstack/presets/calibration/joint.yaml; applied "
                                              "to every calibrated design with this engine)" if fitted else
                                              "no fitted constants (raw hardware-preset values)"))
+        if SOFTWARE_FACTS.get(sw):
+            print(f"software stack '{sw}' facts: " + ", ".join(f"{k} = {v:g}" for k, v in SOFTWARE_FACTS[sw].items())
+                  + " (sourced, never fitted: calibration.SOFTWARE_FACTS; set on every design of a GPU preset "
+                  "with this engine, raw or calibrated)")
     print("\n(default) = not in the preset file: the neutral default of jaxstack/types/hardware.py / workload.py; "
           "[U] unsourced estimate, [D] derived (see the preset's source line)")
     return 0
