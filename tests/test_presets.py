@@ -466,3 +466,19 @@ def test_sliding_window_and_plain_mlp_in_evaluate():
     assert float(a.weight_bytes) - float(c.weight_bytes) == pytest.approx(L * h * inter * 2.0, rel=1e-6)  # BF16
     assert float(c.t_ffn_s) < 0.75 * float(a.t_ffn_s) and float(c.t_attention_s) == pytest.approx(
         float(a.t_attention_s))
+
+
+def test_hf_hybrid_fields_are_checked(tmp_path):
+    """A malformed hybrid field is a one-line error naming it; Jamba's offset may be 0 and Mamba's
+    dt rank 'auto'; a layer_types list shorter or longer than the layers sets the share by itself."""
+    from jaxstack.edges.io import ConfigError
+
+    for key, bad in (("linear_num_value_heads", "many"), ("linear_key_head_dim", -128), ("full_attention_interval", 0)):
+        with pytest.raises(ConfigError, match=f"key '{key}'"):
+            _hf(tmp_path, {**QWEN3_NEXT, key: bad})
+    jamba = {**HF_BASE, "num_key_value_heads": 8, "head_dim": 128, "attn_layer_period": 8, "attn_layer_offset": 0,
+             "mamba_d_state": 16, "mamba_dt_rank": "auto"}
+    m, _ = _hf(tmp_path, jamba)
+    assert m.sliding_window_layers == 21 / 24                       # attention at layers 0, 8, 16
+    m, _ = _hf(tmp_path, {**QWEN3_NEXT, "layer_types": ["linear_attention", "full_attention"] * 3})
+    assert m.sliding_window_layers == 0.5

@@ -181,7 +181,7 @@ def load_hf_config(path) -> Model:
     vals["mlp_gated"] = _gated(cfg, where)
     vals["sliding_window"], vals["sliding_window_layers"] = _window(cfg, vals["num_hidden_layers"], where)
     rec = recurrent_layers(cfg, vals["hidden_size"], vals["num_hidden_layers"], vals["num_key_value_heads"],
-                           vals["head_dim"], vals["num_attention_heads"], vals["kv_bytes"], vals["act_bytes"])
+                           vals["head_dim"], vals["num_attention_heads"], vals["kv_bytes"], vals["act_bytes"], where)
     if rec is not None:             # hybrid: the window holds the recurrent layers' state (hf_hybrid.py)
         if vals["sliding_window"] > 0:
             _warn(where, "sliding_window", "the sliding-window layers are costed as full attention: the window "

@@ -26,6 +26,8 @@ variants that are not read, get a warning each (``UNMODELLED``).
 
 import math
 
+from .io import ConfigError, _short
+
 __all__ = ["recurrent_layers", "UNMODELLED"]
 
 # keys of hybrid or sparse attention layouts the import does not model -> what is not modelled
@@ -42,26 +44,41 @@ UNMODELLED = {
 }
 
 
-def _count_linear(cfg: dict, layers: int, kind: str, interval_key: str | None) -> int:
+def _count_linear(cfg: dict, layers: int, kind: str, interval: float | None) -> tuple[int, int]:
+    """(recurrent layers, layers): from ``layer_types`` where listed, else every ``interval``-th
+    layer full attention (Qwen3-Next's ``full_attention_interval``)."""
     types = cfg.get("layer_types")
     if isinstance(types, list) and types:
-        return sum(kind in str(t) for t in types)
-    n = cfg.get(interval_key) if interval_key else None
-    if isinstance(n, int) and n > 0:
-        return layers - layers // n                      # every n-th layer is full attention
-    return 0
+        return sum(kind in str(t) for t in types), len(types)
+    if interval:
+        return layers - layers // int(interval), layers          # every n-th layer is full attention
+    return 0, layers
+
+
+def _getter(cfg: dict, where: str):
+    """cfg.get for the hybrid keys: a present value must be a positive number (one-line error)."""
+    def g(key, zero_ok=False):
+        v = cfg.get(key)
+        if v is None or key == "layer_types" or (key == "mamba_dt_rank" and v == "auto"):
+            return None if v == "auto" else v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
+                v == 0 and not zero_ok):
+            raise ConfigError(f"{where}: key '{key}': expected a {'non-negative' if zero_ok else 'positive'} "
+                              f"number, got {_short(v)}")
+        return v
+    return g
 
 
 def recurrent_layers(cfg: dict, hidden: float, layers: float, kv_heads: float, head_dim: float, heads: float,
-                     kv_bytes: float, act_bytes: float) -> tuple[float, float, str, str] | None:
-    """(window W, share of layers, key, warning text) for a hybrid config, or None."""
+                     kv_bytes: float, act_bytes: float, where: str = "<config>"):
+    """(window W, share of layers, key, warning text) for a hybrid config, or None (not hybrid)."""
     L = int(layers)
-    g = cfg.get
+    g = _getter(cfg, where)
     if g("linear_num_value_heads"):                                       # Gated DeltaNet (Qwen3-Next, Qwen3.5)
         hv, hk = float(g("linear_num_value_heads")), float(g("linear_num_key_heads") or g("linear_num_value_heads"))
         dk, dv = float(g("linear_key_head_dim") or head_dim), float(g("linear_value_head_dim") or head_dim)
         conv = float(g("linear_conv_kernel_dim") or 4)
-        n = _count_linear(cfg, L, "linear", "full_attention_interval")
+        n, L = _count_linear(cfg, L, "linear", g("full_attention_interval"))
         state = hv * dk * dv + (2 * hk * dk + hv * dv) * (conv - 1)
         own = hidden * (2 * hk * dk + 2 * hv * dv) + hidden * 2 * hv + hv * dv * hidden
         key, what = ("layer_types" if isinstance(g("layer_types"), list) else "full_attention_interval",
@@ -73,13 +90,13 @@ def recurrent_layers(cfg: dict, hidden: float, layers: float, kv_heads: float, h
             d_inner, groups = nh * dh, float(g("mamba_n_groups") or 1)
             state = nh * dh * d_state + (d_inner + 2 * groups * d_state) * (conv - 1)
             own = hidden * (2 * d_inner + 2 * groups * d_state + nh) + d_inner * hidden
-            n, key = _count_linear(cfg, L, "mamba", None), "layer_types"
+            (n, L), key = _count_linear(cfg, L, "mamba", None), "layer_types"
         else:                                                             # Mamba-1 (Jamba)
             d_inner = float(g("mamba_expand") or 2) * hidden
             dt_rank = float(g("mamba_dt_rank") or math.ceil(hidden / 16))
             state = d_inner * d_state + d_inner * (conv - 1)
             own = hidden * 2 * d_inner + d_inner * (dt_rank + 2 * d_state) + dt_rank * d_inner + d_inner * hidden
-            period, offset = int(g("attn_layer_period") or 1), int(g("attn_layer_offset") or 0)
+            period, offset = int(g("attn_layer_period") or 1), int(g("attn_layer_offset", zero_ok=True) or 0)
             n, key = L - len(range(offset, L, period)), "attn_layer_period"
         what = "Mamba"
     else:
