@@ -401,6 +401,8 @@ def test_hf_import_reads_hybrid_recurrent_layers(tmp_path):
     listed = {k: v for k, v in QWEN3_NEXT.items() if k != "full_attention_interval"}
     m2, _ = _hf(tmp_path, {**listed, "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 12})
     assert (m2.sliding_window, m2.sliding_window_layers) == (536.0, 0.75)
+    m2, _ = _hf(tmp_path, {**QWEN3_NEXT, "mamba_ssm_dtype": "float32"})     # Qwen3.5's float32 state: twice the bytes
+    assert m2.sliding_window == 1072.0
     jamba = {"model_type": "jamba", "hidden_size": 4096, "num_hidden_layers": 32, "intermediate_size": 14336,
              "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 65536, "num_experts": 16,
              "num_experts_per_tok": 2, "expert_layer_period": 2, "expert_layer_offset": 1, "attn_layer_period": 8,

@@ -7,14 +7,16 @@ The model's layer has one attention shape, so these layers are imported as windo
 layers (``model.sliding_window`` / ``sliding_window_layers``, the machinery of Mistral's and
 Gemma's windows) whose window W holds exactly the state's bytes:
 
-    W = ceil(state elements x act_bytes / (2 x kv_heads x head_dim x kv_bytes))
+    W = ceil(state elements x state bytes / (2 x kv_heads x head_dim x kv_bytes))
 
-so their KV memory and the per-step bytes decode reads from it equal the state's once the
-context passes W tokens (below W, min(t, W) tokens: less than the state, which is allocated
-whole). What stays approximate is said in one ``jaxstack: warning:`` line: their attention
-FLOPs (over W keys, for the recurrence's update of the state; both small beside the
-projections) and their projections, costed with the full-attention layers' shape (the line
-gives both parameter counts). State elements per layer and request, as vLLM allocates them:
+(state bytes per element: ``mamba_ssm_dtype`` where the config states it, e.g. Qwen3.5's float32,
+else ``act_bytes``, as vLLM's ``mamba_ssm_cache_dtype`` "auto"), so their KV memory and the
+per-step bytes decode reads from it equal the state's once the context passes W tokens (below W,
+min(t, W) tokens: less than the state, which is allocated whole). What stays approximate is
+said in one ``jaxstack: warning:`` line: their attention FLOPs (over W keys, for the
+recurrence's update of the state; both small beside the projections) and their projections,
+costed with the full-attention layers' shape (the line gives both parameter counts). State
+elements per layer and request, as vLLM allocates them:
 
     Gated DeltaNet   Hv dk dv + (2 Hk dk + Hv dv)(conv - 1)      (recurrent + convolution state)
     Mamba-1 (Jamba)  d_inner d_state + d_inner (conv - 1)
@@ -29,6 +31,8 @@ import math
 from .io import ConfigError, _short
 
 __all__ = ["recurrent_layers", "UNMODELLED"]
+
+_STATE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
 
 # keys of hybrid or sparse attention layouts the import does not model -> what is not modelled
 UNMODELLED = {
@@ -104,9 +108,13 @@ def recurrent_layers(cfg: dict, hidden: float, layers: float, kv_heads: float, h
     if n <= 0:
         return None
     per_token = 2.0 * kv_heads * head_dim * kv_bytes                      # one full-attention layer's KV per token
-    window = float(math.ceil(state * act_bytes / per_token))
+    # the state's dtype: the config's ``mamba_ssm_dtype`` (Qwen3.5: float32), else the activations' (vLLM's
+    # mamba_ssm_cache_dtype "auto" = the model dtype)
+    state_bytes = _STATE_BYTES.get(str(cfg.get("mamba_ssm_dtype")).lower(), act_bytes)
+    window = float(math.ceil(state * state_bytes / per_token))
     attn = hidden * (heads * head_dim + 2 * kv_heads * head_dim) + heads * head_dim * hidden
-    text = (f"{n} of {L} layers are {what} layers with a fixed state ({state:,.0f} elements a request): costed as "
+    text = (f"{n} of {L} layers are {what} layers with a fixed state ({state:,.0f} elements of {state_bytes:g} B a "
+            f"request): costed as "
             f"attention layers over a {window:,.0f}-token window that holds the state's bytes (less below "
             f"{window:,.0f} tokens of context); their own projections ({own / 1e6:.1f} M parameters a layer) with "
             f"the full-attention layers' shape ({attn / 1e6:.1f} M)")
