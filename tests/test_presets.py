@@ -89,6 +89,9 @@ PUBLISHED = {
     "llama-3.1-405b": (405.9e9 * 0.97, 405.9e9 * 1.03),
     "mixtral-8x7b": (46.7e9 * 0.97, 46.7e9 * 1.03),
     "qwen3-235b-a22b": (235e9 * 0.97, 235e9 * 1.03),
+    # 80e9 published; the linear layers' projections are counted with the full-attention shape
+    # (hf_hybrid.py: 36 x (33.7 - 18.9) M = 0.53e9 fewer), the model says 79.04e9
+    "qwen3-next-80b-a3b": (80e9 * 0.97, 80e9 * 1.03),
     # 671e9 main model; HF's 685e9 includes the ~14e9 MTP module, which is not modelled
     "deepseek-v3": (657e9, 690e9),
 }
