@@ -84,6 +84,10 @@ def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
     # vLLM's two-stage all-reduce threshold (a software fact, session 17) on a share of the points
     fabric = type(fabric)(**{**vars(fabric), "two_stage_threshold": np.where(
         rng.random(n) < 0.3, rng.uniform(6.4e4, 4.2e6, n), 0.0).astype(np.float32)})
+    # in-switch all-reduce (NVLS) on a share of the points: the capability and the stack's size
+    l1 = type(fabric.l1)(**{**vars(fabric.l1), "switch_reduce": (rng.random(n) < 0.3).astype(np.float32)})
+    fabric = type(fabric)(**{**vars(fabric), "l1": l1, "switch_reduce_from": np.where(
+        rng.random(n) < 0.5, rng.uniform(1e4, 3e7, n), 0.0).astype(np.float32)})
     return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=model, request=req, mapping=mp,
                    serving=serving)
 

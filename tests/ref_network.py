@@ -10,7 +10,7 @@ import numpy as np
 
 SWITCH, ALL2ALL, RING, CHAIN, MESH, TORUS = 0, 1, 2, 3, 4, 5
 MAX_STEPS = 24  # enumerated XOR steps per dim (groups up to 2^24 members)
-BEST_AR = ("bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct")
+BEST_AR = ("bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct", "in_switch")
 BEST_AG = ("bidirectional_ring", "halving_doubling", "direct")
 BEST_A2A = ("direct",)
 
@@ -264,12 +264,29 @@ def _run(ctx, fab, size, costs, algorithm, best):
     return _finish(fab, size, *(_at(ctx, costs[algorithm]()) if algorithm else _best(ctx, costs, best)))
 
 
+def _in_switch(ctx, fab, n, gate):
+    """In-switch all-reduce (NVLS): one step of two hops (node -> switch -> node) on level 1, n
+    bytes up and the n-byte sum down; only for a group within level 1 on a reducing switch and,
+    as a best-of candidate, from the stack's size ``switch_reduce_from`` on."""
+    l1 = ctx.lvs[0]
+    lat, sf = _step_lat(l1, l1, ctx.rt, 1.0, 2.0, 2.0)
+    w = 1.0 + l1["hdr"] + l1["ackr"]
+    bw = np.maximum(l1["N"] / l1["B"] * w * n, l1["tr_in"] * n)
+    ok = ((ctx.lvs[1]["g"] <= 1) & (ctx.lvs[2]["g"] <= 1) & (l1["kind"] == SWITCH)
+          & (_f(fab["l1"].get("switch_reduce", 0.0)) > 0.5))
+    if gate:
+        f = _f(fab.get("switch_reduce_from", 0.0))
+        ok = ok & (f > 0) & (n >= f)
+    return _Cost(np.where(ok, lat, 1e30), sf, bw, 1.0, n)
+
+
 def allreduce_parts(fab, stride, size, n, algorithm=None):
     ctx = _Ctx(fab, stride, size)
     costs = {"ring": lambda: _ring(ctx, n, False).times(2), "bidirectional_ring": lambda: _ring(ctx, n, True).times(2),
              "recursive_doubling": lambda: _xor(ctx, n, "const"),
              "halving_doubling": lambda: _xor(ctx, n, "halving").times(2), "tree": lambda: _tree(ctx, n),
-             "direct": lambda: _a2a_direct(ctx, n).times(2)}
+             "direct": lambda: _a2a_direct(ctx, n).times(2),
+             "in_switch": lambda: _in_switch(ctx, fab, n, algorithm is None)}
     lat, bw = _run(ctx, fab, size, costs, algorithm, BEST_AR)
     # two stages (reduce-scatter + all-gather) from the threshold on: the per-call overhead twice
     # (vLLM's rule: the threshold on 5+ ranks, twice it on 3-4, never on 2)

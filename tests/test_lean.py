@@ -67,7 +67,8 @@ def test_every_metric_equals_the_previous_core(both):
     same &= d.model.n_routed_experts == 0                 # nor the routed experts' SwiGLU traffic (session 12)
     same &= d.model.attn_bytes == 2                       # its attention ran at 16 bit (session 13: FP8 attention)
     same &= d.fabric.two_stage_threshold == 0             # nor vLLM's two-stage all-reduce (session 17)
-    assert same.mean() > 0.012   # ~985 of the 70,000 points (session 17: the two-stage all-reduce on 30 %)
+    same &= (d.fabric.l1.switch_reduce == 0) | (d.fabric.switch_reduce_from == 0)   # nor NVLS (session 17)
+    assert same.mean() > 0.01    # ~860 of the 70,000 points (session 17: two-stage all-reduce, NVLS on a share)
     np.testing.assert_array_equal(np.asarray(new.reason)[same], np.asarray(old.reason)[same])
     sub = (world < d.fabric.l1.size * d.fabric.l2.size * d.fabric.l3.size) & (np.asarray(old.reason) == 1)
     assert (np.asarray(new.reason)[sub] != 1).all()                      # part of a box: no longer device_count

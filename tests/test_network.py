@@ -148,6 +148,29 @@ def test_two_stage_all_reduce_pays_the_overhead_twice():
     assert float(network.all_reduce(base, 1.0, 8.0, 1e9)[0]) < float(network.all_reduce(f, 1.0, 8.0, 1e9)[0])
 
 
+def test_in_switch_all_reduce_on_a_reducing_switch():
+    """NVLS by hand: on a switch that reduces, each of p ranks sends its n bytes up once and gets
+    the n-byte sum down once: bandwidth n / B against the direct algorithm's 2 (p - 1)/p n / B,
+    latency one step of two hops. It is a best-of candidate only from the stack's size
+    (``switch_reduce_from``), never on a plain switch or for a group beyond level 1."""
+    p, h, B, n = 8, 300e-9, 720e9, 16 * 2**20
+    reduce = level(p, K.switch, B, h, switch_reduce=1.0)
+    f = fabric(reduce, switch_reduce_from=8 * 2**20)
+    lat, bw = network.all_reduce(f, 1.0, p, n, "in_switch")
+    close(lat, 2 * h)
+    close(bw, n / B)
+    close(sum(network.all_reduce(f, 1.0, p, n)), 2 * h + n / B)               # the cheapest at 16 MiB
+    ld, bd = network.all_reduce(f, 1.0, p, n, "direct")
+    close(bd, 2 * (p - 1) / p * n / B)
+    small = 4 * 2**20                                                        # below the stack's size
+    assert float(sum(network.all_reduce(f, 1.0, p, small))) == pytest.approx(
+        float(sum(network.all_reduce(fabric(reduce), 1.0, p, small))))
+    plain = fabric(level(p, K.switch, B, h), switch_reduce_from=8 * 2**20)    # a switch that does not reduce
+    assert float(network.all_reduce(plain, 1.0, p, n, "in_switch")[0]) >= network.NEVER
+    two = fabric(level(4, K.switch, B, h, switch_reduce=1.0), level(2, K.switch, B / 10, h), switch_reduce_from=1.0)
+    assert float(network.all_reduce(two, 1.0, 8.0, n, "in_switch")[0]) >= network.NEVER   # spans level 2
+
+
 # ---------------------------------------------------------------- float64 reference, vmap, grad
 @pytest.fixture(scope="module")
 def batch():

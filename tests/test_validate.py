@@ -205,7 +205,8 @@ def test_software_facts_set_vllm_two_stage_all_reduce():
     base = {"hardware": "b200", "fabric": "nvlink-b200x8", "model": "llama-3-70b",
             "request": {"batch": 16, "input_len": 1024, "output_len": 1024}, "mapping": {"tp": 8}}
     for calibrated in (True, False):
-        assert float(io.design_from_dict(base, calibrated=calibrated).fabric.two_stage_threshold) == 262144.0
+        f = io.design_from_dict(base, calibrated=calibrated).fabric
+        assert (float(f.two_stage_threshold), float(f.switch_reduce_from)) == (262144.0, 8 * 2**20)
     assert float(io.design_from_dict({**base, "engine": "vllm-server"}).fabric.two_stage_threshold) == 262144.0
     assert float(io.design_from_dict({**base, "engine": "trtllm-throughput"}).fabric.two_stage_threshold) == 0.0
     chip = {**base, "hardware": "stacked-3d", "fabric": "stacked-256"}
@@ -219,6 +220,12 @@ def test_software_facts_set_vllm_two_stage_all_reduce():
     o = float(on[1].fabric.collective_overhead)
     (t8, t16), (t8_off, t16_off) = ([float(jax.jit(evaluate)(d).t_comm_s) for d in ds] for ds in (on, off))
     assert t16 - t16_off == pytest.approx(80 * 2 * o, rel=1e-3) and t8 == t8_off       # 128 KiB: one stage
+    # from 8 MiB (BS 512) vLLM hands the all-reduce to NCCL, which reduces in the NVLink switch: n / B per
+    # call instead of the two-stage 2 (p - 1) / p n / B; without the switch's reduction it would not
+    big = {**base, "request": {**base["request"], "batch": 512}}
+    nvls, p2p = (float(jax.jit(evaluate)(io.design_from_dict(d)).t_comm_s)
+                 for d in (big, {**big, "overrides": {"fabric.l1.switch_reduce": 0}}))
+    assert nvls < 0.75 * p2p
 
 
 def test_fit_only_holds_every_other_constant(monkeypatch):

@@ -56,8 +56,10 @@ MOE_PARAMS = ("chip.moe_gemm_efficiency", "model.moe_routing_independence")   # 
 # sourced (never fitted) facts of a software stack, set on every design of a GPU preset that runs it,
 # raw or calibrated: vLLM's custom all-reduce runs in two stages (reduce-scatter + all-gather, two
 # barriers) from 256 KiB on 5-8 GPUs (512 KiB on 3-4, never on 2; vllm-project/vllm
-# csrc/custom_all_reduce.cuh ``CustomAllreduce::allreduce``, REDUCE_CASE; session 17)
-SOFTWARE_FACTS = {"vllm": {"fabric.two_stage_threshold_KiB": 256}}
+# csrc/custom_all_reduce.cuh ``CustomAllreduce::allreduce``, REDUCE_CASE; session 17); and it hands
+# all-reduces of 8 MiB and more to NCCL (custom_all_reduce.py: max_size = 8192 * 1024,
+# ``should_custom_ar``: inp_size < max_size), which reduces in the switch where the fabric can (NVLS)
+SOFTWARE_FACTS = {"vllm": {"fabric.two_stage_threshold_KiB": 256, "fabric.switch_reduce_from_MiB": 8}}
 HARDWARE_PARAMS = (("chip.attention_bandwidth_efficiency", 0.2, 1.0), ("chip.compute_efficiency", 0.5, 1.0),
                    ("dram.efficiency", 0.7, 1.0))
 _KEYS = {"source", "sets", "split", "error", "software", "hardware", "families", "default"}

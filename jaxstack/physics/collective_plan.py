@@ -9,10 +9,12 @@ message size with an argmin: ``schedule.py`` prices every collective of a step t
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 from ..types.hardware import Fabric
+from .collective_policy import switch_reduces, two_stage_split
 from .lean import where
-from .network import _BEST, _keep, _Net, _twice, stack_to, two_stage_split
+from .network import _BEST, NEVER, _keep, _Net, _twice, stack_to
 
 __all__ = ["Plan", "plans", "cost"]
 
@@ -26,6 +28,7 @@ class Plan(NamedTuple):
     on: jnp.ndarray          # [G] the group has more than one rank (p2p: always)
     overhead: jnp.ndarray
     split: jnp.ndarray | None   # [G] all-reduce: bytes from which it runs in two stages (0 = never); others None
+    fabric: Fabric | None       # all-reduce: its last candidate (in_switch) runs from switch_reduce_from bytes
 
 
 def _ops(net: _Net, op: str) -> dict:
@@ -35,7 +38,7 @@ def _ops(net: _Net, op: str) -> dict:
     flat = lambda: m("a2a", net.a2a_flat)  # noqa: E731
     return {"all_reduce": {"bidirectional_ring": lambda: _twice(ring()), "recursive_doubling": lambda: net.xor("const"),
                            "halving_doubling": lambda: _twice(halving()), "tree": net.tree,
-                           "direct": lambda: _twice(flat())},
+                           "direct": lambda: _twice(flat()), "in_switch": net.in_switch},
             "all_gather": {"bidirectional_ring": ring, "halving_doubling": halving, "direct": flat},
             "all_to_all": {"direct": flat},
             "p2p": {"p2p": net.p2p}}[op]
@@ -46,11 +49,12 @@ def _plan(net: _Net, op: str) -> Plan:
     coefs = [net.coefficients(costs[a]()) for a in _BEST.get(op, tuple(costs))]
     coef = tuple(_keep(stack_to([c[i] for c in coefs], jnp.shape(net.p))) for i in range(4))
     on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
-    return Plan(coef, net.payload, on, net.fabric.collective_overhead, _split(net, op))
+    return Plan(coef, net.payload, on, net.fabric.collective_overhead, _split(net, op),
+                net.fabric if op == "all_reduce" else None)
 
 
 def _split(net: _Net, op: str):
-    """Bytes from which the op runs in two stages, per group (``network.two_stage_split``; all-reduce only)."""
+    """Bytes from which the op runs in two stages, per group (``two_stage_split``; all-reduce only)."""
     return two_stage_split(net.fabric, net.p) if op == "all_reduce" else None
 
 
@@ -73,6 +77,10 @@ def cost(pl: Plan, g: int, n):
     P = pl.payload[g] if jnp.ndim(pl.payload) else pl.payload
     n1 = n[None]
     lat = jnp.maximum(alpha + sf * jnp.minimum(m * n1, P), 0.0)
+    if pl.fabric is not None:           # in_switch (the last candidate) only from the stack's size on
+        last = np.zeros(lat.shape[0], np.float32)
+        last[-1] = 1.0
+        lat = lat + last.reshape((-1,) + (1,) * n.ndim) * where(switch_reduces(pl.fabric, n), 0.0, NEVER)[None]
     bw = beta * n1
     if lat.shape[0] > 1:
         pick = jnp.arange(lat.shape[0]).reshape((-1,) + (1,) * n.ndim) == jnp.argmin(lat + bw, axis=0, keepdims=True)

@@ -30,6 +30,8 @@ Algorithms (p = group size, n bytes; a dim has k members, K in its inner dims, S
   tree            double binary tree, pipelined: 2 S latency steps per dim (shift hops),
                   bandwidth 2 n max_d max(N_l w λ_shift / B_l, tr_l) / K_d
   direct          one all-to-all step of n/p per pair (AR: reduce-scatter + all-gather)
+  in_switch       AR reduced in a level-1 switch that can (NVLS; ``l1.switch_reduce``): n up, the
+                  sum down, one step of two hops; a candidate from ``switch_reduce_from`` bytes on
   all-to-all      n = one rank's whole send buffer, c = n/p per member (the caller folds
                   MoE imbalance into n). direct: one step; the node link of level l carries
                   N_l c (G_l λ_a + p - G_l g_l) (pattern among its g_l members + transit to
@@ -52,7 +54,8 @@ latency of a call with more than one rank.
 Validated against ASTRA-sim/NS-3 (``jaxstack.validation.collectives``, 281 points, nothing
 fitted): weighted error 0.0-0.2 % per panel, point MAPE 0.04-1.5 % (DeepStack: 1.3-3.8 %,
 25-112 %).
-Not modelled: reduction compute (γ), in-network reduction (SHARP/NVLS), congestion-control
+Software policies (``collective_policy.py``): two-stage all-reduces, when a stack reduces in the switch.
+Not modelled: reduction compute (γ), in-network reduction beyond level 1, congestion-control
 and PFC dynamics, ranks that drift apart and overlap one step's latency with another's
 transfer (NS-3's two-level all-reduce runs up to 15 % faster than this at 64 KiB-1 MiB).
 """
@@ -65,6 +68,7 @@ import numpy as np
 from jax import lax
 
 from ..types.hardware import Fabric
+from .collective_policy import switch_reduces, two_stage_overhead, two_stage_split
 from .compute import keep
 from .lean import where
 from .topology import (
@@ -83,10 +87,12 @@ from .topology import (
 )
 
 __all__ = ["group_levels", "all_reduce", "all_gather", "reduce_scatter",
-           "all_to_all", "p2p", "two_stage_split", "two_stage_overhead",
+           "all_to_all", "p2p", "two_stage_split", "two_stage_overhead", "switch_reduces",
            "ALL_REDUCE_ALGORITHMS", "ALL_GATHER_ALGORITHMS", "ALL_TO_ALL_ALGORITHMS"]
 
-ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct")
+ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct",
+                         "in_switch")
+NEVER = 1e30     # the latency of a candidate that cannot run (in_switch off its switch or below its size)
 ALL_GATHER_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "direct")
 ALL_TO_ALL_ALGORITHMS = ("direct", "hierarchical", "ring")
 # ``algorithm=None`` takes the cheapest of these; the others are (practically) dominated and
@@ -296,6 +302,15 @@ class _Net:
         beta = jnp.maximum(0.0, jnp.max(where(p - lv.G > 0.5, c.beta, 0.0), axis=0))
         return self._outermost(c)._replace(beta=beta)
 
+    def in_switch(self) -> _Alg:
+        """All-reduce in the level-1 switch (NVLS): each rank sends n up and receives the sum, one step
+        of two hops both ways; never cheapest off a reducing switch or for a group beyond level 1."""
+        lk, lv = self.links, self.L        # _cost of Steps(1, 2, 1, 1, 2, True, 1) on level 1's row
+        alpha = lk.step[0] + 2.0 * (lk.hdr[0] + lk.hop[0])
+        ok = (lv.g[1] <= 1.0) & (lv.g[2] <= 1.0) & lv.sw[0] & (self.fabric.l1.switch_reduce > 0.5)
+        one = jnp.ones_like(alpha)
+        return _Alg(where(ok, alpha, NEVER), lk.sfp[0] + 2.0 * lk.sfq[0], jnp.maximum(lk.kwa[0], lk.tr[0]), one, one)
+
     def p2p(self) -> _Alg:
         """Send to the rank ``stride`` away: the outermost level the two ranks differ in."""
         lam, eta = p2p_level(self.L)
@@ -315,6 +330,8 @@ def _pick(net: _Net, costs: dict, algorithm: str | None, op: str, n):
     lat = bw = None
     for a in _BEST[op]:
         la, ba = net.at(tuple(map(_keep, net.coefficients(costs[a]()))), n)
+        if a == "in_switch":
+            la = where(switch_reduces(net.fabric, n), la, NEVER)
         if lat is None:
             lat, bw = la, ba
         else:
@@ -331,21 +348,6 @@ def _finish(fabric: Fabric, size, lat_bw):
     return _keep(where(on, lat_bw[0] + fabric.collective_overhead, 0.0)), _keep(where(on, lat_bw[1], 0.0))
 
 
-def two_stage_split(fabric: Fabric, size):
-    """Bytes from which an all-reduce over ``size`` ranks runs in two stages (a reduce-scatter and
-    an all-gather, each paying ``collective_overhead``), 0 = never: vLLM's custom all-reduce
-    (csrc/custom_all_reduce.cuh, ``allreduce``) runs one stage below 256 KiB on up to 8 GPUs, below
-    512 KiB on up to 4 and always on 2: ``fabric.two_stage_threshold`` T scaled by that rule."""
-    t = fabric.two_stage_threshold
-    return where(size > 2.0, where(size > 4.0, t, 2.0 * t), 0.0)
-
-
-def two_stage_overhead(fabric: Fabric, size, nbytes):
-    """The second stage's ``collective_overhead`` where an all-reduce of ``nbytes`` splits, else 0."""
-    split = two_stage_split(fabric, size)
-    return where((split > 0.0) & (nbytes >= split) & (size > 1.0), fabric.collective_overhead, 0.0)
-
-
 def all_reduce(fabric: Fabric, stride, size, nbytes, algorithm: str | None = None):
     """All-reduce of an ``nbytes`` buffer over a (stride, size) group: (latency_s, bandwidth_s);
     from ``two_stage_split`` bytes on it pays the per-call overhead twice."""
@@ -357,6 +359,7 @@ def all_reduce(fabric: Fabric, stride, size, nbytes, algorithm: str | None = Non
         "halving_doubling": lambda: _twice(net.xor("halving")),
         "tree": net.tree,
         "direct": lambda: _twice(net.a2a_flat()),
+        "in_switch": net.in_switch,
     }
     lat, bw = _finish(fabric, size, _pick(net, costs, algorithm, "all_reduce", nbytes))
     return _keep(lat + two_stage_overhead(fabric, size, nbytes)), bw

@@ -147,6 +147,10 @@ class FabricLevel:
     packet_header: float = leaf("B", "header bytes per packet on the wire", default=0.0, domain=">=0")
     ack_bytes: float = leaf("B", "acknowledgement bytes per data packet, sent on the reverse link",
                             default=0.0, domain=">=0")
+    switch_reduce: float = leaf("1", "1: the switch reduces and multicasts (NVLink SHARP / NVLS, InfiniBand "
+                                "SHARP): an all-reduce within the level sends each rank's buffer up once and "
+                                "receives the sum once (level 1 only; used from fabric.switch_reduce_from bytes)",
+                                default=0.0, domain="{0,1}")
 
 
 @pytree
@@ -162,6 +166,9 @@ class Fabric:
                                       "scatter and an all-gather), each paying collective_overhead (vLLM's custom "
                                       "all-reduce: 256 KiB on 5-8 GPUs, twice that on 3-4, never on 2); 0 = one "
                                       "overhead per call", default=0.0, domain=">=0")
+    switch_reduce_from: float = leaf("B", "all-reduces of at least this many bytes reduce in the switch where level 1 "
+                                     "can (l1.switch_reduce): the stack's choice (vLLM hands messages of 8 MiB and "
+                                     "more to NCCL, which does); 0 = never", default=0.0, domain=">=0")
 
 
 @pytree
