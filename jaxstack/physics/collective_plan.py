@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..types.hardware import Fabric
-from .collective_policy import switch_reduces, two_stage_split
+from .collective_policy import splits, switch_reduces, two_stage_split
 from .lean import where
 from .network import _BEST, NEVER, _keep, _Net, _twice, stack_to
 
@@ -28,7 +28,7 @@ class Plan(NamedTuple):
     on: jnp.ndarray          # [G] the group has more than one rank (p2p: always)
     overhead: jnp.ndarray
     split: jnp.ndarray | None   # [G] all-reduce: bytes from which it runs in two stages (0 = never); others None
-    fabric: Fabric | None       # all-reduce: its last candidate (in_switch) runs from switch_reduce_from bytes
+    switch_from: jnp.ndarray | None   # all-reduce: bytes from which its last candidate (in_switch) runs; others None
 
 
 def _ops(net: _Net, op: str) -> dict:
@@ -49,13 +49,9 @@ def _plan(net: _Net, op: str) -> Plan:
     coefs = [net.coefficients(costs[a]()) for a in _BEST.get(op, tuple(costs))]
     coef = tuple(_keep(stack_to([c[i] for c in coefs], jnp.shape(net.p))) for i in range(4))
     on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
-    return Plan(coef, net.payload, on, net.fabric.collective_overhead, _split(net, op),
-                net.fabric if op == "all_reduce" else None)
-
-
-def _split(net: _Net, op: str):
-    """Bytes from which the op runs in two stages, per group (``two_stage_split``; all-reduce only)."""
-    return two_stage_split(net.fabric, net.p) if op == "all_reduce" else None
+    ar = op == "all_reduce"       # the stack's all-reduce policy (collective_policy.py)
+    return Plan(coef, net.payload, on, net.fabric.collective_overhead,
+                two_stage_split(net.fabric, net.p) if ar else None, net.fabric.switch_reduce_from if ar else None)
 
 
 def plans(fabric: Fabric, stride, size, ops: dict) -> dict:
@@ -69,7 +65,7 @@ def plans(fabric: Fabric, stride, size, ops: dict) -> dict:
 def cost(pl: Plan, g: int, n):
     """(latency, bandwidth) of the cheapest candidate of ``pl`` on its group ``g`` for n bytes
     (n may be an array: one result per size); 0 on a one-rank group, else
-    ``collective_overhead`` added to the latency (twice for a two-stage all-reduce: ``_split``).
+    ``collective_overhead`` added to the latency (twice for a two-stage all-reduce).
     Ties keep the earlier candidate."""
     n = jnp.asarray(n)
     col = (slice(None), g) + (None,) * n.ndim
@@ -77,10 +73,10 @@ def cost(pl: Plan, g: int, n):
     P = pl.payload[g] if jnp.ndim(pl.payload) else pl.payload
     n1 = n[None]
     lat = jnp.maximum(alpha + sf * jnp.minimum(m * n1, P), 0.0)
-    if pl.fabric is not None:           # in_switch (the last candidate) only from the stack's size on
+    if pl.switch_from is not None:      # in_switch (the last candidate) only from the stack's size on
         last = np.zeros(lat.shape[0], np.float32)
         last[-1] = 1.0
-        lat = lat + last.reshape((-1,) + (1,) * n.ndim) * where(switch_reduces(pl.fabric, n), 0.0, NEVER)[None]
+        lat = lat + last.reshape((-1,) + (1,) * n.ndim) * where(switch_reduces(pl.switch_from, n), 0.0, NEVER)[None]
     bw = beta * n1
     if lat.shape[0] > 1:
         pick = jnp.arange(lat.shape[0]).reshape((-1,) + (1,) * n.ndim) == jnp.argmin(lat + bw, axis=0, keepdims=True)
@@ -91,5 +87,5 @@ def cost(pl: Plan, g: int, n):
     over = pl.overhead
     if pl.split is not None:                                        # two stages pay the overhead twice
         split = pl.split[g] if jnp.ndim(pl.split) else pl.split
-        over = where((split > 0.0) & (n >= split), 2.0 * over, over)
+        over = where(splits(split, n), 2.0 * over, over)
     return _keep(where(on, lat + over, 0.0)), _keep(where(on, bw, 0.0))

@@ -5,7 +5,7 @@
 from ..types.hardware import Fabric
 from .lean import where
 
-__all__ = ["two_stage_split", "two_stage_overhead", "switch_reduces"]
+__all__ = ["two_stage_split", "splits", "two_stage_overhead", "switch_reduces"]
 
 
 def two_stage_split(fabric: Fabric, size):
@@ -17,13 +17,16 @@ def two_stage_split(fabric: Fabric, size):
     return where(size > 2.0, where(size > 4.0, t, 2.0 * t), 0.0)
 
 
-def switch_reduces(fabric: Fabric, nbytes):
-    """The stack reduces an all-reduce of ``nbytes`` in the switch (from ``switch_reduce_from`` on)."""
-    f = fabric.switch_reduce_from
-    return (f > 0.0) & (nbytes >= f)
+def splits(split, nbytes):
+    """An all-reduce of ``nbytes`` runs in two stages (``split`` from ``two_stage_split``; 0 = never)."""
+    return (split > 0.0) & (nbytes >= split)
+
+
+def switch_reduces(from_bytes, nbytes):
+    """The stack reduces an all-reduce of ``nbytes`` in the switch (``fabric.switch_reduce_from``; 0 = never)."""
+    return (from_bytes > 0.0) & (nbytes >= from_bytes)
 
 
 def two_stage_overhead(fabric: Fabric, size, nbytes):
     """The second stage's ``collective_overhead`` where an all-reduce of ``nbytes`` splits, else 0."""
-    split = two_stage_split(fabric, size)
-    return where((split > 0.0) & (nbytes >= split) & (size > 1.0), fabric.collective_overhead, 0.0)
+    return where(splits(two_stage_split(fabric, size), nbytes) & (size > 1.0), fabric.collective_overhead, 0.0)

@@ -92,7 +92,6 @@ __all__ = ["group_levels", "all_reduce", "all_gather", "reduce_scatter",
 
 ALL_REDUCE_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "tree", "direct",
                          "in_switch")
-NEVER = 1e30     # the latency of a candidate that cannot run (in_switch off its switch or below its size)
 ALL_GATHER_ALGORITHMS = ("ring", "bidirectional_ring", "recursive_doubling", "halving_doubling", "direct")
 ALL_TO_ALL_ALGORITHMS = ("direct", "hierarchical", "ring")
 # ``algorithm=None`` takes the cheapest of these; the others are (practically) dominated and
@@ -100,6 +99,7 @@ ALL_TO_ALL_ALGORITHMS = ("direct", "hierarchical", "ring")
 # doubling all-gather beats halving-doubling (small chunks over the outer levels) only when
 # outer links are faster than inner ones; the dimension-by-dimension all-to-all moves the
 # direct one's bytes in more steps
+NEVER = 1e30     # the latency of a candidate that cannot run (in_switch off its switch or below its size)
 _BEST = {"all_reduce": ALL_REDUCE_ALGORITHMS[1:], "all_gather": ("bidirectional_ring", "halving_doubling", "direct"),
          "all_to_all": ("direct",)}
 
@@ -331,7 +331,7 @@ def _pick(net: _Net, costs: dict, algorithm: str | None, op: str, n):
     for a in _BEST[op]:
         la, ba = net.at(tuple(map(_keep, net.coefficients(costs[a]()))), n)
         if a == "in_switch":
-            la = where(switch_reduces(net.fabric, n), la, NEVER)
+            la = where(switch_reduces(net.fabric.switch_reduce_from, n), la, NEVER)
         if lat is None:
             lat, bw = la, ba
         else:
