@@ -289,9 +289,11 @@ def allreduce_parts(fab, stride, size, n, algorithm=None):
              "in_switch": lambda: _in_switch(ctx, fab, n, algorithm is None)}
     lat, bw = _run(ctx, fab, size, costs, algorithm, BEST_AR)
     # two stages (reduce-scatter + all-gather) from the threshold on: the per-call overhead twice
-    # (vLLM's rule: the threshold on 5+ ranks, twice it on 3-4, never on 2)
+    # (vLLM's rule: the threshold on 5+ ranks, twice it on 3-4, never on 2; never on a group
+    # spanning level-1 nodes, where vLLM's custom all-reduce is off)
     t, p = _f(fab.get("two_stage_threshold", 0.0)), _f(size)
-    split = np.where(p > 4, t, np.where(p > 2, 2.0 * t, 0.0))
+    one_node = (ctx.lvs[1]["g"] <= 1) & (ctx.lvs[2]["g"] <= 1)
+    split = np.where(one_node & (p > 2), np.where(p > 4, t, 2.0 * t), 0.0)
     extra = np.where((split > 0) & (n >= split) & (p > 1), _f(fab["collective_overhead"]), 0.0)
     return lat + extra, bw
 

@@ -146,6 +146,15 @@ def test_two_stage_all_reduce_pays_the_overhead_twice():
         np.testing.assert_allclose([float(got[0]), float(got[1])], [float(lat), float(bw)], rtol=1e-6, atol=1e-15)
     # off by default: a fabric without a threshold never splits
     assert float(network.all_reduce(base, 1.0, 8.0, 1e9)[0]) < float(network.all_reduce(f, 1.0, 8.0, 1e9)[0])
+    # never on a group that spans level-1 nodes (vLLM's custom all-reduce is single-node; NCCL then),
+    # in both paths: tp 16 over 2 x 8 pays one overhead, tp 8 inside one node of the same fabric two
+    two = fabric(level(8, K.switch), level(2, K.switch, 50e9, 1e-6), collective_overhead=o, two_stage_threshold=T)
+    two0 = fabric(level(8, K.switch), level(2, K.switch, 50e9, 1e-6), collective_overhead=o)
+    for p, extra in ((16, 0.0), (8, o)):
+        lat, lat0 = (float(network.all_reduce(x, 1.0, float(p), 4 * T)[0]) for x in (two, two0))
+        assert lat - lat0 == pytest.approx(extra, abs=1e-12), p
+        pl = collective_plan.plans(two, jnp.ones(1), jnp.full(1, float(p)), {"all_reduce": [0]})["all_reduce"]
+        assert float(collective_plan.cost(pl, 0, 4 * T)[0]) == pytest.approx(lat, rel=1e-6)
 
 
 def test_in_switch_all_reduce_on_a_reducing_switch():

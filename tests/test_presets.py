@@ -18,9 +18,10 @@ from jaxstack.types.hardware import TopologyKind
 
 KINDS = ("hardware", "fabric", "model")
 EXPECTED = {
-    "hardware": {"a100-80gb", "h100-sxm", "h200", "b200", "mi300x", "mi325x", "stacked-3d"},
-    "fabric": {"nvlink-a100x8", "nvlink-h100x8", "nvlink-h200x8", "nvlink-b200x8", "if-mi300x8",
-               "if-mi325x8", "if-mi325x4", "stacked-256", "stacked-256-switch", "torus-16x16"},
+    "hardware": {"a100-80gb", "h100-sxm", "h200", "b200", "gb200", "mi300x", "mi325x", "stacked-3d"},
+    "fabric": {"nvlink-a100x8", "nvlink-h100x8", "nvlink-h200x8", "nvlink-b200x8", "nvlink-gb200x72", "if-mi300x8",
+               "if-mi325x8", "if-mi325x4", "stacked-256", "stacked-256-switch", "torus-16x16", "nvlink-ib-h100x16",
+               "nvlink-ib-b200x16"},
     "model": {"llama-3-8b", "llama-3-70b", "llama-3.1-405b", "mixtral-8x7b", "qwen3-235b-a22b",
               "deepseek-v3"},
 }
@@ -172,6 +173,7 @@ DATASHEET = {
     "h100-sxm": (989.4e12, 3350e9, 80 * GIB),
     "h200": (989.4e12, 4800e9, 141 * GIB),
     "b200": (2250e12, 8000e9, 180 * GIB),
+    "gb200": (2500e12, 8000e9, 186 * GIB),     # NVL72: 13.4 TB and 576 TB/s over 72 GPUs
     "mi300x": (1307.4e12, 5300e9, 192 * GIB),
     "mi325x": (1307.4e12, 6000e9, 256 * GIB),
 }

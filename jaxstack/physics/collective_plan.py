@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..types.hardware import Fabric
-from .collective_policy import splits, switch_reduces, two_stage_split
+from .collective_policy import splits, switch_reduces, two_stage_split, within_node
 from .lean import where
 from .network import _BEST, NEVER, _keep, _Net, _twice, stack_to
 
@@ -51,7 +51,8 @@ def _plan(net: _Net, op: str) -> Plan:
     on = jnp.ones_like(net.p, dtype=bool) if op == "p2p" else net.p > 1.0
     ar = op == "all_reduce"       # the stack's all-reduce policy (collective_policy.py)
     return Plan(coef, net.payload, on, net.fabric.collective_overhead,
-                two_stage_split(net.fabric, net.p) if ar else None, net.fabric.switch_reduce_from if ar else None)
+                two_stage_split(net.fabric, net.p, within_node(net.L.g)) if ar else None,
+                net.fabric.switch_reduce_from if ar else None)
 
 
 def plans(fabric: Fabric, stride, size, ops: dict) -> dict:

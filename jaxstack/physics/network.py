@@ -68,7 +68,7 @@ import numpy as np
 from jax import lax
 
 from ..types.hardware import Fabric
-from .collective_policy import switch_reduces, two_stage_overhead, two_stage_split
+from .collective_policy import switch_reduces, two_stage_overhead, two_stage_split, within_node
 from .compute import keep
 from .lean import where
 from .topology import (
@@ -307,7 +307,7 @@ class _Net:
         of two hops both ways; never cheapest off a reducing switch or for a group beyond level 1."""
         lk, lv = self.links, self.L        # _cost of Steps(1, 2, 1, 1, 2, True, 1) on level 1's row
         alpha = lk.step[0] + 2.0 * (lk.hdr[0] + lk.hop[0])
-        ok = (lv.g[1] <= 1.0) & (lv.g[2] <= 1.0) & lv.sw[0] & (self.fabric.l1.switch_reduce > 0.5)
+        ok = within_node(lv.g) & lv.sw[0] & (self.fabric.l1.switch_reduce > 0.5)
         one = jnp.ones_like(alpha)
         return _Alg(where(ok, alpha, NEVER), lk.sfp[0] + 2.0 * lk.sfq[0], jnp.maximum(lk.kwa[0], lk.tr[0]), one, one)
 
@@ -362,7 +362,7 @@ def all_reduce(fabric: Fabric, stride, size, nbytes, algorithm: str | None = Non
         "in_switch": net.in_switch,
     }
     lat, bw = _finish(fabric, size, _pick(net, costs, algorithm, "all_reduce", nbytes))
-    return _keep(lat + two_stage_overhead(fabric, size, nbytes)), bw
+    return _keep(lat + two_stage_overhead(fabric, size, nbytes, within_node(net.L.g))), bw
 
 
 def all_gather(fabric: Fabric, stride, size, nbytes, algorithm: str | None = None):
