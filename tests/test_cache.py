@@ -50,3 +50,42 @@ def test_without_cache_it_just_compiles(monkeypatch, tmp_path):
     monkeypatch.setattr(cache, "_ENABLED", [])
     exe = cache.compiled("t", lambda x: x + 1, jnp.ones(2))
     np.testing.assert_array_equal(exe(jnp.ones(2)), [2.0, 2.0])
+
+
+def test_warm_sweep_and_search_load_their_steps_without_tracing(monkeypatch, tmp_path):
+    """A second process's sweep and search load the stored step executables (and the sweep's
+    hoisting choice) instead of tracing the model again, with the same answers; a caller's own
+    model function has no cache key and is never stored."""
+    from pathlib import Path
+
+    from jaxstack.engines import search as search_mod
+    from jaxstack.engines import step, sweep, winners
+    from jaxstack.engines.space import load_space
+    from jaxstack.recipe import evaluate as ev
+
+    monkeypatch.setattr(cache, "_ENABLED", [str(tmp_path)])
+    traced = []
+    real_shard = ev.shard
+    monkeypatch.setattr(ev, "shard", lambda d: traced.append(1) or real_shard(d))
+
+    def forget():               # a new process: nothing compiled in memory
+        for c in (step._CACHE, step._DIGITS_CACHE, sweep._HOIST, winners._EVALUATORS):
+            c.clear()
+
+    space = load_space(Path(__file__).resolve().parent.parent / "spaces" / "quickstart.yaml")
+    forget()
+    a = sweep.sweep(space, top_k=3, progress=False)
+    sa = search_mod.search(space, top_k=3)
+    assert traced and {p.name.split("-")[1] for p in (tmp_path / "exec").iterdir()} >= {"sweep", "exact"}
+    assert list((tmp_path / "exec").glob("hoist-*.json"))
+    forget()
+    traced.clear()
+    b = sweep.sweep(space, top_k=3, progress=False)
+    sb = search_mod.search(space, top_k=3)
+    assert not traced                                          # loaded: the model was not traced again
+    assert [r["index"] for r in a.top] == [r["index"] for r in b.top]
+    assert [r["index"] for r in sa.top] == [r["index"] for r in sb.top]
+    n = len(list((tmp_path / "exec").iterdir()))
+    forget()
+    sweep.sweep(space, top_k=3, progress=False, evaluate_fn=lambda d: ev.evaluate(d))
+    assert len(list((tmp_path / "exec").iterdir())) == n        # a caller's function: nothing stored

@@ -13,7 +13,12 @@ object code) and stores the serialized executable itself under ``exec/``, keyed 
 JAX / jaxlib versions, the backend and the argument shapes, so a warm command skips tracing
 and lowering too (~1 s of the ~3 s a warm ``eval`` took) and only loads the executable.
 Any change to the package source, JAX or the shapes is a new key; an unreadable entry is
-recompiled and rewritten.
+recompiled and rewritten. ``load_or_compile`` does the same for any lowered program with a
+caller-given key: the sweep's chunk step and search's bound / exact steps (keyed on their
+static plan: space structure, folded base values, chunk, devices; session 18), and ``memo``
+stores small JSON results that cost a trace (the sweep's hoisting choice), so a warm
+``sweep`` or ``search`` traces nothing either. Only jaxstack's own model and bounds carry a
+``cache_key``; a caller's own ``evaluate_fn`` is compiled in every process, never stored.
 """
 
 import contextlib
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["enable", "compile_note", "compiled", "MIN_COMPILE_S", "NOTE_AFTER_S"]
+__all__ = ["enable", "compile_note", "compiled", "load_or_compile", "memo", "MIN_COMPILE_S", "NOTE_AFTER_S"]
 
 MIN_COMPILE_S = 0.5   # programs that compiled faster than this are not written to the cache
 NOTE_AFTER_S = 3.0    # the compile note appears only when a compile takes longer than this (a cache load: ~2 s)
@@ -100,16 +105,28 @@ def compiled(name: str, fn, *args, options=None):
     """``jax.jit(fn, compiler_options=options).lower(*args).compile()``, loaded from
     ``<cache>/exec/`` when this exact program (source, JAX, backend, shapes, options) was
     compiled before; written there otherwise. Without an enabled cache it just compiles."""
+    return load_or_compile(name, f"{name}{sorted((options or {}).items())}",
+                           lambda: jax.jit(fn, compiler_options=options).lower(*args), args)
+
+
+def load_or_compile(name: str, key: str, lower, args, devices=None):
+    """``lower().compile()`` (``lower``: a thunk returning a ``jax.stages.Lowered`` for
+    ``args``), loaded from ``<cache>/exec/`` when the program keyed by ``key`` (with the
+    source, JAX, backend and ``args``' shapes) was compiled before, written there otherwise.
+    ``key`` must name everything else the traced program depends on (``compiled``: the
+    options; the sweep step: its static plan). ``devices``: where the executable runs (one
+    device by default: a process with several local devices would otherwise spread it over
+    all). Without an enabled cache it just compiles."""
     if not _ENABLED:
-        return jax.jit(fn, compiler_options=options).lower(*args).compile()
+        return lower().compile()
     from jax.experimental import serialize_executable as se
 
     tag = "".join(c if c.isalnum() else "-" for c in name)
-    path = Path(_ENABLED[-1]) / "exec" / f"{tag}-{_key(f'{name}{sorted((options or {}).items())}', args)}.pkl"
+    path = Path(_ENABLED[-1]) / "exec" / f"{tag}-{_key(key, args)}.pkl"
+    devices = list(devices or jax.local_devices()[:1])
     try:
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-        # one device: a process with several local devices would otherwise spread it over all
-        exe = se.deserialize_and_load(payload, in_tree, out_tree, execution_devices=jax.local_devices()[:1])
+        exe = se.deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
         jax.block_until_ready(exe(*args))   # an entry that loads but cannot run is compiled again
         return exe
     except Exception:       # missing, truncated, from another build or not runnable: compile again
@@ -120,7 +137,7 @@ def compiled(name: str, fn, *args, options=None):
     jax.config.update("jax_enable_compilation_cache", False)
     try:
         with compile_note(name):
-            exe = jax.jit(fn, compiler_options=options).lower(*args).compile()
+            exe = lower().compile()
     finally:
         jax.config.update("jax_enable_compilation_cache", before)
     try:
@@ -132,3 +149,28 @@ def compiled(name: str, fn, *args, options=None):
     except Exception:       # pragma: no cover - unserializable backend or read-only cache
         pass
     return exe
+
+
+def memo(name: str, key: str, compute):
+    """``compute()`` (a JSON value), stored under ``<cache>/exec/`` keyed on ``key`` and the
+    package source and JAX versions, so a later process reads it instead of recomputing (the
+    sweep's hoisting choice, which traces the model); without an enabled cache it computes."""
+    if not _ENABLED:
+        return compute()
+    import json
+
+    tag = "".join(c if c.isalnum() else "-" for c in name)
+    path = Path(_ENABLED[-1]) / "exec" / f"{tag}-{_key(key, ())}.json"
+    try:
+        return json.loads(path.read_text())["value"]
+    except Exception:       # missing or unreadable: compute and write
+        pass
+    value = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
+            json.dump({"value": value}, tmp)
+        os.replace(tmp.name, path)
+    except Exception:       # pragma: no cover - read-only cache
+        pass
+    return value

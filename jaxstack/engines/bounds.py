@@ -191,6 +191,11 @@ def bound_node(d: Design):
     return box, mem, ok, d.request.batch, own
 
 
+# names for the on-disk executable cache of search's steps (edges/cache.py, engines/step.py)
+bound_point.cache_key = "jaxstack.bound_point"
+bound_node.cache_key = "jaxstack.bound_node"
+
+
 def free_leaves(fn, base: Design) -> set[tuple[str, ...]] | None:
     """Leaf paths ``fn(design)`` provably does not read (jaxpr dead-code elimination), or
     None when JAX's internals are not available (then nothing counts as free)."""

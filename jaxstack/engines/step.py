@@ -255,9 +255,17 @@ def _compiled(plan: _Plan, evaluate_fn, devices, args):
         rep, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("d"))
         jitted = jax.jit(_step_fn(plan, evaluate_fn, mesh),
                          in_shardings=(rep, rep, rows if plan.sampled else rep, rep, rep, rows, rep))
-    layout = compute.hoisted_layout() if plan.inner else contextlib.nullcontext()
-    with cache.compile_note("the sweep step"), layout:
-        fn = jitted.lower(*args).compile()
+
+    def lower():
+        with compute.hoisted_layout() if plan.inner else contextlib.nullcontext():
+            return jitted.lower(*args)
+
+    fkey = getattr(evaluate_fn, "cache_key", None)
+    if fkey is None:          # a caller's own model: compiled (XLA's cache may still hold it), never stored
+        with cache.compile_note("the sweep step"):
+            fn = lower().compile()
+    else:                     # jaxstack's model: the executable itself on disk, keyed on the static plan
+        fn = cache.load_or_compile("the sweep step", f"sweep step\n{fkey}\n{plan!r}", lower, args, devices)
     _CACHE[key] = fn
     return fn, time.perf_counter() - t0
 
@@ -303,8 +311,18 @@ def digits_step(space: Space, kind: str, fn, devices, chunk: int):
             tuple(jax.device_put(a.table.astype(np.float32), rep) for a in space.axes))
     t0 = time.perf_counter()
     jitted = jax.jit(run, in_shardings=(rep, rep, shard)) if mesh else jax.jit(run)
-    with cache.compile_note(f"the {kind} step"):
-        compiled = jitted.lower(*args, jax.ShapeDtypeStruct((chunk, len(space.axes)), np.int32)).compile()
+    digits0 = jax.device_put(np.zeros((chunk, len(space.axes)), np.int32), shard)
+
+    def lower():
+        return jitted.lower(*args, digits0)
+
+    fkey = getattr(fn, "cache_key", None)
+    if fkey is None:          # a caller's own model: compiled in every process, never stored
+        with cache.compile_note(f"the {kind} step"):
+            compiled = lower().compile()
+    else:                     # jaxstack's model or bounds: the executable on disk, keyed on what the trace reads
+        compiled = cache.load_or_compile(f"the {kind} step", f"{kind} step\n{fkey}\n{treedef}\n{targets}\n{shapes}\n"
+                                         f"{chunk}\n{base}", lower, (*args, digits0), devices)
 
     def call(digits):
         return compiled(*args, jax.device_put(digits, shard))

@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .. import __version__
-from ..edges import io
+from ..edges import cache, io
 from . import hoist as hoisting
 from . import reducers, winners
 from . import sample as sampling
@@ -112,7 +112,11 @@ def _hoisted(space: Space, evaluate_fn, per_shard: int) -> tuple[int, ...]:
     the inner combinations would not fit a shard's share of the chunk."""
     key = (space.hash, evaluate_fn)
     if key not in _HOIST:
-        _HOIST[key] = hoisting.choose_inner(evaluate_fn, space.base, _targets(space), space.radices)[0]
+        def choose():
+            return list(hoisting.choose_inner(evaluate_fn, space.base, _targets(space), space.radices)[0])
+
+        fkey = getattr(evaluate_fn, "cache_key", None)     # jaxstack's model: the choice (it traces) on disk
+        _HOIST[key] = tuple(choose() if fkey is None else cache.memo("hoist", f"hoist\n{fkey}\n{space.hash}", choose))
     inner = _HOIST[key]
     return inner if inner and math.prod(space.radices[a] for a in inner) <= per_shard else ()
 

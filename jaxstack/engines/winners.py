@@ -55,6 +55,9 @@ def pruned(evaluate_fn, keep: tuple[str, ...]):
         m = evaluate_fn(design)
         return dataclasses.replace(m, **{f: jnp.full(jnp.shape(getattr(m, f)), jnp.nan, jnp.float32) for f in drop})
 
+    base = getattr(evaluate_fn, "cache_key", None)     # names the program for the on-disk step cache
+    if base is not None:
+        evaluate.cache_key = f"{base} keeping {','.join(keep)}"
     return evaluate
 
 

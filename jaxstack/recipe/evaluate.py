@@ -240,6 +240,12 @@ def evaluate(d: Design) -> Metrics:
     )
 
 
+# names this model for the on-disk executable cache (edges/cache.py): a sweep step built on it is
+# stored and reloaded keyed on this, its static plan and the package source (a caller's own
+# evaluate function has no key and is compiled in every process)
+evaluate.cache_key = "jaxstack.evaluate"
+
+
 def _finite(reason, **values) -> Metrics:
     """Metrics with every value finite. Every metric is a sum, product or ratio of the roots
     below (times, energy, powers, temperatures, bytes); a non-finite or non-positive root is
