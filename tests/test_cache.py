@@ -89,3 +89,40 @@ def test_warm_sweep_and_search_load_their_steps_without_tracing(monkeypatch, tmp
     forget()
     sweep.sweep(space, top_k=3, progress=False, evaluate_fn=lambda d: ev.evaluate(d))
     assert len(list((tmp_path / "exec").iterdir())) == n        # a caller's function: nothing stored
+
+
+def test_warm_gradient_engine_loads_without_tracing(monkeypatch, tmp_path):
+    """``eval --grad`` / ``optimize``'s compiled row evaluators (grad._jit with a key) load from
+    the executable cache in a new process: the exact rows evaluator here (the relaxed gradient
+    goes through the same wrapper), same answers, no trace."""
+    from jaxstack.edges import io
+    from jaxstack.engines import grad
+    from jaxstack.recipe import evaluate as ev
+
+    monkeypatch.setattr(cache, "_ENABLED", [str(tmp_path)])
+    traced = []
+    real_shard = ev.shard
+    monkeypatch.setattr(ev, "shard", lambda d: traced.append(1) or real_shard(d))
+    d = io.design_from_dict({"hardware": "h100-sxm", "fabric": "nvlink-h100x8", "model": "llama-3-8b",
+                             "request": {"batch": 8, "input_len": 128, "output_len": 128}, "mapping": {"tp": 2}})
+    rows, treedef = grad.leaf_matrix(d)
+    grad._exact_fn.cache_clear()
+    a = grad.exact_batch(rows, treedef)
+    assert traced and list((tmp_path / "exec").glob("the-model-*.pkl"))
+    grad._exact_fn.cache_clear()
+    traced.clear()
+    b = grad.exact_batch(rows, treedef)
+    assert not traced
+    np.testing.assert_array_equal(a["tpot_s"], b["tpot_s"])
+
+
+def test_fresh_compiles_bypass_a_cache_already_in_use(monkeypatch):
+    """JAX memoises at its first compile whether the persistent cache is used; a stored
+    executable must come from a fresh compile even after that (else it has no object code)."""
+    from jax._src import compilation_cache as cc
+
+    monkeypatch.setattr(cc, "_cache_checked", True)
+    monkeypatch.setattr(cc, "_cache_used", True)
+    with cache._fresh_compiles():
+        assert (cc._cache_checked, cc._cache_used) == (True, False)
+    assert (cc._cache_checked, cc._cache_used) == (True, True)

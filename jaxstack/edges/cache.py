@@ -101,6 +101,28 @@ def _key(name: str, args) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
+@contextlib.contextmanager
+def _fresh_compiles():
+    """Compiles inside bypass XLA's persistent cache: an executable it hands back serializes
+    without its object code (it then loads but cannot run: "Function ... not found"). JAX
+    decides once per process whether the cache is used (``compilation_cache.is_cache_used``
+    memoises it at the first compile), so the config flag alone does not do it after a first
+    compile: the memo is set for the duration too (restored after)."""
+    from jax._src import compilation_cache as cc
+
+    before = jax.config.jax_enable_compilation_cache
+    memo = (getattr(cc, "_cache_checked", None), getattr(cc, "_cache_used", None))
+    jax.config.update("jax_enable_compilation_cache", False)
+    if memo[0] is not None:
+        cc._cache_checked, cc._cache_used = True, False
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
+        if memo[0] is not None:
+            cc._cache_checked, cc._cache_used = memo
+
+
 def compiled(name: str, fn, *args, options=None):
     """``jax.jit(fn, compiler_options=options).lower(*args).compile()``, loaded from
     ``<cache>/exec/`` when this exact program (source, JAX, backend, shapes, options) was
@@ -131,15 +153,8 @@ def load_or_compile(name: str, key: str, lower, args, devices=None):
         return exe
     except Exception:       # missing, truncated, from another build or not runnable: compile again
         pass
-    # a fresh compile: an executable that XLA's persistent cache handed back serializes without
-    # its object code (it then loads but cannot run: "Function ... not found")
-    before = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    try:
-        with compile_note(name):
-            exe = lower().compile()
-    finally:
-        jax.config.update("jax_enable_compilation_cache", before)
+    with _fresh_compiles(), compile_note(name):
+        exe = lower().compile()
     try:
         blob = pickle.dumps(se.serialize(exe))
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -172,7 +172,9 @@ def _relaxed_fn(treedef, evaluate_fn, names):
             (loss, aux), g = jax.vmap(vg, in_axes=(0, None))(_design(rows.T, treedef), spec)
         return loss, tuple(jax.tree_util.tree_leaves(g)), *aux
 
-    return _jit(step, classic=set(names) <= set(RELAXED_FIELDS))
+    fkey = getattr(evaluate_fn, "cache_key", None)
+    return _jit(step, classic=set(names) <= set(RELAXED_FIELDS),
+                key=None if fkey is None else ("the relaxed gradient", f"relaxed\n{fkey}\n{treedef}\n{names}"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -181,15 +183,35 @@ def _exact_fn(treedef, evaluate_fn):
         m = jax.vmap(evaluate_fn)(_design(rows.T, treedef))
         return jax.vmap(_fields)(m), m.feasible, m.reason
 
-    return _jit(step)
+    fkey = getattr(evaluate_fn, "cache_key", None)
+    return _jit(step, key=None if fkey is None else ("the model", f"exact rows\n{fkey}\n{treedef}"))
 
 
-def _jit(fn, classic: bool = True):
+def _jit(fn, classic: bool = True, key=None):
     """jit with ``CPU_COMPILER_OPTIONS`` on CPU. ``classic=False`` (relaxed gradients that need
     the prefill metrics too): XLA's default emitters, whose compile time grows more gently
-    with graph size (the classic fusion pass is quadratic in fusion size there)."""
+    with graph size (the classic fusion pass is quadratic in fusion size there). ``key``
+    ((what, cache key) of jaxstack's own model): compiled on first call per argument shapes
+    through the on-disk executable cache (``cache.load_or_compile``), so a warm ``eval --grad``
+    or ``optimize`` traces nothing."""
     cpu = jax.default_backend() == "cpu"
-    return jax.jit(fn, compiler_options=CPU_COMPILER_OPTIONS if cpu and classic else None)
+    opts = CPU_COMPILER_OPTIONS if cpu and classic else None
+    jitted = jax.jit(fn, compiler_options=opts)
+    if key is None:
+        return jitted
+    from ..edges import cache
+
+    what, text = key
+    done: dict = {}
+
+    def call(*args):
+        sig = tuple((np.shape(x), str(np.result_type(x))) for x in jax.tree_util.tree_leaves(args))
+        if sig not in done:
+            done[sig] = cache.load_or_compile(what, f"{text}\n{sorted((opts or {}).items())}",
+                                              lambda: jitted.lower(*args), args)
+        return done[sig](*args)
+
+    return call
 
 
 def exact_batch(rows: np.ndarray, treedef, evaluate_fn=None) -> dict:
