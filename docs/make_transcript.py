@@ -29,6 +29,9 @@ COMMANDS = [  # (command, what the reader should look at)
     (EVAL.replace("--tp 8", "--tp -1"), "An impossible value is an input error: one line, exit code 2."),
     ("jaxstack sweep spaces/hbm-whatif.yaml --sample 20000 --seed 0 --top-k 5",
      "A quick look at a bigger space: 20,000 points spread over all of it (not its first 20,000)."),
+    ("jaxstack sweep spaces/rack-scale.yaml --top-k 5",
+     "Rack scale: DeepSeek-V3 on 16 GPUs, two 8-GPU nodes over InfiniBand (H100 or B200) or 16 GPUs of a "
+     "GB200 NVL72, hardware and fabric varied together (`zip`), every mapping of 16 and the batch."),
     ("jaxstack presets --show b200", "Every value of a preset with its unit, domain, fitted calibration and "
                                      "the source note written next to it (documents under docs/reference/)."),
     ("jaxstack validate", "Errors against the shipped measurements, per split."),
