@@ -96,6 +96,17 @@ def test_topk_equals_bruteforce_sort(ref, brute):
         assert r["fabric.l1.link_bandwidth_GBps"] in (100, 300, 500, 700, 900)
 
 
+def test_quick_compile_for_few_points_same_answer(toy_path, ref):
+    """A sweep of at most FAST_COMPILE_POINTS points compiles with XLA:CPU's quick options (on
+    CPU); the optimised program gives the same top rows."""
+    assert ref.timings["quick_compile"] == (jax.devices()[0].platform == "cpu")
+    full = sweep(toy_path, evaluate_fn=toy_evaluate, quick_compile=False, **SWEEP_KW)
+    assert not full.timings["quick_compile"]
+    assert [r["index"] for r in full.top] == [r["index"] for r in ref.top]
+    for a, b in zip(full.top, ref.top, strict=True):
+        np.testing.assert_allclose(a[ref.objective], b[ref.objective], rtol=1e-5)
+
+
 def test_counts_and_slo_limits(ref, brute):
     want = np.bincount(np.where(brute["feasible"], 0, brute["reason"]), minlength=len(Reason))
     assert ref.counts == {r.name: int(want[int(r)]) for r in Reason}

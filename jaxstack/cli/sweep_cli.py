@@ -159,7 +159,8 @@ def run(args) -> int:
               "compiled or evaluated")
     else:
         print(f"{t['points_this_session']:,} points in {t['run_s']:.2f} s = {t['points_per_s']:,.0f} points/s "
-              f"(compile {t['compile_s']:.1f} s, {t['devices']} {t['device_kind']} device(s), chunk {t['chunk']:,}"
+              f"(compile {t['compile_s']:.1f} s{', quick' if t.get('quick_compile') else ''}, {t['devices']} "
+              f"{t['device_kind']} device(s), chunk {t['chunk']:,}"
               + (f"; hoisted: {', '.join(h.removeprefix('axes.') for h in t['hoisted'])})" if t.get("hoisted")
                  else ")"))
     if res.out:

@@ -63,6 +63,7 @@ from .space import (
     load_space,
 )
 from .step import (  # noqa: F401 - folded, base_leaves_of, _targets: re-exported (the API of earlier versions)
+    FAST_COMPILE_POINTS,
     NR,
     _compiled,
     _plan,
@@ -176,7 +177,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
           dump: bool = False, devices=None, checkpoint_every_s: float = 5.0, progress=None,
           pareto_cap: int = 256, front_capacity: int = 4096, on_chunk=None,
           dump_format: str = "auto", sample: int | None = None, seed: int = 0, hoist: bool = True,
-          prune: bool | None = None) -> "SweepResult":
+          prune: bool | None = None, quick_compile: bool | None = None) -> "SweepResult":
     """Evaluate every point of ``space`` (or the first ``max_points``) and reduce on device.
 
     Args:
@@ -198,6 +199,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
       prune: compute only the objective, Pareto and limited metrics in the steps and the
         others for the returned rows afterwards (``winners.py``; same answer); None: when the
         sweep is large enough to repay the returned rows' own compile (``winners.worth_it``).
+      quick_compile: compile the step with XLA:CPU's quick options (~3x faster to compile,
+        ~4x slower per point; CPU only); None: for at most ``FAST_COMPILE_POINTS`` points.
     Returns:
       ``SweepResult`` (top rows with global index, axis values in user units, all metrics).
     """
@@ -251,6 +254,9 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     mine = range(proc, n_chunks, nproc)          # lazy: a 2.5e14-point space has 1e10 chunks
     plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump,
                  devices[0].platform, sampled=weyl is not None, inner=inner, n_outer=n_outer)
+    # few points: XLA:CPU's quick compile beats a faster program (step.FAST_COMPILE_POINTS)
+    quick = total <= FAST_COMPILE_POINTS if quick_compile is None else bool(quick_compile)
+    plan = dataclasses.replace(plan, fast_compile=devices[0].platform == "cpu" and quick)
     st = reducers.RunState(int(top_k), plan.fields, pareto, plan.pareto_signs, plan.cap, int(front_capacity), NR)
     dumps: dict[int, dict] = {}
     run_id = {"space_hash": space.hash, "objective": objective, "top_k": int(top_k),
@@ -371,7 +377,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
                "points_this_session": st.points - pts0,
                "points_per_s": (st.points - pts0) / wall if wall > 0 else 0.0,
                "chunk": chunk, "chunks": n_chunks, "devices": shards, "processes": nproc,
-               "hoisted": [space.axes[a].name for a in inner], "pruned": prune,
+               "hoisted": [space.axes[a].name for a in inner], "pruned": prune, "quick_compile": plan.fast_compile,
                "device_kind": devices[0].device_kind, "jax_version": jax.__version__}
     dump_arrays = _collect_dumps(dumps, rundir, n_chunks, plan.fields, sort=bool(inner)) if dump else None
     res = build_result(space, objective, pareto, plan.fields, st, total, timings, dump_arrays,
