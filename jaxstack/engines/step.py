@@ -327,7 +327,8 @@ def digits_step(space: Space, kind: str, fn, devices, chunk: int):
     args = (jax.device_put(np.array(jax.tree_util.tree_leaves(space.base), np.float32), rep),
             tuple(jax.device_put(a.table.astype(np.float32), rep) for a in space.axes))
     t0 = time.perf_counter()
-    opts = fast_compile_options() if kind == "exact" else None     # a few hundred points: compile fast
+    # the exact step evaluates a few hundred points, and a small space's bounds few more: compile fast
+    opts = fast_compile_options() if kind == "exact" or space.size <= FAST_COMPILE_POINTS else None
     jitted = jax.jit(run, in_shardings=(rep, rep, shard), compiler_options=opts) if mesh else \
         jax.jit(run, compiler_options=opts)
     digits0 = jax.device_put(np.zeros((chunk, len(space.axes)), np.int32), shard)
