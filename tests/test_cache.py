@@ -126,3 +126,22 @@ def test_fresh_compiles_bypass_a_cache_already_in_use(monkeypatch):
     with cache._fresh_compiles():
         assert (cc._cache_checked, cc._cache_used) == (True, False)
     assert (cc._cache_checked, cc._cache_used) == (True, True)
+
+
+def test_stored_executables_are_evicted_least_recently_used_first(tmp_path):
+    """The exec folder stays under its byte limit: the oldest entries go first, down to 80 %,
+    never the one just written."""
+    import os
+
+    folder = tmp_path / "exec"
+    folder.mkdir()
+    for i in range(5):
+        f = folder / f"e{i}.pkl"
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (1000 + i, 1000 + i))          # e0 oldest ... e4 newest
+    new = folder / "new.pkl"
+    new.write_bytes(b"x" * 100)
+    cache._evict(folder, keep=new, limit=450)      # 600 B > 450: remove oldest until <= 360
+    assert sorted(p.name for p in folder.iterdir()) == ["e3.pkl", "e4.pkl", "new.pkl"]
+    cache._evict(folder, keep=new, limit=10_000)   # under the limit: nothing removed
+    assert len(list(folder.iterdir())) == 3

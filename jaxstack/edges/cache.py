@@ -33,8 +33,10 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["enable", "compile_note", "compiled", "load_or_compile", "memo", "MIN_COMPILE_S", "NOTE_AFTER_S"]
+__all__ = ["enable", "compile_note", "compiled", "load_or_compile", "memo", "EXEC_MAX_BYTES", "MIN_COMPILE_S",
+           "NOTE_AFTER_S"]
 
+EXEC_MAX_BYTES = 2 * 2**30    # stored executables (``<cache>/exec``) beyond this: least recently used removed
 MIN_COMPILE_S = 0.5   # programs that compiled faster than this are not written to the cache
 NOTE_AFTER_S = 3.0    # the compile note appears only when a compile takes longer than this (a cache load: ~2 s)
 _ENABLED: list = []
@@ -150,6 +152,8 @@ def load_or_compile(name: str, key: str, lower, args, devices=None):
         payload, in_tree, out_tree = pickle.loads(path.read_bytes())
         exe = se.deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
         jax.block_until_ready(exe(*args))   # an entry that loads but cannot run is compiled again
+        with contextlib.suppress(OSError):
+            os.utime(path)                  # recently used: the last to be evicted (``_evict``)
         return exe
     except Exception:       # missing, truncated, from another build or not runnable: compile again
         pass
@@ -161,9 +165,27 @@ def load_or_compile(name: str, key: str, lower, args, devices=None):
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
             tmp.write(blob)
         os.replace(tmp.name, path)
+        _evict(path.parent, keep=path)
     except Exception:       # pragma: no cover - unserializable backend or read-only cache
         pass
     return exe
+
+
+def _evict(folder: Path, keep: Path, limit: int | None = None) -> None:
+    """Keep the stored executables under ``EXEC_MAX_BYTES`` (every distinct space or shape is a
+    new entry of 1-20 MB): the least recently used go first, down to 80 % of the limit, never
+    ``keep`` (the entry just written)."""
+    limit = EXEC_MAX_BYTES if limit is None else limit
+    files = [(f.stat().st_mtime, f.stat().st_size, f) for f in folder.glob("*.pkl") if f != keep]
+    total = sum(size for _, size, _ in files) + (keep.stat().st_size if keep.exists() else 0)
+    if total <= limit:
+        return
+    for _, size, f in sorted(files, key=lambda x: x[0]):
+        with contextlib.suppress(OSError):
+            f.unlink()
+            total -= size
+        if total <= 0.8 * limit:
+            break
 
 
 def memo(name: str, key: str, compute):
