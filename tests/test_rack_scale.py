@@ -67,3 +67,21 @@ def test_deepseek_over_two_nodes():
                                 "mapping": {"ep": 16}, "request": {"batch": 512, "input_len": 1024, "output_len": 1024},
                                 "overrides": {"fabric.l1.size": 16, "fabric.l1.dim_x": 16}})
     assert float(m.t_comm_exposed_s) > 1.5 * float(EV(flat).t_comm_exposed_s)
+
+
+def test_disaggregated_pools_on_two_nodes_move_kv_over_infiniband():
+    """A prefill pool and a decode pool on the two nodes: the KV cache crosses the node's 8 NDR
+    ports (8 x 50 GB/s x efficiency) by default, not NVLink."""
+    from jaxstack.recipe.disagg import disaggregated, kv_bytes_per_request
+
+    def pool(**kw):
+        return io.design_from_dict({"hardware": "h100-sxm", "fabric": "nvlink-ib-h100x16", "model": "llama-3-70b",
+                                    "request": {"batch": 8, "input_len": 4096, "output_len": 512},
+                                    "mapping": {"tp": 8}, **kw})
+
+    pre, dec = pool(), pool(engine="vllm-offline")
+    out = disaggregated(pre, dec)
+    f = pre.fabric
+    bw = 8 * 50e9 * float(f.bandwidth_efficiency)
+    assert out["kv_bandwidth_Bps"] == pytest.approx(bw, rel=1e-6)
+    assert out["kv_transfer_s"] == pytest.approx(float(kv_bytes_per_request(dec)) / bw, rel=1e-5)
