@@ -247,7 +247,8 @@ _CACHE: dict = {}
 # and fusion emitters off, ``xla.SINGLE_POINT_OPTIONS``): measured on the 2-core CPU, jaxlib 0.10.2,
 # jit(vmap(evaluate)) over 4,096 random designs compiles in 2.1 s instead of 6.6 s and runs 32.6
 # instead of 7.0 us per point, so below ~180,000 points the quick program finishes first; a sweep
-# of at most FAST_COMPILE_POINTS points and search's exact step (a few hundred points) use it
+# of at most FAST_COMPILE_POINTS points, search's steps over such a space and its exact step (a few
+# hundred points) and validate's rows use it (``quick_options``)
 FAST_COMPILE_POINTS = 100_000
 
 
@@ -258,6 +259,14 @@ def fast_compile_options() -> dict:
     return xla.single_point_options()
 
 
+def quick_options(points: int, force: bool | None = None) -> dict | None:
+    """Compiler options for a program that evaluates ``points`` design points: the quick ones
+    (``fast_compile_options``) for at most ``FAST_COMPILE_POINTS`` on a CPU, else None (XLA's
+    defaults); ``force`` True / False overrides the size rule."""
+    quick = points <= FAST_COMPILE_POINTS if force is None else bool(force)
+    return (fast_compile_options() or None) if quick else None
+
+
 def _compiled(plan: _Plan, evaluate_fn, devices, args):
     """AOT-compile the step once per (plan, evaluate_fn, devices); returns (fn, compile_s)."""
     key = (plan, evaluate_fn, tuple(devices))
@@ -265,7 +274,7 @@ def _compiled(plan: _Plan, evaluate_fn, devices, args):
         return _CACHE[key], 0.0
     mesh = Mesh(np.array(devices), ("d",)) if len(devices) > 1 else None
     t0 = time.perf_counter()
-    opts = fast_compile_options() if plan.fast_compile else None
+    opts = (fast_compile_options() or None) if plan.fast_compile else None
     if mesh is None:
         jitted = jax.jit(_step_fn(plan, evaluate_fn, None), compiler_options=opts)
     else:
@@ -328,7 +337,7 @@ def digits_step(space: Space, kind: str, fn, devices, chunk: int):
             tuple(jax.device_put(a.table.astype(np.float32), rep) for a in space.axes))
     t0 = time.perf_counter()
     # the exact step evaluates a few hundred points, and a small space's bounds few more: compile fast
-    opts = fast_compile_options() if kind == "exact" or space.size <= FAST_COMPILE_POINTS else None
+    opts = quick_options(0 if kind == "exact" else space.size)
     jitted = jax.jit(run, in_shardings=(rep, rep, shard), compiler_options=opts) if mesh else \
         jax.jit(run, compiler_options=opts)
     digits0 = jax.device_put(np.zeros((chunk, len(space.axes)), np.int32), shard)

@@ -63,13 +63,13 @@ from .space import (
     load_space,
 )
 from .step import (  # noqa: F401 - folded, base_leaves_of, _targets: re-exported (the API of earlier versions)
-    FAST_COMPILE_POINTS,
     NR,
     _compiled,
     _plan,
     _targets,
     base_leaves_of,
     folded,
+    quick_options,
 )
 
 __all__ = ["sweep", "SweepResult", "auto_chunk", "DEFAULT_OBJECTIVE", "DUMP_MAX_POINTS", "dump_columns", "resume_state",
@@ -200,7 +200,7 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
         others for the returned rows afterwards (``winners.py``; same answer); None: when the
         sweep is large enough to repay the returned rows' own compile (``winners.worth_it``).
       quick_compile: compile the step with XLA:CPU's quick options (~3x faster to compile,
-        ~4x slower per point; CPU only); None: for at most ``FAST_COMPILE_POINTS`` points.
+        ~4x slower per point; CPU only); None: for at most ``step.FAST_COMPILE_POINTS`` points.
     Returns:
       ``SweepResult`` (top rows with global index, axis values in user units, all metrics).
     """
@@ -254,9 +254,8 @@ def sweep(space, *, objective: str | None = None, top_k: int = 10, pareto=None, 
     mine = range(proc, n_chunks, nproc)          # lazy: a 2.5e14-point space has 1e10 chunks
     plan = _plan(space, objective, pareto, int(top_k), int(pareto_cap), shards, chunk, dump,
                  devices[0].platform, sampled=weyl is not None, inner=inner, n_outer=n_outer)
-    # few points: XLA:CPU's quick compile beats a faster program (step.FAST_COMPILE_POINTS)
-    quick = total <= FAST_COMPILE_POINTS if quick_compile is None else bool(quick_compile)
-    plan = dataclasses.replace(plan, fast_compile=devices[0].platform == "cpu" and quick)
+    # few points: XLA:CPU's quick compile beats a faster program (step.quick_options)
+    plan = dataclasses.replace(plan, fast_compile=quick_options(total, quick_compile) is not None)
     st = reducers.RunState(int(top_k), plan.fields, pareto, plan.pareto_signs, plan.cap, int(front_capacity), NR)
     dumps: dict[int, dict] = {}
     run_id = {"space_hash": space.hash, "objective": objective, "top_k": int(top_k),

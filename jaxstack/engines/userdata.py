@@ -140,9 +140,8 @@ def evaluate_rows(rows, calibrated: bool = True, extra=()) -> list[dict]:
     infeasible), ``feasible`` and the Metrics fields named in ``extra`` filled in."""
     from ..recipe.evaluate import evaluate
 
-    # a few hundred rows: XLA:CPU's quick compile finishes first (engines/step.py FAST_COMPILE_POINTS)
-    quick = step.fast_compile_options() if len(rows) <= step.FAST_COMPILE_POINTS else None
-    m = jax.jit(jax.vmap(evaluate), compiler_options=quick)(design_batch(rows, calibrated))
+    # a few hundred rows: XLA:CPU's quick compile finishes first (``step.quick_options``)
+    m = jax.jit(jax.vmap(evaluate), compiler_options=step.quick_options(len(rows)))(design_batch(rows, calibrated))
     feas = np.asarray(m.feasible)
     out = []
     for i, r in enumerate(rows):

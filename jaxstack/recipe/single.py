@@ -37,8 +37,9 @@ def point_evaluator(template: Design, evaluate_fn=None):
         return jnp.stack([jnp.asarray(getattr(m, k), jnp.float32) for k in _FIELDS])
 
     opts = xla.single_point_options()
-    if model is evaluate:        # the shipped model: an executable cache hit skips tracing too (cache.py)
-        tag = hashlib.sha256(str(tree).encode()).hexdigest()[:12]
+    fkey = getattr(model, "cache_key", None)
+    if fkey is not None:         # jaxstack's model (or its pruned form): an executable cache hit skips tracing too
+        tag = hashlib.sha256(f"{fkey}\n{tree}".encode()).hexdigest()[:12]
         packed = cache.compiled(f"the model, one point {tag}", packed, np.zeros(n, np.float32), options=opts)
     else:
         packed = jax.jit(packed, compiler_options=opts)
