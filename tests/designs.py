@@ -88,6 +88,9 @@ def random_designs(n: int, seed: int = 0, calibrated: bool = True) -> Design:
     l1 = type(fabric.l1)(**{**vars(fabric.l1), "switch_reduce": (rng.random(n) < 0.3).astype(np.float32)})
     fabric = type(fabric)(**{**vars(fabric), "l1": l1, "switch_reduce_from": np.where(
         rng.random(n) < 0.5, rng.uniform(1e4, 3e7, n), 0.0).astype(np.float32)})
+    # routed experts quantised apart from the rest (gpt-oss: MXFP4 experts, BF16 elsewhere) on a share
+    model = type(model)(**{**vars(model), "expert_weight_bytes": np.where(
+        rng.random(n) < 0.3, rng.choice([0.53125, 0.5625, 1.0, 2.0], n), 0.0).astype(np.float32)})
     return type(d)(chip=chip, dram=dram, fabric=fabric, thermal=thermal, model=model, request=req, mapping=mp,
                    serving=serving)
 

@@ -114,8 +114,11 @@ def model_point(d, q_len, kv_len, decode, hot=False):
     miss = np.clip(1 - k / np.maximum(E, 1.0), 0, 1) ** (T * ep * w.get("moe_routing_independence", 1.0))
     # a share of untouched experts below 1e-5 is none, as in the model (``ops.MISS_TOL``)
     touched = E / ep_moe * (1 - np.where(miss < 1e-5, 0.0, miss))
-    experts, exp_waves = expert_gemm_w(chip, dram, assign, touched, h, 3 * mi / tp_moe, wb, a_op, on,
-                                           rate_b=op_b, cb=ab)
+    # routed experts quantised apart (expert_weight_bytes > 0): their own weight width, the same
+    # activation operand, the rate of the wider of the two
+    xb = np.where(w.get("expert_weight_bytes", 0.0) > 0, w.get("expert_weight_bytes", 0.0), wb)
+    experts, exp_waves = expert_gemm_w(chip, dram, assign, touched, h, 3 * mi / tp_moe, xb, a_op, on,
+                                           rate_b=np.maximum(xb, a_op), cb=ab)
     si = w["n_shared_experts"] * mi / tp
     sh_on = on * (w["n_shared_experts"] > 0)
     routing = vec(10 * T * E * on, (4 * T * E + assign * h * ab) * on, 3 * on)
@@ -218,7 +221,9 @@ def weights_per_layer(d):
               + nh * w["v_head_dim"] * h) / tp)
     attn = np.where(w["kv_lora_rank"] > 0, mla, gqa)
     dense = (2 + w.get("mlp_gated", 1.0)) * h * w["intermediate_size"] / tp
-    moe = E / ep_moe * 3 * h * mi / tp_moe + 3 * h * mi * w["n_shared_experts"] / tp + h * E
+    xw = w.get("expert_weight_bytes", 0.0)
+    x_ratio = np.where(xw > 0, xw / w["weight_bytes"], 1.0)
+    moe = E / ep_moe * 3 * h * mi / tp_moe * x_ratio + 3 * h * mi * w["n_shared_experts"] / tp + h * E
     embed = w["vocab_size"] * h / tp * np.where(mp["pp"] > 1, 1.0, 2.0 - w["tie_word_embeddings"])
     return attn, dense, moe, embed
 

@@ -61,6 +61,9 @@ def add_parser(sub):
                         "two flags above); the trtllm-throughput engine preset sets it")
     p.add_argument("--weight-dtype", help="weights: fp32, bf16, fp16, fp8, int8, fp4, int4, nvfp4, mxfp4 "
                    "(sets model.weight_bytes)")
+    p.add_argument("--expert-dtype", help="routed-expert weights quantised apart from the rest "
+                   "(model.expert_weight_bytes): mxfp4 with bf16 weights = gpt-oss's MXFP4 experts beside BF16 "
+                   "attention")
     p.add_argument("--act-dtype", help="a GEMM's activation operand (model.gemm_act_bytes): fp8 with fp8 weights = "
                    "W8A8; bf16 with fp8/fp4 weights = weight-only quantisation at the 16-bit tensor rate")
     p.add_argument("--kv-dtype", help="KV cache (sets model.kv_bytes)")
@@ -119,7 +122,7 @@ def design_from_args(args):
         data["serving"] = serving
     overrides = _section(data, "overrides", where)
     for flag, leaf in (("weight_dtype", "weight_bytes"), ("act_dtype", "gemm_act_bytes"), ("kv_dtype", "kv_bytes"),
-                       ("attn_dtype", "attn_bytes")):
+                       ("attn_dtype", "attn_bytes"), ("expert_dtype", "expert_weight_bytes")):
         if getattr(args, flag, None) is not None:
             overrides[f"model.{leaf}"] = getattr(args, flag)
     for item in args.set:

@@ -5,7 +5,9 @@ tied embeddings), MoE (routed experts, experts per token, expert width, shared e
 DeepSeek's ``n_shared_experts`` or Qwen2-MoE's ``shared_expert_intermediate_size`` as a
 multiple of the expert width, leading dense layers), MLA (DeepSeek ranks and head dims), a
 nested ``text_config`` (multimodal checkpoints), and the weight dtype: ``torch_dtype`` and
-``quantization_config`` (FP8 / MXFP4 / NVFP4 / 8-bit / 4-bit) set ``weight_bytes``; its
+``quantization_config`` (FP8 / MXFP4 / NVFP4 / 8-bit / 4-bit) set ``weight_bytes`` (an MoE whose
+quantisation leaves the attention out, as gpt-oss's MXFP4 experts beside BF16 attention: the
+quantised width as ``expert_weight_bytes``, the checkpoint's dtype as ``weight_bytes``); its
 activation scheme (compressed-tensors ``input_activations``, ModelOpt ``quant_algo``, weight-
 only methods such as GPTQ/AWQ) sets ``gemm_act_bytes``; an FP8 ``kv_cache_scheme`` sets
 ``kv_bytes``. Every value is checked against the Model domains.
@@ -89,14 +91,21 @@ def _act_bits(q: dict) -> float | None:
     return None
 
 
-def _bytes_of(cfg: dict) -> tuple[float, float | None, float]:
-    """(weight bytes, KV bytes or None, GEMM activation operand bytes or 0 = like the weights)
-    from torch_dtype / quantization_config; block-scaled FP4 formats count their scales."""
+def _bytes_of(cfg: dict) -> tuple[float, float | None, float, float]:
+    """(weight bytes, KV bytes or None, GEMM activation operand bytes or 0 = like the weights,
+    unquantised weight bytes where the quantisation leaves the attention out, else 0) from
+    torch_dtype / quantization_config; block-scaled FP4 formats count their scales."""
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").lower()
     wb = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}.get(dtype, 1.0 if "float8" in dtype else 2.0)
     q = cfg.get("quantization_config")
-    kv, ga = None, 0.0
+    kv, ga, kept = None, 0.0, 0.0
     if isinstance(q, dict):
+        # modules the quantisation leaves at the checkpoint's dtype (HF modules_to_not_convert,
+        # compressed-tensors ignore, ModelOpt exclude_modules): gpt-oss keeps attention in BF16
+        skip = [str(m).lower() for k in ("modules_to_not_convert", "ignore", "exclude_modules")
+                for m in (q.get(k) or []) if isinstance(q.get(k), list)]
+        if any("attn" in m or "attention" in m for m in skip):
+            kept = wb
         text = json.dumps(q).lower()
         method = str(q.get("quant_method", "")).lower()
         bits = q.get("bits") or q.get("w_bit") or q.get("weight_bits")
@@ -119,7 +128,7 @@ def _bytes_of(cfg: dict) -> tuple[float, float | None, float]:
         a_bits = _act_bits(q)
         if a_bits is not None:
             ga = a_bits / 8.0
-    return wb, kv, ga
+    return wb, kv, ga, kept
 
 
 def load_hf_config(path) -> Model:
@@ -176,8 +185,17 @@ def load_hf_config(path) -> Model:
             vals["first_k_dense_replace"] = float(len(cfg.get("mlp_only_layers") or []))
     if cfg.get("multi_query") and not any(cfg.get(k) for k in ("num_key_value_heads", "num_kv_heads")):
         vals["num_key_value_heads"] = 1.0               # Falcon-7B, GPT-BigCode: multi-query attention
-    wb, kvb, ga = _bytes_of(cfg)
+    wb, kvb, ga, kept = _bytes_of(cfg)
     vals.update({**MODEL_DEFAULTS, "weight_bytes": wb, "gemm_act_bytes": ga, **({"kv_bytes": kvb} if kvb else {})})
+    if kept and kept != wb:
+        if vals["n_routed_experts"] > 0:     # the routed experts quantised, the rest at the checkpoint's dtype
+            vals["weight_bytes"], vals["expert_weight_bytes"] = kept, wb
+            if vals["n_shared_experts"] > 0 or vals["first_k_dense_replace"] > 0 or vals["moe_layer_step"] > 1:
+                _warn(where, "quantization_config", f"only the routed experts are costed at {wb:g} B per weight; "
+                      f"dense and shared-expert FFNs at the unquantised {kept:g} B with the attention")
+        else:
+            _warn(where, "quantization_config", f"the attention it leaves unquantised ({kept:g} B per weight) is "
+                  f"costed at the quantised {wb:g} B with the MLP")
     vals["mlp_gated"] = _gated(cfg, where)
     vals["sliding_window"], vals["sliding_window_layers"] = _window(cfg, vals["num_hidden_layers"], where)
     rec = recurrent_layers(cfg, vals["hidden_size"], vals["num_hidden_layers"], vals["num_key_value_heads"],

@@ -41,7 +41,8 @@ ENUMS = {("fabric", "kind"): {k.name: int(k) for k in TopologyKind}, ("serving",
 DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5,
                "nvfp4": 0.5625, "mxfp4": 0.53125}
 # model leaves that take a dtype name (YAML, --set, space choices, user data)
-DTYPE_KEYS = {("model", k) for k in ("weight_bytes", "kv_bytes", "act_bytes", "gemm_act_bytes", "attn_bytes")}
+DTYPE_KEYS = {("model", k) for k in ("weight_bytes", "kv_bytes", "act_bytes", "gemm_act_bytes", "attn_bytes",
+                                     "expert_weight_bytes")}
 _NESTED = {"l1": FabricLevel, "l2": FabricLevel, "l3": FabricLevel}
 _SECTION_CLS = {"chip": Chip, "dram": Dram, "fabric": Fabric, "thermal": Thermal,
                 "model": Model, "request": Request, "mapping": Mapping, "serving": Serving}

@@ -219,6 +219,7 @@ class Ctx(NamedTuple):
     vector_fpc: jnp.ndarray  # vector FLOP per cycle per unit
     overhead: jnp.ndarray    # op_overhead per kernel
     inv_rate: jnp.ndarray    # s per tensor FLOP of one unit at the GEMM weight width
+    inv_rate_x: jnp.ndarray  # the same at the routed experts' operand width (= inv_rate unless quantised apart)
     attn_peak: jnp.ndarray   # tensor_peak(max(w_bytes, attn_bytes), U) x compute_efficiency
     attn_eff: jnp.ndarray    # attention_bandwidth_efficiency
     bw: jnp.ndarray          # memory.dram_bandwidth at this temperature
@@ -229,13 +230,16 @@ class Ctx(NamedTuple):
     wave: jnp.ndarray        # memory.wave_bytes
 
 
-def context(chip: Chip, dram: Dram, w_bytes, temperature=None, hot=None, attn_bytes=2.0) -> Ctx:
-    """Resolve ``chip`` + ``dram`` for GEMMs of ``w_bytes``-byte weights and an attention core
-    of ``attn_bytes``-byte operands (at the rate of the wider of the two); the DRAM temperature
-    is given as degC (``temperature``) or directly as the doubled-refresh weight ``hot``."""
+def context(chip: Chip, dram: Dram, w_bytes, temperature=None, hot=None, attn_bytes=2.0, x_bytes=None) -> Ctx:
+    """Resolve ``chip`` + ``dram`` for GEMMs of ``w_bytes``-byte operands (routed experts:
+    ``x_bytes``, None = the same) and an attention core of ``attn_bytes``-byte operands (at the
+    rate of the wider of the two); the DRAM temperature is given as degC (``temperature``) or
+    directly as the doubled-refresh weight ``hot``."""
     U = area.compute_units(chip, dram)
+    inv_rate = 1.0 / (chip.clock * flops_per_cycle(chip, w_bytes) * chip.compute_efficiency)
     return Ctx(U=U, clock=chip.clock, vector_fpc=chip.vector_flops_per_cycle, overhead=chip.op_overhead,
-               inv_rate=1.0 / (chip.clock * flops_per_cycle(chip, w_bytes) * chip.compute_efficiency),
+               inv_rate=inv_rate, inv_rate_x=inv_rate if x_bytes is None else
+               1.0 / (chip.clock * flops_per_cycle(chip, x_bytes) * chip.compute_efficiency),
                attn_peak=tensor_peak(chip, jnp.maximum(w_bytes, attn_bytes), U) * chip.compute_efficiency,
                attn_eff=chip.attention_bandwidth_efficiency,
                bw=memory.dram_bandwidth(dram, temperature, hot=hot), ucap=memory.unit_cap(chip, dram),

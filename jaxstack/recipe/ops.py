@@ -43,13 +43,14 @@ the core is costed per KV length (``schedule.stage_times``).
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ..physics import compute, relax
 from ..physics.compute import Cost
 from ..physics.lean import clip, total, unstack, where
 from ..types.design import Design
-from ..types.workload import gemm_act_operand_bytes, gemm_operand_bytes
+from ..types.workload import expert_bytes, expert_operand_bytes, gemm_act_operand_bytes, gemm_operand_bytes
 
 __all__ = ["param_count", "Shard", "shard", "kv_held", "keys_attended", "LayerCosts", "layer_costs", "Linear",
            "linear_costs", "core_cost",
@@ -140,15 +141,23 @@ def _weight_elems(d: Design, s: Shard):
            + w.kv_lora_rank * nh * (w.qk_nope_head_dim + w.v_head_dim) / s.tp + nh * w.v_head_dim * h / s.tp)
     attn = where(s.is_mla, mla, gqa)
     dense = (2.0 + w.mlp_gated) * h * w.intermediate_size / s.tp
-    experts = w.n_routed_experts / s.ep_moe * 3.0 * h * w.moe_intermediate_size / s.tp_moe
+    # routed experts counted at weight_bytes each: scaled by their own width (expert_weight_bytes)
+    experts = w.n_routed_experts / s.ep_moe * 3.0 * h * w.moe_intermediate_size / s.tp_moe * expert_ratio(w)
     moe = experts + 3.0 * h * w.moe_intermediate_size * w.n_shared_experts / s.tp + h * w.n_routed_experts
     embed = w.vocab_size * h / s.tp * where(s.pp > 1, 1.0, 2.0 - w.tie_word_embeddings)
     return attn, dense, moe, embed
 
 
+def expert_ratio(m):
+    """Bytes of a routed-expert weight over ``weight_bytes``: 1 unless the experts are quantised
+    apart (``model.expert_weight_bytes``); element counts times it are at ``weight_bytes`` each."""
+    return expert_bytes(m) / m.weight_bytes
+
+
 def param_count(m):
     """Parameters of the whole model (every layer, embedding and LM head; as ``weight_elems``
-    with no sharding): what an engine's ``param_count x bytes`` engine-size estimate uses."""
+    with no sharding, routed experts quantised apart at their share of ``weight_bytes``): what an
+    engine's ``param_count x weight_bytes`` engine-size estimate uses."""
     h, nh, L = m.hidden_size, m.num_attention_heads, m.num_hidden_layers
     gqa = h * (nh + 2 * m.num_key_value_heads) * m.head_dim + nh * m.head_dim * h
     qk = m.qk_nope_head_dim + m.qk_rope_head_dim
@@ -156,7 +165,8 @@ def param_count(m):
     mla = (h * m.q_lora_rank + q_in * nh * qk + h * (m.kv_lora_rank + m.qk_rope_head_dim)
            + m.kv_lora_rank * nh * (m.qk_nope_head_dim + m.v_head_dim) + nh * m.v_head_dim * h)
     attn = where(m.kv_lora_rank > 0, mla, gqa)
-    moe = (m.n_routed_experts + m.n_shared_experts) * 3.0 * h * m.moe_intermediate_size + h * m.n_routed_experts
+    moe = ((m.n_routed_experts * expert_ratio(m) + m.n_shared_experts) * 3.0 * h * m.moe_intermediate_size
+           + h * m.n_routed_experts)
     span = L - jnp.minimum(m.first_k_dense_replace, L)
     n_moe = where(m.n_routed_experts > 0, jnp.ceil(span / m.moe_layer_step), 0.0)
     embed = m.vocab_size * h * (2.0 - m.tie_word_embeddings)
@@ -267,7 +277,10 @@ def linear_costs(d: Design, s: Shard, ctx: compute.Ctx, q_len, decode, batch=Non
     K = _stack([x[1] for x in gemms] + [h, third])
     N = _stack([x[2] for x in gemms] + [2.0 * third, h])
     groups = _stack([1.0] * n_g + [g, g])
-    tl = compute.tiling(ctx, M, K, N, wb, ab, groups, w.act_bytes)
+    # the routed experts' two GEMMs: their own weight width and tensor rate (expert_weight_bytes)
+    xon = np.arange(n_g + 2).reshape((-1,) + (1,) * (M.ndim - 1)) >= n_g
+    tl = compute.tiling(ctx._replace(inv_rate=where(xon, ctx.inv_rate_x, ctx.inv_rate)), M, K, N,
+                        where(xon, expert_bytes(w), wb), ab, groups, w.act_bytes)
     gon = _stack([x[3] for x in gemms])
     Mg, Kg, Ng = M[:n_g], K[:n_g], N[:n_g]
 
@@ -356,7 +369,8 @@ def assemble(lin: Linear, core: Cost) -> LayerCosts:
 def design_context(d: Design, temperature=None, hot=None) -> compute.Ctx:
     """``compute.context`` of a design: its chip and DRAM for its GEMM operand width and its
     attention operand width (``model.attn_bytes``), at a DRAM temperature or hot weight."""
-    return compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature, hot, d.model.attn_bytes)
+    return compute.context(d.chip, d.dram, gemm_operand_bytes(d.model), temperature, hot, d.model.attn_bytes,
+                           expert_operand_bytes(d.model))
 
 
 def layer_costs(d: Design, s: Shard, q_len, kv_len, *, decode: bool, temperature=None) -> LayerCosts:

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from ..physics.lean import where
 from ._tree import leaf, pytree
 
-__all__ = ["Model", "Request", "Serving", "REGIMES", "gemm_operand_bytes", "gemm_act_operand_bytes"]
+__all__ = ["Model", "Request", "Serving", "REGIMES", "gemm_operand_bytes", "gemm_act_operand_bytes", "expert_bytes",
+           "expert_operand_bytes"]
 
 REGIMES = {"static": 0, "offline": 1, "online": 2, "concurrency": 3}   # serving.regime codes (serving.py, closed.py)
 
@@ -54,6 +55,11 @@ class Model:
                                  "quantised weights (weight-only W8A16 / W4A16: the 16-bit tensor rate). The wider "
                                  "of weights and this sets the GEMM rate; below act_bytes a quantisation kernel runs",
                                  default=0.0, domain=">=0")
+    expert_weight_bytes: float = leaf("B/elem", "bytes per routed-expert weight element where the experts are "
+                                      "quantised apart from the rest (gpt-oss: MXFP4 experts, BF16 attention, "
+                                      "router, embedding and LM head); 0 = weight_bytes. The experts' GEMMs read "
+                                      "the same activation operand as the others, at the rate of the wider of "
+                                      "the two", default=0.0, domain=">=0")
     attn_bytes: float = leaf("B/elem", "bytes per element of the attention core's matmul operands (Q K^T, P V) as the "
                              "kernel computes them: 2 = FP16 / BF16 (FlashAttention), 1 = FP8 attention (TensorRT-LLM "
                              "use_fp8_context_fmha, FlashAttention-3 FP8). The wider of the weights and this sets "
@@ -132,6 +138,18 @@ def gemm_operand_bytes(m: Model):
     """Operand width that sets the tensor rate and energy of the GEMMs: the wider of the weights
     and the activation operand (``gemm_act_bytes``; 0 = like the weights)."""
     return where(m.gemm_act_bytes > 0, jnp.maximum(m.weight_bytes, m.gemm_act_bytes), m.weight_bytes)
+
+
+def expert_bytes(m: Model):
+    """Bytes per routed-expert weight element: ``expert_weight_bytes``, or when 0 ``weight_bytes``."""
+    return where(m.expert_weight_bytes > 0, m.expert_weight_bytes, m.weight_bytes)
+
+
+def expert_operand_bytes(m: Model):
+    """Operand width that sets the routed experts' tensor rate: the wider of their weights and
+    the activation operand every GEMM reads (``gemm_operand_bytes`` when the experts are not
+    quantised apart)."""
+    return jnp.maximum(expert_bytes(m), gemm_act_operand_bytes(m))
 
 
 def gemm_act_operand_bytes(m: Model):
