@@ -66,6 +66,20 @@ def test_axes_tables_units_and_display(tmp_path):
     assert float(d.request.output_len) == 256 and float(d.mapping.tp) == 8
 
 
+def test_model_dtype_and_share_axes_take_fractions(tmp_path):
+    """Model leaves declared real (dtypes, shares, efficiencies) take fractional values on an axis;
+    only the shape leaves are integers (their declared domains; before session 19 every model
+    leaf but four was read as an integer, so a gemm_act_bytes of 0.5 or an MXFP4 axis failed)."""
+    s = load(tmp_path, space_dict(axes={"model.expert_weight_bytes": {"choices": ["mxfp4", "fp8"]},
+                                        "model.gemm_act_bytes": {"choices": [0.5, 1]},
+                                        "model.attn_bytes": {"choices": [1, 2]},
+                                        "model.sliding_window_layers": {"choices": [0.5, 1]},
+                                        "model.moe_routing_independence": {"choices": [0.25, 1]}}))
+    tables = {a.name.removeprefix("axes."): a.table[:, 0].tolist() for a in s.axes}
+    assert tables["model.expert_weight_bytes"] == [0.53125, 1.0]
+    assert tables["model.gemm_act_bytes"] == [0.5, 1.0] and tables["model.moe_routing_independence"] == [0.25, 1.0]
+
+
 def test_mapping_factorizations_counts():
     assert len(factorizations(256, 6)) == 1287          # DEEPSTACK.md §2.4
     assert len(factorizations(64, 6)) == 462 and len(factorizations(1024, 6)) == 3003
@@ -199,6 +213,10 @@ BAD = [
      ["s.yaml", "axes.mapping.tp.choices[1]", "integer"]),
     ("non-integer layers", space_dict(axes={"dram.total_layers": {"range": [1, 4], "count": 3}}),
      ["s.yaml", "axes.dram.total_layers[1]", "integer"]),
+    ("non-integer model shape", space_dict(axes={"model.num_key_value_heads": {"choices": [8, 4.5]}}),
+     ["s.yaml", "axes.model.num_key_value_heads.choices[1]", "integer"]),
+    ("model share outside its domain", space_dict(axes={"model.sliding_window_layers": {"choices": [0.5, 1.5]}}),
+     ["s.yaml", "model.sliding_window_layers", "[0, 1]"]),
     ("degree below 1", space_dict(axes={"mapping.pp": {"choices": [0]}}),
      ["s.yaml", "axes.mapping.pp.choices[0]", ">= 1"]),
     ("flag not 0/1", space_dict(axes={"mapping.fsdp": {"choices": [0, 2]}}),

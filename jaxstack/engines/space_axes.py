@@ -16,8 +16,10 @@ import jax
 import numpy as np
 
 from ..edges import io
+from ..types._tree import domain_of
 from ..types.design import Design
 from ..types.mapping import AXES as MAPPING_AXES
+from ..types.workload import Model
 
 if TYPE_CHECKING:
     from .space import Space
@@ -30,7 +32,6 @@ PRESET_SECTIONS = {"hardware": ("chip", "dram", "thermal"), "fabric": ("fabric",
 MAX_AXIS_SIZE = 2**24          # per-axis table rows; keeps int32 digit arithmetic exact
 MAX_DEVICES = 2**24            # mapping degrees are integers exact in float32 (domains.MAX_INT)
 _FLAGS = ("fsdp", "moe_tp_to_ep", "overlap")
-_REAL_MODEL = {"weight_bytes", "kv_bytes", "act_bytes", "moe_imbalance"}
 # integer leaves (section, field) and their smallest allowed value
 _INT_MIN = {("chip", "compute_units"): 1, ("dram", "total_layers"): 1,
             ("dram", "connected_layers"): 1, ("dram", "channels_per_layer"): 1,
@@ -63,8 +64,9 @@ class Axis:
 
 def _as_int(v: float, names, where, path) -> float:
     lo = _INT_MIN.get((names[0], names[-1]))
-    if lo is None and names[0] == "model" and names[-1] not in _REAL_MODEL:
-        lo = 0
+    if lo is None and names[0] == "model":      # the model's shape leaves are integers, its dtypes and shares not
+        dom = domain_of(Model, names[-1])
+        lo = max(int(dom.lo), 0) if dom is not None and dom.integer else None
     if lo is None:
         return v
     r = round(v)
