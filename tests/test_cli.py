@@ -114,3 +114,10 @@ def test_sweep_describe_names_mapping_degrees():
     text = describe(load_space(Path(__file__).resolve().parent.parent / "spaces" / "quickstart.yaml"))
     line = next(ln for ln in text.splitlines() if ln.strip().startswith("mapping"))
     assert "(1, 1, 1" not in line and re.search(r"\[(tp|ep|sp|cp|dp|pp)\d", line), line
+
+
+def test_search_pruned_share_shows_what_is_left():
+    from jaxstack.cli.search_cli import _percent
+
+    assert _percent(59 / 60) == "98.3 %"                 # was 98.3333333333 %
+    assert _percent(1 - 3.3e-9) == "99.99999967 %" and _percent(1.0) == "100 %" and _percent(0.5) == "50 %"

@@ -15,6 +15,7 @@ The top designs are exactly those ``jaxstack sweep`` would report for the same s
 
 import argparse
 import dataclasses
+import math
 import re
 import sys
 
@@ -129,13 +130,22 @@ def run(args) -> int:
           f"monotone {_names(s['monotone_axes'])}; free {_names(s['free_axes'])}")
     print(f"points {s['points']:,}: infeasible by capacity/structure {s['feasibility_pruned']:,}, pruned by "
           f"level-1 bounds {s['level1_pruned']:,} ({s['groups']:,} groups), evaluated exactly "
-          f"{s['exact_evals']:,} ({s['pruned_fraction']:.10%} pruned); {s['bound_evals']:,} bound evaluations")
+          f"{s['exact_evals']:,} ({_percent(s['pruned_fraction'])} pruned); {s['bound_evals']:,} bound evaluations")
     print(f"{t['run_s']:.1f} s (+ compile {t['compile_s']:.1f} s; level 1 {t['level1_s']:.1f} s, level 2 "
           f"{t['level2_s']:.1f} s) = {t['points_per_s']:.3g} points/s, {t['bound_evals_per_s']:,.0f} bounds/s, "
           f"{t['devices']} {t['device_kind']} device(s)")
     if res.out:
         print(f"results in {res.out}/ (top.csv, summary.json)")
     return 0
+
+
+def _percent(p: float) -> str:
+    """A share near 1 as a percentage with the two leading digits of what is left:
+    0.98333 -> 98.3 %, 1 - 3.3e-9 -> 99.99999967 %."""
+    rest = 100.0 * (1.0 - p)
+    if rest <= 0:
+        return "100 %"
+    return f"{100.0 * p:.{max(0, 1 - math.floor(math.log10(rest)))}f} %"
 
 
 def _names(names) -> str:
