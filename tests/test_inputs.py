@@ -201,7 +201,9 @@ FLAG_CASES = [
     (["--set", "chip.clock_GBps=1"], ["chip.clock_GBps", "wrong unit suffix"]),
     (["--hardware", "nope"], ["unknown hardware preset", "available"]),
     (["--fabric", "nope"], ["unknown fabric preset", "available"]),
-    (["--model", "nope"], ["unknown model preset", "available"]),
+    (["--model", "nope"], ["unknown model preset", "available", "config.json"]),
+    (["--model", "openai/gpt-oss-120b"], ["unknown model preset", "gpt-oss-120b,",
+                                          "huggingface-cli download openai/gpt-oss-120b config.json"]),
 ]
 
 

@@ -174,7 +174,12 @@ def preset_names(kind: str) -> list[str]:
 def _preset_file(kind: str, name: str) -> Path:
     p = PRESET_DIR / kind / f"{name}.yaml"
     if name not in preset_names(kind):
-        raise ConfigError(f"unknown {kind} preset '{name}'; available: {', '.join(preset_names(kind))}")
+        hint = ""
+        if kind == "model":    # a Hugging Face id: jaxstack reads a downloaded config.json, it never fetches
+            hint = (" or the path of a Hugging Face config.json" + (
+                f" (download it first, e.g. huggingface-cli download {name} config.json --local-dir DIR)"
+                if "/" in name else ""))
+        raise ConfigError(f"unknown {kind} preset '{name}'; available: {', '.join(preset_names(kind))}{hint}")
     return p
 
 
