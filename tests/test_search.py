@@ -162,28 +162,36 @@ def test_bounds_are_optimistic_on_random_designs():
 
 
 def _clocked(d, lo, hi, seed):
-    """The same designs at a chip clock x[lo, hi]."""
+    """The same designs at a chip clock, a DRAM transfer rate and a DRAM efficiency x[lo, hi]
+    each (the efficiency at most 1)."""
     rng = np.random.default_rng(seed)
-    c = (d.chip.clock * rng.uniform(lo, hi, len(d.request.batch))).astype(np.float32)
-    return dataclasses.replace(d, chip=dataclasses.replace(d.chip, clock=c))
+    n = len(d.request.batch)
+
+    def f(x, cap=np.inf):
+        return np.minimum(x * rng.uniform(lo, hi, n), cap).astype(np.float32)
+
+    return dataclasses.replace(d, chip=dataclasses.replace(d.chip, clock=f(d.chip.clock)),
+                               dram=dataclasses.replace(d.dram, transfer_rate=f(d.dram.transfer_rate),
+                                                        efficiency=f(d.dram.efficiency, 1.0)))
 
 
-def test_clock_box_bound_is_optimistic_and_monotone():
-    """B5: the bound of a box that also spans lower clocks, taken at its highest clock (and a
-    faster fabric), is below TPOT at every clock in it, and never rises with the clock. Without
-    B5's wave-free overlap term, a higher clock can raise the overlapped bound: its shorter
-    compute hides less of the communication, and the tiles (hence the wave count) change."""
+def test_compute_box_bound_is_optimistic_and_monotone():
+    """B5: the bound of a box that also spans lower clocks, DRAM rates and DRAM efficiencies,
+    taken at its fastest corner (and a faster fabric), is below TPOT everywhere in it, and never
+    rises along them. Without B5's wave-free overlap term, a faster chip can raise the
+    overlapped bound: its shorter compute hides less of the communication, and the tiles (hence
+    the wave count) change."""
     n = 6000
     d = jax.tree_util.tree_map(lambda a, b: np.concatenate([a, b]), random_designs(n, seed=13),
                                _serving_variety(random_designs(n, seed=14), seed=6))
     corner = _faster(_clocked(d, 1.0, 3.0, 7), 8)
-    box, _, _, _, own = map(np.asarray, jax.jit(jax.vmap(bounds.bound_node_clock))(corner))
+    box, _, _, _, own = map(np.asarray, jax.jit(jax.vmap(bounds.bound_node_b5))(corner))
     m = jax.jit(jax.vmap(evaluate))(d)
     tpot, feas = np.asarray(m.tpot_s), np.asarray(m.feasible)
     assert feas.sum() > 1000 and (np.asarray(d.mapping.overlap)[feas] > 0.5).sum() > 300
     assert np.all(box[feas] <= tpot[feas] * (1 + 1e-5)), np.max(box[feas] / tpot[feas])
-    # monotone along the clock: each design at 1x, 1.3x, 2x its clock
-    t = [np.asarray(jax.jit(jax.vmap(bounds.bound_point_clock))(_clocked(d, f, f, 0))[0]) for f in (1.0, 1.3, 2.0)]
+    # monotone: each design at 1x, 1.3x, 2x its clock, DRAM rate and efficiency (capped at 1)
+    t = [np.asarray(jax.jit(jax.vmap(bounds.bound_point_b5))(_clocked(d, f, f, 0))[0]) for f in (1.0, 1.3, 2.0)]
     assert np.all(t[1] <= t[0] * (1 + 1e-5)) and np.all(t[2] <= t[1] * (1 + 1e-5))
     assert np.mean(t[2] < t[0] * 0.99) > 0.3          # and it does fall with the clock on many of them
     # B5 is the B1-B2 bound with the overlap's wave count let go: never above it
@@ -191,14 +199,18 @@ def test_clock_box_bound_is_optimistic_and_monotone():
     assert np.all(t[0] <= b12 * (1 + 1e-6))
 
 
-def test_search_with_a_clock_axis_equals_sweep(space):
-    """A clock axis is a monotone role (B5 bounds, a staircase in level 2): the exact top-k."""
+def test_search_with_clock_and_dram_axes_equals_sweep(space):
+    """Clock and DRAM-efficiency axes are monotone roles (B5 bounds, a staircase in level 2):
+    the exact top-k."""
     data = yaml_load(SPACE)
     data["axes"]["chip.clock_GHz"] = {"choices": [1.2, 2.1, 1.5]}
+    data["axes"]["dram.efficiency"] = {"choices": [0.7, 0.9]}
     data["axes"]["request.batch"] = {"choices": [16]}
+    data["axes"].pop("fabric.l3.link_bandwidth_GBps")
     sp = space_from_dict(data)
     rl = search_mod.roles(sp, restrict(sp))
-    assert rl.chip_box and "axes.chip.clock_GHz" in [sp.axes[a].name for a in rl.monotone]
+    mono = [sp.axes[a].name for a in rl.monotone]
+    assert rl.b5 and "axes.chip.clock_GHz" in mono and "axes.dram.efficiency" in mono
     want = sweep(sp, top_k=K, progress=False)
     got = search(sp, top_k=K, progress=False)
     same(pairs(got), pairs(want))

@@ -58,19 +58,21 @@ max(layer, gather) keeps the inequality). E_b and L_b are monotone in the fabric
 not read bandwidths), so this bound is too. Both forms are a function of the design's own values, so any design
 and any box corner may be bounded.
 
-**B5 clock boxes.** Along ``chip.clock`` (``CHIP_MONOTONE``; read by no feasibility check, the
-running batch or the fabric) every compute time falls or stays: the tensor and vector rates,
-the SRAM fill and the per-unit caps scale with the clock, the DRAM bandwidth and the
-collectives do not read it, and each GEMM keeps the fastest of its tiles (a minimum of
-non-increasing times). So C and every block's compute T_b are non-increasing in the clock
-and E_b does not move. The overlapped form above is not monotone (a higher clock shortens
-T_b and changes the tiles, hence W), so for boxes that span clocks (``chip_box``) its
+**B5 compute boxes.** Along ``chip.clock``, ``dram.transfer_rate`` and ``dram.efficiency``
+(``COMPUTE_MONOTONE``; read by no feasibility check, the running batch or the collectives)
+every compute time falls or stays: the tensor and vector rates, the SRAM fill and the
+per-unit caps scale with the clock (and the DRAM does not read it); the DRAM bandwidth is
+linear in the transfer rate and the efficiency (row, bank and refresh terms are in transfer
+cycles or ratios) and the wave size does not read them; each GEMM keeps the fastest of its
+tiles (a minimum of non-increasing times). So C and every block's compute T_b are
+non-increasing along them and E_b does not move. The overlapped form above is not monotone (a
+faster chip shortens T_b and changes the tiles, hence W), so for boxes that span these (``b5``) its
 per-block term uses W -> infinity, max(L_b, E_b - T_b) (L_b (1 - 1/W) + E_b / W >= L_b as
 L_b <= E_b), and drops E_fsdp / W:
     t_on >= C + pp_send + sum_b max(L_b, E_b - T_b) = (C - sum_b T_b) + pp_send + sum_b max(L_b + T_b, E_b),
-monotone in the clock and the fabric. On 12,000 random designs it is 0.5 % looser than B1-B2
-at the median (``tests/test_search.py``); a clock axis becomes a monotone role, so the
-paper-scale space's level 1 bounds 4x fewer groups.
+monotone in them and the fabric. On 12,000 random designs it is 0.5 % looser than B1-B2
+at the median (``tests/test_search.py``); such an axis becomes a monotone role, so the
+paper-scale space's level 1 bounds 4x fewer groups (its clock axis).
 
 **B3 feasibility.** Device count, divisibility, batch >= dp pp and memory (weights + KV +
 activations > usable DRAM) do not depend on the fabric's bandwidths and latencies or on
@@ -105,17 +107,18 @@ from ..recipe.schedule import block_comm, collectives, compose, layers, linear_p
 from ..types.design import Design
 from .space import Space, leaf_paths
 
-__all__ = ["MONOTONE", "CHIP_MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound", "structural",
-           "bound_point", "bound_node", "bound_point_clock", "bound_node_clock", "free_leaves", "objective_bound",
-           "limit_dead", "below", "Roles", "roles"]
+__all__ = ["MONOTONE", "COMPUTE_MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound",
+           "structural", "bound_point", "bound_node", "bound_point_b5", "bound_node_b5", "free_leaves",
+           "objective_bound", "limit_dead", "below", "Roles", "roles"]
 
 # leaf -> +1 if larger values give a smaller (optimistic) t_cool, -1 if smaller ones do (B2)
 MONOTONE = {**{("fabric", lv, "link_bandwidth"): 1 for lv in ("l1", "l2", "l3")},
             **{("fabric", lv, "hop_latency"): -1 for lv in ("l1", "l2", "l3")},
             ("fabric", "bandwidth_efficiency"): 1, ("fabric", "collective_overhead"): -1}
 BANDWIDTH_LEAVES = {p for p, s in MONOTONE.items() if s > 0}
-# chip leaves along which the B5 form of the bound is monotone (a higher clock is never slower)
-CHIP_MONOTONE = {("chip", "clock"): 1}
+# leaves that only speed up compute, along which the B5 form of the bound is monotone: the chip
+# clock, the DRAM transfer rate and the DRAM efficiency (larger is never slower)
+COMPUTE_MONOTONE = {("chip", "clock"): 1, ("dram", "transfer_rate"): 1, ("dram", "efficiency"): 1}
 MARGIN = 1e-4
 MEM_MARGIN = 1e-5
 SCHEDULE_LEAVES = {("request", "batch")}   # with mapping.*: the schedule (inner loop) of search
@@ -124,10 +127,10 @@ BOUNDED_OBJECTIVES = ("decode_tokens_per_s", "scaled_decode_tokens_per_s", "user
                       "memory_bytes")
 
 
-def decode_time_bound(d: Design, point: bool = False, chip_box: bool = False):
+def decode_time_bound(d: Design, point: bool = False, b5: bool = False):
     """B1 + B2: lower bounds (s) of TPOT for ONE design point (vmap outside): over the box of
-    fabrics no faster than ``d``'s (``chip_box``: and clocks no higher, B5) and, with ``point``,
-    of ``d`` itself (f t_cool: tight).
+    fabrics no faster than ``d``'s (``b5``: and clocks, DRAM rates and efficiencies no higher,
+    B5) and, with ``point``, of ``d`` itself (f t_cool: tight).
     The KV_POINTS cool decode steps share one linear part (``schedule.linear_part``), composed
     with overlap off (and, for ``point``, as the design has it)."""
     s = shard(d)
@@ -152,9 +155,9 @@ def decode_time_bound(d: Design, point: bool = False, chip_box: bool = False):
     for e, n, c, t in zip((st.exposed_attn, st.exposed_ffn, st.exposed_moe), layers(d, s), lat,
                           (st.attention, st.ffn, st.moe), strict=True):
         h = jnp.where(packets, 0.0, jnp.minimum(n * c, e))
-        # B5: across clocks the wave count W moves with the tiles; h(1 - 1/W) + e/W >= h for any W
-        hidden = hidden + jnp.maximum(h if chip_box else h * (1.0 - 1.0 / W) + e / W, e - t)
-    t_on = compute_t + st.comm_pp + hidden + (0.0 if chip_box else st.exposed_fsdp / W)
+        # B5: across compute speeds the wave count W moves with the tiles; h(1 - 1/W) + e/W >= h for any W
+        hidden = hidden + jnp.maximum(h if b5 else h * (1.0 - 1.0 / W) + e / W, e - t)
+    t_on = compute_t + st.comm_pp + hidden + (0.0 if b5 else st.exposed_fsdp / W)
     box = jnp.where(on, jnp.minimum(t_on, st.total), st.total)
     own = jnp.where(on, compose(d, s, pl, part, kv).total, st.total) if point else jnp.zeros_like(box)
     f = jnp.maximum(s.pp, s.mb) * serving.spec_time_factor(d)     # x the design's own speculation factor
@@ -210,26 +213,26 @@ def bound_node(d: Design):
     return box, mem, ok, d.request.batch, own
 
 
-def bound_point_clock(d: Design):
-    """``bound_point`` of a box that also spans lower clocks (B5)."""
+def bound_point_b5(d: Design):
+    """``bound_point`` of a box that also spans slower compute (B5: clock, DRAM rate, efficiency)."""
     d = as_run(d)
     ok, mem = structural(d)
-    return decode_time_bound(d, chip_box=True)[0], mem, ok, d.request.batch
+    return decode_time_bound(d, b5=True)[0], mem, ok, d.request.batch
 
 
-def bound_node_clock(d: Design):
-    """``bound_node`` of a box that also spans lower clocks (B5)."""
+def bound_node_b5(d: Design):
+    """``bound_node`` of a box that also spans slower compute (B5)."""
     d = as_run(d)
     ok, mem = structural(d)
-    box, own = decode_time_bound(d, point=True, chip_box=True)
+    box, own = decode_time_bound(d, point=True, b5=True)
     return box, mem, ok, d.request.batch, own
 
 
 # names for the on-disk executable cache of search's steps (edges/cache.py, engines/step.py)
 bound_point.cache_key = "jaxstack.bound_point"
 bound_node.cache_key = "jaxstack.bound_node"
-bound_point_clock.cache_key = "jaxstack.bound_point_clock"
-bound_node_clock.cache_key = "jaxstack.bound_node_clock"
+bound_point_b5.cache_key = "jaxstack.bound_point_b5"
+bound_node_b5.cache_key = "jaxstack.bound_node_b5"
 
 
 def free_leaves(fn, base: Design) -> set[tuple[str, ...]] | None:
@@ -306,7 +309,7 @@ class Roles:
     order: tuple[np.ndarray, ...]
     free: tuple[int, ...]
     feasibility: tuple[int, ...]       # group axes read by the structural check (level 0)
-    chip_box: bool = False             # a monotone axis sets a chip leaf: the B5 bounds (bound_*_clock)
+    b5: bool = False                   # a monotone axis sets a compute leaf: the B5 bounds (bound_*_b5)
 
 
 _USED: dict = {}
@@ -329,7 +332,7 @@ def roles(space: Space, allowed) -> Roles:
     used = _used(bound_point, space.base)
     feas = _used(_structural_ok, space.base)
     packet = any(float(v) > 0 for p, v in _flat(space) if p[-1] == "packet_payload")
-    sched, hw, mono, order, free, fz, chip = [], [], [], [], [], [], False
+    sched, hw, mono, order, free, fz, b5 = [], [], [], [], [], [], False
     for i, a in enumerate(space.axes):
         t = set(a.targets)
         rows = allowed[i]
@@ -338,14 +341,14 @@ def roles(space: Space, allowed) -> Roles:
         elif used is not None and not (t & used):
             free.append(i)
         elif t and feas is not None and not (t & feas) and all(
-                p in CHIP_MONOTONE or (p in MONOTONE and not (packet and p in BANDWIDTH_LEAVES)) for p in t):
-            sign = {**MONOTONE, **CHIP_MONOTONE}
+                p in COMPUTE_MONOTONE or (p in MONOTONE and not (packet and p in BANDWIDTH_LEAVES)) for p in t):
+            sign = {**MONOTONE, **COMPUTE_MONOTONE}
             key = np.stack([-sign[p] * a.table[rows, a.targets.index(p)] for p in a.targets], -1)
             perm = np.lexsort(key.T[::-1])
             if all(np.all(np.diff(key[perm, j]) >= 0) for j in range(key.shape[1])):
                 mono.append(i)
                 order.append(rows[perm])
-                chip |= bool(t & set(CHIP_MONOTONE))
+                b5 |= bool(t & set(COMPUTE_MONOTONE))
                 continue
             hw.append(i)
         else:
@@ -354,7 +357,7 @@ def roles(space: Space, allowed) -> Roles:
             fz.append(i)
     if math.prod(len(allowed[i]) for i in fz) > FEAS_MAX:
         fz = []
-    return Roles(tuple(sched), tuple(hw), tuple(mono), tuple(order), tuple(free), tuple(fz), chip)
+    return Roles(tuple(sched), tuple(hw), tuple(mono), tuple(order), tuple(free), tuple(fz), b5)
 
 
 def _flat(space: Space):

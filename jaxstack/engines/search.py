@@ -9,8 +9,9 @@ The axes of a space fall into four roles (``roles``):
 - schedule: the ``mapping`` factorisation axis (x flags) and axes setting only
   ``request.batch`` / ``mapping.*`` leaves (inner loop: the best mapping per hardware);
 - monotone: axes whose every leaf is in ``bounds.MONOTONE`` (fabric link bandwidths, hop
-  latencies, ...; bandwidths only on unpacketised fabrics) or ``bounds.CHIP_MONOTONE`` (the chip
-  clock: then every bound is of B5's form): the bound is monotone along them;
+  latencies, ...; bandwidths only on unpacketised fabrics) or ``bounds.COMPUTE_MONOTONE`` (the chip
+  clock, the DRAM transfer rate and efficiency: then every bound is of B5's form): the bound is
+  monotone along them;
 - free: axes no bound reads (jaxpr dead-code elimination: TDP, energies, thermal constants);
 - hardware: everything else (outer loop).
 A *group* is one hardware x schedule point; its sub-grid is every monotone x free point.
@@ -147,9 +148,9 @@ class _Search:
 
     def _call(self, kind: str, digits):
         """Compiled step ``kind`` (bound | node | exact; compiled on first use) over digits."""
-        clock = self.rl.chip_box          # a clock axis in the boxes: the B5 bounds
-        fn = {"bound": bounds.bound_point_clock if clock else bounds.bound_point,
-              "node": bounds.bound_node_clock if clock else bounds.bound_node, "exact": self.evaluate_fn}[kind]
+        b5 = self.rl.b5                   # a clock / DRAM-rate axis in the boxes: the B5 bounds
+        fn = {"bound": bounds.bound_point_b5 if b5 else bounds.bound_point,
+              "node": bounds.bound_node_b5 if b5 else bounds.bound_node, "exact": self.evaluate_fn}[kind]
         chunk = self.xchunk if kind == "exact" else self.chunk
         call, c = digits_step(self.space, kind, fn, self.devices, chunk)
         self.compile_s += c
