@@ -217,6 +217,36 @@ def test_search_with_clock_and_dram_axes_equals_sweep(space):
     assert got.stats["exact_evals"] < sp.size / 10
 
 
+def test_overlap_on_bounds_the_same_box_with_overlap_off():
+    """B6: overlap never lengthens the cool step, so level 1 may give a group with overlap off
+    its overlap-on sibling's bound: that bound (at a faster fabric corner) is below TPOT of the
+    same designs run without overlap."""
+    n = 6000
+    d = jax.tree_util.tree_map(lambda a, b: np.concatenate([a, b]), random_designs(n, seed=15),
+                               _serving_variety(random_designs(n, seed=16), seed=7))
+
+    def with_overlap(x, v):
+        return dataclasses.replace(x, mapping=dataclasses.replace(
+            x.mapping, overlap=np.full_like(np.asarray(x.mapping.overlap), v)))
+
+    on = np.asarray(jax.jit(jax.vmap(bounds.bound_point))(_faster(with_overlap(d, 1.0), 9))[0])
+    m = jax.jit(jax.vmap(evaluate))(with_overlap(d, 0.0))
+    tpot, feas = np.asarray(m.tpot_s), np.asarray(m.feasible)
+    assert feas.sum() > 1000
+    assert np.all(on[feas] <= tpot[feas] * (1 + 1e-5)), np.max(on[feas] / tpot[feas])
+
+
+def test_overlap_siblings(space):
+    m, rep = bounds.overlap_siblings(space, restrict(space))
+    table, cols = space.axes[m].table, space.axes[m].columns
+    ov = cols.index("mapping.overlap")
+    rest = [j for j in range(len(cols)) if j != ov]
+    assert np.all(table[rep, ov] == 1)                               # every row has an overlap-on sibling here
+    np.testing.assert_array_equal(table[rep][:, rest], table[:, rest])   # equal but for the flag
+    assert bounds.overlap_siblings(space_from_dict({**yaml_load(SPACE), "mapping": {
+        "factorizations": 256, "axes": ["tp", "ep", "dp", "pp"]}}), restrict(space)) is None
+
+
 def _serving_variety(d, seed):
     """Half the points offline (engine limits, trtllm-style auto limits, finite runs), half with
     speculative decoding (k proposed tokens, acceptance, draft cost), independently."""

@@ -74,6 +74,12 @@ monotone in them and the fabric. On 12,000 random designs it is 0.5 % looser tha
 at the median (``tests/test_search.py``); such an axis becomes a monotone role, so the
 paper-scale space's level 1 bounds 4x fewer groups (its clock axis).
 
+**B6 overlap pairs.** With ``mapping.overlap`` on, every collective's exposure is at most its
+sequential cost and nothing else reads the flag, so t_cool(on) <= t_cool(off) point by point
+(memory, the running batch and the pipeline factor are the same): the bound of a box with
+overlap on also bounds the same box with it off. Level 1 of ``search`` bounds one group of
+each pair (``overlap_siblings``); level 2 bounds each group's own nodes.
+
 **B3 feasibility.** Device count, divisibility, batch >= dp pp and memory (weights + KV +
 activations > usable DRAM) do not depend on the fabric's bandwidths and latencies or on
 power: ``evaluate``'s own checks (``_reason`` at a temperature of -inf, memory shrunk by
@@ -109,7 +115,7 @@ from .space import Space, leaf_paths
 
 __all__ = ["MONOTONE", "COMPUTE_MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound",
            "structural", "bound_point", "bound_node", "bound_point_b5", "bound_node_b5", "free_leaves",
-           "objective_bound", "limit_dead", "below", "Roles", "roles"]
+           "objective_bound", "limit_dead", "below", "Roles", "roles", "overlap_siblings"]
 
 # leaf -> +1 if larger values give a smaller (optimistic) t_cool, -1 if smaller ones do (B2)
 MONOTONE = {**{("fabric", lv, "link_bandwidth"): 1 for lv in ("l1", "l2", "l3")},
@@ -358,6 +364,26 @@ def roles(space: Space, allowed) -> Roles:
     if math.prod(len(allowed[i]) for i in fz) > FEAS_MAX:
         fz = []
     return Roles(tuple(sched), tuple(hw), tuple(mono), tuple(order), tuple(free), tuple(fz), b5)
+
+
+def overlap_siblings(space: Space, allowed):
+    """(mapping axis position, rep) where ``rep[r]`` is the allowed mapping row equal to row r
+    but for ``mapping.overlap`` = 1 (r itself if none), or None without an overlap column (B6).
+    With overlap every collective's exposure is at most its sequential cost
+    (``overlap.overlapped``: x = min(..., C_op + S) - C_op <= S) and nothing else reads the flag,
+    so t_cool(overlap on) <= t_cool(off) point by point: a box's bound with overlap on bounds the
+    same box with it off, and level 1 of ``search`` bounds one group of each such pair."""
+    m = next((i for i, a in enumerate(space.axes) if a.name == "mapping"), None)
+    if m is None or "mapping.overlap" not in space.axes[m].columns:
+        return None
+    table = space.axes[m].table
+    col = space.axes[m].columns.index("mapping.overlap")
+    rest = [j for j in range(table.shape[1]) if j != col]
+    on = {tuple(table[r, rest]): r for r in allowed[m] if table[r, col] > 0.5}
+    rep = np.arange(len(table))
+    for r in allowed[m]:
+        rep[r] = on.get(tuple(table[r, rest]), r)
+    return m, rep
 
 
 def _flat(space: Space):

@@ -21,6 +21,7 @@ depends only on a few axes (found by the same DCE); it is evaluated once on thei
 and only feasible combinations are enumerated. Level 1 streams the groups in fixed-shape
 chunks through one compiled ``jit(vmap(bounds.bound_point))`` at the optimistic corner of
 the monotone axes (bound B1+B2 of the whole sub-grid, shared by its 7^3 x 5^3 x ... points)
+(a group with overlap off takes its overlap-on sibling's bound, ``bounds`` B6)
 and keeps the groups whose bound reaches the incumbent T (the k-th best exact value so far,
 raised by exact evaluations of the best corners, "seeds"). Level 2 explores each surviving
 group best-first as a staircase over the monotone axes (positions sorted optimistic-first):
@@ -110,6 +111,7 @@ class _Search:
         self.sub = math.prod(len(allowed[a]) for a in rl.monotone + rl.free)
         self.free = _grid([allowed[a] for a in rl.free])
         self.sizes = np.array([len(o) for o in rl.order], np.int64)
+        self.siblings = bounds.overlap_siblings(space, allowed)     # B6: one bound per overlap pair
 
     # ---- points
     @property
@@ -188,7 +190,14 @@ class _Search:
     def level1_block(self, block: int):
         lo = block * self.block
         items = np.arange(lo, min(lo + self.block, self.n_groups), dtype=np.int64)
-        u = self._bound(self._digits(items))
+        d = self._digits(items)
+        if self.siblings is None:
+            u = self._bound(d)
+        else:                          # a group with overlap off takes its overlap-on sibling's bound (B6)
+            m, rep = self.siblings
+            d[:, m] = rep[d[:, m]]
+            _, first, inv = np.unique(d.astype(np.int64) @ self.strides, return_index=True, return_inverse=True)
+            u = self._bound(d[first])[inv.reshape(-1)]
         live = ~bounds.below(u, self.T) & (u > -np.inf)
         items, u = items[live], u[live]
         if len(items):                 # seeds: exact corners of the block's best groups
