@@ -163,16 +163,23 @@ def test_bounds_are_optimistic_on_random_designs():
 
 def _clocked(d, lo, hi, seed):
     """The same designs at a chip clock, a DRAM transfer rate and a DRAM efficiency x[lo, hi]
-    each (the efficiency at most 1)."""
+    each (the efficiency at most 1), and per-unit SRAM capacity and bandwidth (SRAM_MONOTONE)
+    where the die has no area budget."""
     rng = np.random.default_rng(seed)
     n = len(d.request.batch)
 
     def f(x, cap=np.inf):
         return np.minimum(x * rng.uniform(lo, hi, n), cap).astype(np.float32)
 
-    return dataclasses.replace(d, chip=dataclasses.replace(d.chip, clock=f(d.chip.clock)),
-                               dram=dataclasses.replace(d.dram, transfer_rate=f(d.dram.transfer_rate),
-                                                        efficiency=f(d.dram.efficiency, 1.0)))
+    # and the SRAM where no die-area budget trades it against compute units (SRAM_MONOTONE)
+    free = np.asarray(d.chip.die_area) <= 0
+    sram = dataclasses.replace(d.chip, clock=f(d.chip.clock),
+                               sram_capacity=np.where(free, f(d.chip.sram_capacity), d.chip.sram_capacity)
+                               .astype(np.float32),
+                               sram_bandwidth=np.where(free, f(d.chip.sram_bandwidth), d.chip.sram_bandwidth)
+                               .astype(np.float32))
+    return dataclasses.replace(d, chip=sram, dram=dataclasses.replace(d.dram, transfer_rate=f(d.dram.transfer_rate),
+                                                                      efficiency=f(d.dram.efficiency, 1.0)))
 
 
 def test_compute_box_bound_is_optimistic_and_monotone():
@@ -215,6 +222,24 @@ def test_search_with_clock_and_dram_axes_equals_sweep(space):
     got = search(sp, top_k=K, progress=False)
     same(pairs(got), pairs(want))
     assert got.stats["exact_evals"] < sp.size / 10
+
+
+def test_sram_axes_are_monotone_only_without_a_die_area_budget():
+    gpu = space_from_dict({"version": 1, "base": {"hardware": "h100-sxm", "fabric": "nvlink-h100x8",
+                                                  "model": "llama-3-70b", "request": {"batch": 64, "input_len": 1024,
+                                                                                      "output_len": 256}},
+                           "axes": {"chip.sram_capacity_KiB": {"choices": [114, 228, 456]},
+                                    "chip.sram_bandwidth": {"choices": [64, 128, 256]},
+                                    "request.batch": {"choices": [16, 256]}},
+                           "mapping": {"factorizations": 8, "axes": ["tp", "dp", "pp"], "overlap": [0, 1]}})
+    rl = search_mod.roles(gpu, restrict(gpu))
+    assert rl.b5 and len(rl.monotone) == 2
+    same(pairs(search(gpu, top_k=K, progress=False)), pairs(sweep(gpu, top_k=K, progress=False)))
+    data = yaml_load(SPACE)                                  # stacked-3d: a 46 mm2 die-area budget
+    data["axes"]["chip.sram_capacity_KiB"] = {"choices": [128, 256]}
+    stacked = space_from_dict(data)
+    rl = search_mod.roles(stacked, restrict(stacked))
+    assert "axes.chip.sram_capacity_KiB" in [stacked.axes[a].name for a in rl.hardware]
 
 
 def test_overlap_on_bounds_the_same_box_with_overlap_off():

@@ -59,7 +59,9 @@ not read bandwidths), so this bound is too. Both forms are a function of the des
 and any box corner may be bounded.
 
 **B5 compute boxes.** Along ``chip.clock``, ``dram.transfer_rate`` and ``dram.efficiency``
-(``COMPUTE_MONOTONE``; read by no feasibility check, the running batch or the collectives)
+(``COMPUTE_MONOTONE``; read by no feasibility check, the running batch or the collectives; and
+``chip.sram_capacity`` / ``sram_bandwidth`` where no point has a die-area budget, ``SRAM_MONOTONE``:
+more SRAM fits more tiles and raises the per-unit caps, more SRAM bandwidth shortens the fill)
 every compute time falls or stays: the tensor and vector rates, the SRAM fill and the
 per-unit caps scale with the clock (and the DRAM does not read it); the DRAM bandwidth is
 linear in the transfer rate and the efficiency (row, bank and refresh terms are in transfer
@@ -113,9 +115,9 @@ from ..recipe.schedule import block_comm, collectives, compose, layers, linear_p
 from ..types.design import Design
 from .space import Space, leaf_paths
 
-__all__ = ["MONOTONE", "COMPUTE_MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES", "decode_time_bound",
-           "structural", "bound_point", "bound_node", "bound_point_b5", "bound_node_b5", "free_leaves",
-           "objective_bound", "limit_dead", "below", "Roles", "roles", "overlap_siblings"]
+__all__ = ["MONOTONE", "COMPUTE_MONOTONE", "SRAM_MONOTONE", "MARGIN", "MEM_MARGIN", "BOUNDED_OBJECTIVES",
+           "decode_time_bound", "structural", "bound_point", "bound_node", "bound_point_b5", "bound_node_b5",
+           "free_leaves", "objective_bound", "limit_dead", "below", "Roles", "roles", "overlap_siblings"]
 
 # leaf -> +1 if larger values give a smaller (optimistic) t_cool, -1 if smaller ones do (B2)
 MONOTONE = {**{("fabric", lv, "link_bandwidth"): 1 for lv in ("l1", "l2", "l3")},
@@ -125,6 +127,9 @@ BANDWIDTH_LEAVES = {p for p, s in MONOTONE.items() if s > 0}
 # leaves that only speed up compute, along which the B5 form of the bound is monotone: the chip
 # clock, the DRAM transfer rate and the DRAM efficiency (larger is never slower)
 COMPUTE_MONOTONE = {("chip", "clock"): 1, ("dram", "transfer_rate"): 1, ("dram", "efficiency"): 1}
+# ... and the per-unit SRAM where no die-area budget trades it against compute units (chip.die_area = 0
+# at every point: more SRAM fits more tiles and raises the per-unit caps, bandwidth shortens the fill)
+SRAM_MONOTONE = {("chip", "sram_capacity"): 1, ("chip", "sram_bandwidth"): 1}
 MARGIN = 1e-4
 MEM_MARGIN = 1e-5
 SCHEDULE_LEAVES = {("request", "batch")}   # with mapping.*: the schedule (inner loop) of search
@@ -338,6 +343,8 @@ def roles(space: Space, allowed) -> Roles:
     used = _used(bound_point, space.base)
     feas = _used(_structural_ok, space.base)
     packet = any(float(v) > 0 for p, v in _flat(space) if p[-1] == "packet_payload")
+    speed = {**COMPUTE_MONOTONE, **({} if any(float(v) > 0 for p, v in _flat(space) if p[-1] == "die_area")
+                                    else SRAM_MONOTONE)}
     sched, hw, mono, order, free, fz, b5 = [], [], [], [], [], [], False
     for i, a in enumerate(space.axes):
         t = set(a.targets)
@@ -347,14 +354,14 @@ def roles(space: Space, allowed) -> Roles:
         elif used is not None and not (t & used):
             free.append(i)
         elif t and feas is not None and not (t & feas) and all(
-                p in COMPUTE_MONOTONE or (p in MONOTONE and not (packet and p in BANDWIDTH_LEAVES)) for p in t):
-            sign = {**MONOTONE, **COMPUTE_MONOTONE}
+                p in speed or (p in MONOTONE and not (packet and p in BANDWIDTH_LEAVES)) for p in t):
+            sign = {**MONOTONE, **speed}
             key = np.stack([-sign[p] * a.table[rows, a.targets.index(p)] for p in a.targets], -1)
             perm = np.lexsort(key.T[::-1])
             if all(np.all(np.diff(key[perm, j]) >= 0) for j in range(key.shape[1])):
                 mono.append(i)
                 order.append(rows[perm])
-                b5 |= bool(t & set(COMPUTE_MONOTONE))
+                b5 |= bool(t & set(speed))
                 continue
             hw.append(i)
         else:
