@@ -161,7 +161,7 @@ def test_bounds_are_optimistic_on_random_designs():
     assert np.all(np.asarray(m.decode_tokens_per_s) <= up * (1 + rtol))
 
 
-def _clocked(d, lo, hi, seed):
+def _faster_chip(d, lo, hi, seed):
     """The same designs at a chip clock, a DRAM transfer rate and a DRAM efficiency x[lo, hi]
     each (the efficiency at most 1), and per-unit SRAM capacity and bandwidth (SRAM_MONOTONE)
     where the die has no area budget."""
@@ -191,14 +191,14 @@ def test_compute_box_bound_is_optimistic_and_monotone():
     n = 6000
     d = jax.tree_util.tree_map(lambda a, b: np.concatenate([a, b]), random_designs(n, seed=13),
                                _serving_variety(random_designs(n, seed=14), seed=6))
-    corner = _faster(_clocked(d, 1.0, 3.0, 7), 8)
+    corner = _faster(_faster_chip(d, 1.0, 3.0, 7), 8)
     box, _, _, _, own = map(np.asarray, jax.jit(jax.vmap(bounds.bound_node_b5))(corner))
     m = jax.jit(jax.vmap(evaluate))(d)
     tpot, feas = np.asarray(m.tpot_s), np.asarray(m.feasible)
     assert feas.sum() > 1000 and (np.asarray(d.mapping.overlap)[feas] > 0.5).sum() > 300
     assert np.all(box[feas] <= tpot[feas] * (1 + 1e-5)), np.max(box[feas] / tpot[feas])
     # monotone: each design at 1x, 1.3x, 2x its clock, DRAM rate and efficiency (capped at 1)
-    t = [np.asarray(jax.jit(jax.vmap(bounds.bound_point_b5))(_clocked(d, f, f, 0))[0]) for f in (1.0, 1.3, 2.0)]
+    t = [np.asarray(jax.jit(jax.vmap(bounds.bound_point_b5))(_faster_chip(d, f, f, 0))[0]) for f in (1.0, 1.3, 2.0)]
     assert np.all(t[1] <= t[0] * (1 + 1e-5)) and np.all(t[2] <= t[1] * (1 + 1e-5))
     assert np.mean(t[2] < t[0] * 0.99) > 0.3          # and it does fall with the clock on many of them
     # B5 is the B1-B2 bound with the overlap's wave count let go: never above it

@@ -342,9 +342,11 @@ def roles(space: Space, allowed) -> Roles:
     """Classify the axes (module docstring); ``allowed`` from ``restrict``."""
     used = _used(bound_point, space.base)
     feas = _used(_structural_ok, space.base)
-    packet = any(float(v) > 0 for p, v in _flat(space) if p[-1] == "packet_payload")
-    speed = {**COMPUTE_MONOTONE, **({} if any(float(v) > 0 for p, v in _flat(space) if p[-1] == "die_area")
-                                    else SRAM_MONOTONE)}
+    flat = _flat(space)
+    packet = any(float(v) > 0 for p, v in flat if p[-1] == "packet_payload")
+    area = any(float(v) > 0 for p, v in flat if p[-1] == "die_area")     # SRAM trades against compute units
+    speed = {**COMPUTE_MONOTONE, **({} if area else SRAM_MONOTONE)}
+    sign = {**MONOTONE, **speed}
     sched, hw, mono, order, free, fz, b5 = [], [], [], [], [], [], False
     for i, a in enumerate(space.axes):
         t = set(a.targets)
@@ -355,7 +357,6 @@ def roles(space: Space, allowed) -> Roles:
             free.append(i)
         elif t and feas is not None and not (t & feas) and all(
                 p in speed or (p in MONOTONE and not (packet and p in BANDWIDTH_LEAVES)) for p in t):
-            sign = {**MONOTONE, **speed}
             key = np.stack([-sign[p] * a.table[rows, a.targets.index(p)] for p in a.targets], -1)
             perm = np.lexsort(key.T[::-1])
             if all(np.all(np.diff(key[perm, j]) >= 0) for j in range(key.shape[1])):
