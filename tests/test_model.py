@@ -71,8 +71,11 @@ def test_vmap_matches_single_point(oracle_batch):
     for i in (0, 17, 4242, N_ORACLE - 1):
         one = SINGLE(jax.tree_util.tree_map(lambda x, i=i: x[i], d))
         for f in dataclasses.fields(Metrics):
+            # goodput is the root of p99(lambda) = SLO found by bisection: float32 noise in the p99
+            # (~1e-7, fusion order) moves it by that over the p99's slope in lambda
+            tol = 1e-5 if f.name == "goodput_requests_per_s" else 1e-6
             np.testing.assert_allclose(np.asarray(getattr(one, f.name), dtype=np.float64),
-                                       np.asarray(getattr(m, f.name)[i], dtype=np.float64), rtol=1e-6, err_msg=f.name)
+                                       np.asarray(getattr(m, f.name)[i], dtype=np.float64), rtol=tol, err_msg=f.name)
 
 
 # ---------------------------------------------------------------- hand-worked cases

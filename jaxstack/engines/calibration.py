@@ -231,8 +231,15 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
     for kind, name, path, lo, hi in params:
         mask = np.array([_owner(r, kind) == name for r in rows])
         masks[(kind, name, path)] = mask
-        held = ((base.get(kind) or {}).get(name) or {}).get(path) if only and name not in only else None
-        theta[(kind, name, path)] = float(np.clip(batch.raw(path)[mask][0], lo, hi) if held is None else held)
+        # a constant starts from its value in ``base`` where it has one (a refit of some
+        # constants starts where the shipped model stands, so it never ends above it on the
+        # calibration rows: the search only accepts improvements), else from the preset's raw value
+        start = ((base.get(kind) or {}).get(name) or {}).get(path) if only else None
+        if start is None:
+            start = np.clip(batch.raw(path)[mask][0], lo, hi)
+        elif name in only:
+            start = np.clip(start, lo, hi)
+        theta[(kind, name, path)] = float(start)
     keys = list(theta)
     unknown = sorted(set(only or ()) - {k[1] for k in keys})
     if unknown:

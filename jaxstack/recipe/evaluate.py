@@ -157,16 +157,20 @@ def evaluate(d: Design) -> Metrics:
     hot = jnp.stack([zero, relax.step((thr - HOT_OFFSET_K) - thr), relax.step((thr + HOT_OFFSET_K) - thr), zero])
     ctx = design_context(d, hot=hot)
     one = jnp.ones_like(r.input_len) + d.serving.spec_tokens     # speculative decoding verifies 1 + k tokens
-    q_len = jnp.stack([r.input_len, one, one, one])
+    # the last variant: a decode step of ONE request per micro-batch and replica at the mean KV
+    # length (the light-load anchor of the serving regimes' affine decode step). The first: the
+    # prefill of one micro-batch of prompts, or (online, closed loop: prompts arrive one by one and
+    # ride the decode steps in chunks) one micro-batch step of the whole token budget, whose
+    # queries see a prompt's mean key count (``serving.chunk_prefill``)
+    n_light = s.dp_attn * s.mb
+    arriving = d.serving.regime > 1.5
+    q_len = jnp.stack([where(arriving, d.serving.max_num_batched_tokens, r.input_len), one, one, one])
     decode = jnp.array([False, True, True, True])
     frac = np.linspace(0.0, 1.0, KV_POINTS, dtype=np.float32)      # a constant: no traced linspace
     kv = jnp.concatenate([jnp.stack([0.5 * (r.input_len + 1.0)]), r.input_len + r.output_len * frac,
                           jnp.stack([r.input_len + r.output_len * frac[REF_POINT], r.input_len + 0.5 * r.output_len])])
     lin_of = np.array([0] + [1] * KV_POINTS + [2, 3])
-    # the last variant: a decode step of ONE request per micro-batch and replica at the mean KV
-    # length (the light-load anchor of the serving regimes' affine decode step)
-    n_light = s.dp_attn * s.mb
-    batch_l = jnp.stack([r.batch, r.batch, r.batch, n_light])
+    batch_l = jnp.stack([where(arriving, n_light, r.batch), r.batch, r.batch, n_light])
     st = stage_times(d, s, plans(d, s), ctx, q_len, decode, kv, lin_of, batch_l)
     # the fields read below as one [F, V] array: the prefill column and the decode KV points' mean
     table = jnp.stack([getattr(st, k) for k in _Step._fields])
@@ -178,6 +182,7 @@ def evaluate(d: Design) -> Metrics:
     prefill_tps = r.batch * r.input_len / ttft
     t_hot = t_cool * jnp.maximum(st.total[KV_POINTS + 1] / st.total[1 + REF_POINT], 1.0)
     st_light = st.total[KV_POINTS + 2]
+    lin, attn0 = st.total - st.attn_core, st.attn_core[0]        # each variant's KV-independent part
     factor = jnp.maximum(s.pp, s.mb)
 
     # energy, leakage/refresh/temperature fixed point, power wall (power.py, thermal.py)
@@ -198,19 +203,29 @@ def evaluate(d: Design) -> Metrics:
     # full-load step and the light-load one (one request per micro-batch, same overheads, clock)
     tau_1 = factor * (st.step_time * st_light / t_cool + o) * serving.spec_time_factor(d)
     tau_w = serving.step_intercept(b_rep, tpot, s.mb, tau_1)
-    t_p = s.mb * (pre_total + o) / b_rep                                            # one prompt's prefill
-    tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, s.mb * pre_total)
+    # one prompt's prefill (pipeline throughput), its chunks riding the decode steps, which share
+    # their weight reads and kernel launches with it (``serving.chunk_prefill``): offline what a
+    # micro-batch's prompts add to the full decode step (at most their prefill alone); online and
+    # in the closed loop what one prompt adds to the light-load step, through a full budget step
+    per_mb = relax.cdiv(b_rep, s.mb)                                   # requests per micro-batch
+    rows_pre = per_mb * r.input_len
+    t_pre = s.mb * jnp.minimum(serving.chunk_prefill(lin[1], per_mb * one, lin[0], attn0, rows_pre,
+                                                     rows_pre), pre_total)     # offline, a replica's prompts
+    t_p_on = serving.chunk_prefill(lin[KV_POINTS + 2], one, lin[0], attn0, d.serving.max_num_batched_tokens,
+                                   r.input_len)                                # online, one prompt
+    tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, t_pre)
     adm = serving.admission(d, b_rep, tpot, tau_w)                                 # load-independent, once
-    good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p, adm)
+    good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p_on,
+                                                                                    adm)
     online, loop = serving.is_online(d), closed.is_closed(d)
-    n_cl, x_cl, ttft_cl, tpot_cl, ttft99_cl, tpot99_cl = closed.closed(d, s, *adm, tau_w, t_p)
+    n_cl, x_cl, ttft_cl, tpot_cl, ttft99_cl, tpot99_cl = closed.closed(d, s, *adm, tau_w, t_p_on)
     tpot_before = tpot
     new_tpot = where(online, tpot_on, where(loop, tpot_cl, where(offline, tpot_off, tpot)))
     tpot_scaled = power.scaled_time(new_tpot, f_clk)       # linear in the step: exact at f = 1
     ttft = where(online, ttft_on, where(loop, ttft_cl, where(offline, ttft_off, ttft)))
     running = where(online, n_on * s.dp_attn, where(loop, n_cl * s.dp_attn, r.batch))
     tpot = new_tpot
-    fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre_total)   # 1 unless N is finite
+    fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre_total, tpot_off)   # 1 unless N finite
     decode_tps = where(online, d.serving.arrival_rate * r.output_len,
                        where(loop, x_cl * s.dp_attn * r.output_len, fill * running / tpot))
     prefill_tps = where(offline, decode_tps * r.input_len / r.output_len, prefill_tps)

@@ -29,13 +29,19 @@ decode step ``tpot(batch)`` (mean over the generation) and its prefill of the sa
 
 A finite run (``serving.num_requests`` N > 0, as ``trtllm-bench --num_requests``) never runs
 more than N requests at once, and N equal requests run in waves of the running batch, the
-last one partial (``offline_fill``): output tokens/s = fill x batch / TPOT.
+last one partial, each prefilled in steps of its own (``offline_fill``): output tokens/s =
+fill x batch / TPOT.
 
-The mixed step is costed as the sum of a decode step and its prefill share (no credit for
-the prefill tokens sharing the decode step's weight reads: slightly pessimistic for small
-batches, exact when prefill is compute-bound). With ``max_num_seqs`` equal to a static
-batch per replica and ``pp = 1``, offline throughput equals the static run's end-to-end
-rate ``batch x O / (TTFT + O x TPOT)`` (``tests/test_serving.py``).
+A mixed step launches its kernels and reads its weights once for its decode rows and its
+prompt chunk together, so ``t_pre`` is what the prompts' tokens ADD to the decode steps they
+ride (``chunk_prefill``: the secant of the step's KV-independent time from the decode step
+to the prefill of a micro-batch's prompts, plus the prompts' own attention), at most their
+prefill in steps of their own (session 20; before, a decode step plus a separate prefill,
+which counted the weight reads and launches twice). A finite run (below) of N = batch requests is
+one wave, prefilled before it decodes (nothing to ride): with ``max_num_seqs`` the static
+batch per replica and ``pp = 1`` its throughput equals the static run's end-to-end rate
+``batch x O / (TTFT + O x TPOT)``, and the steady state serves at least that
+(``tests/test_serving.py``).
 
 ``online`` (``serving.regime = 2``): Poisson arrivals at ``arrival_rate`` lambda requests/s
 (MLPerf Server, vLLM ``--request-rate``), served by the same engine. A closed-form
@@ -49,7 +55,9 @@ operations per design inside ``jit(vmap(...))``:
   with one request per micro-batch and replica at the mean KV length (``evaluate``'s light-
   load stage variant: the same kernel launches, weight reads and per-request KV reads);
   ``step_intercept``;
-* prefill of one prompt costs t_p (pipeline throughput); its load rho = lambda_r t_p
+* prefill of one prompt costs t_p (pipeline throughput): what its chunks add to the light-load
+  decode steps they ride (``chunk_prefill``, the secant to a step of the whole token budget,
+  ``evaluate``'s first stage variant in this regime); its load rho = lambda_r t_p
   (lambda_r = lambda / (dp ep) per replica) slows the decode steps, which run in the
   remaining 1 - rho of the time: TPOT = tau(n) / (1 - rho) (work-conserving: the same with
   chunked prefill, where the steps carry the prompts' chunks);
@@ -129,7 +137,7 @@ from .queueing import SATURATED, TINY, Z99, gated_prefill, md1_wait, mg1_wait, m
 
 __all__ = ["engine_limits", "resolve_limits", "admission", "trt_round_batch", "trt_round_tokens", "TRT_KV_FRACTION",
            "spec_tokens_per_step", "spec_time_factor", "is_offline", "is_online", "kv_tokens_per_request",
-           "running_batch", "offline_times", "offline_fill", "step_intercept", "mg1_wait", "md1_wait",
+           "running_batch", "offline_times", "offline_fill", "chunk_prefill", "step_intercept", "mg1_wait", "md1_wait",
            "online", "goodput", "prompt_rounds", "own_prefill", "preemption_sd", "Z99"]
 
 GOODPUT_HALVINGS = 32      # float32 keeps 24 bits: full precision down to 2^-8 of the prefill-saturation rate
@@ -189,14 +197,30 @@ def running_batch(d: Design, s, weights, act, kv_per_token, tokens=None):
     return where(is_offline(d), b_rep * s.dp_attn, r.batch)
 
 
-def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre):
-    """Offline with ``num_requests`` N > 0: the fraction of the steady rate ``batch / (tpot +
-    t_pre / O)`` that N equal requests get. Equal requests admitted together finish together,
-    so they run in waves of B = batch / replicas; a wave of b requests takes T(b) = (b / B)
-    t_pre + O (tau_w + k b) (prefill linear in the prompts, the decode step affine in the batch
-    as in ``online``: k = (tpot - tau_w) / B), and the n = N / replicas requests of a replica
-    take floor(n / B) T(B) + T(n mod B): fill = n T(B) / (B x that). 1 for N = 0 (the steady
-    state) and whenever B divides n."""
+def chunk_prefill(lin_dec, rows_dec, lin_hi, attn_hi, rows_hi, tokens):
+    """What ``tokens`` prompt tokens add to the decode steps they ride (chunked prefill, offline
+    and online). A step that carries decode rows and prompt tokens together launches its
+    kernels and reads its weights once, so the tokens add what their rows add to the step's
+    KV-independent work (GEMMs, vector ops, collectives) plus their own attention. The first
+    is the secant of that work from the decode step (``lin_dec`` at ``rows_dec`` rows per
+    micro-batch) to a step of ``rows_hi`` prompt rows (``lin_hi``; its attention ``attn_hi``):
+    each op's time is convex in its rows (the larger of a memory and a compute floor), so the
+    secant is exact at ``rows_hi`` and an upper bound below it (session 20; before, a decode
+    step plus a separate prefill, which counted the weight reads and launches twice).
+    Re-reading the prefix KV for each chunk is not counted."""
+    slope = jnp.maximum(lin_hi - lin_dec, 0.0) / jnp.maximum(rows_hi - rows_dec, 1.0)
+    return tokens * (slope + attn_hi / rows_hi)
+
+
+def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre, step):
+    """Offline with ``num_requests`` N > 0: the fraction of the steady rate ``batch / step``
+    (``step``: the steady TPOT, decode steps carrying prefill chunks) that N equal requests get.
+    Equal requests admitted together finish together, so they run in waves of B = batch /
+    replicas, each prefilled before it decodes (nothing to ride); a wave of b requests takes
+    T(b) = (b / B) t_pre + O (tau_w + k b) (prefill ``t_pre`` of a full wave, linear in the
+    prompts; the decode step affine in the batch as in ``online``: k = (tpot - tau_w) / B),
+    and the n = N / replicas requests of a replica take floor(n / B) T(B) + T(n mod B):
+    fill = n O step / (B x that), at most 1. 1 for N = 0 (the steady state)."""
     finite = is_offline(d) & (d.serving.num_requests > 0)
     b = batch / s.dp_attn
     n = where(finite, d.serving.num_requests / s.dp_attn, b)   # N = 0: one whole wave (no 0/0 in gradients)
@@ -206,7 +230,7 @@ def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre):
     full = jnp.floor(n / b)
     rem = n - full * b
     t_rem = where(rem > 0, rem / b * t_pre + o * (tau_w + k * rem), 0.0)
-    fill = n * t_full / (b * (full * t_full + t_rem))
+    fill = n * o * step / (b * (full * t_full + t_rem))
     return where(finite, jnp.minimum(fill, 1.0), 1.0)
 
 
