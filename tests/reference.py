@@ -305,6 +305,7 @@ def reference(d):
         running_batch=B * np.ones_like(tpot), requests_per_s=B / tpot / O,     # static regime
         ttft_p99_s=ttft, tpot_p99_s=tpot,       # static: no spread (goodput is the serving layer's, not here)
         ttft_p50_s=ttft, ttft_p90_s=ttft, tpot_p50_s=tpot, tpot_p90_s=tpot,
+        load_factor=np.zeros_like(tpot),        # static: no queue, no share of a capacity
     )
 
 

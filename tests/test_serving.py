@@ -866,3 +866,52 @@ def test_concurrency_against_its_defining_equations():
     assert ttft == pytest.approx(t_p + m * tau + 0.5 * tau / free + 1.0 / lo, rel=1e-5)
     assert x * (ttft + 50.0 * tpot) == pytest.approx(3.0, rel=1e-5)
     assert ttft99 > ttft and tpot99 > tpot
+
+
+def test_load_factor_is_the_arrival_rates_share_of_the_engines_capacity(ev):
+    """Online: the arrival rate over the requests/s the engine serves at its full batch, each step
+    carrying its share of the prompts (linear in the rate; within 2 % of the offline regime's rate,
+    whose prompts ride the full decode step rather than the light one); the queue is stable below
+    that capacity and unstable past it. Offline: 1 in the steady state, less for a finite run's
+    partial wave. Static: 0."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=1000, out=200, tp=8)
+    lim = {"max_num_seqs": np.float32(256), "max_num_batched_tokens": np.float32(8192)}
+    off = ev(_stack([_offline(d, **lim), _offline(d, num_requests=np.float32(300), **lim)]))
+    assert float(off.load_factor[0]) == pytest.approx(1.0, rel=1e-5) and 0.0 < float(off.load_factor[1]) < 1.0
+    probe = ev(_stack([_online(d, 1.0, **lim)]))
+    cap = 1.0 / float(probe.load_factor[0])                  # requests/s at load 1
+    assert cap == pytest.approx(float(off.requests_per_s[0]), rel=0.02)
+    shares = (0.1, 0.5, 0.97, 1.03)
+    on = ev(_stack([_online(d, s * cap, **lim) for s in shares]))
+    np.testing.assert_allclose(np.asarray(on.load_factor), shares, rtol=1e-4)
+    assert np.asarray(on.feasible).tolist() == [True, True, True, False]
+    assert float(ev(_stack([d])).load_factor[0]) == 0.0
+
+
+def test_validate_cases_print_each_server_rows_load(tmp_path, capsys):
+    """``validate --cases`` shows the model's load factor beside each MLPerf Server latency row
+    (how near the model's capacity the published rate sits), and on no other row."""
+    from jaxstack.cli import main
+
+    assert main(["validate", "--set", "serving-public", "--out", str(tmp_path), "--cases"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lat = [s for s in lines if s.startswith("MLP50") and ("ttft" in s or "tpot" in s)]
+    assert len(lat) == 20 and all(re.search(r"load (\d\.\d{3})$", s) for s in lat)
+    assert all(0.0 < float(re.search(r"load (\d\.\d{3})$", s).group(1)) < 1.5 for s in lat)
+    assert not any("load" in s for s in lines if s.startswith(("TRT10", "MLP50")) and s not in lat)
+
+
+def test_goodput_is_the_same_engines_in_every_regime(ev):
+    """Goodput asks what the design's engine sustains online, whatever regime the design itself
+    runs: offline, and static at the offline running batch, it matches the online design's within
+    the prompt-cost secant's end points (the first stage variant prefills a micro-batch's prompts
+    there, one budget step online)."""
+    d = base_design("h100-sxm", "nvlink-h100x8", "llama-3-70b", batch=1, inp=1000, out=200, tp=8)
+    lim = {"max_num_seqs": np.float32(256), "max_num_batched_tokens": np.float32(8192)}
+    off = ev(_stack([_offline(d, **lim)]))
+    b = float(off.running_batch[0])
+    static = dataclasses.replace(d, request=dataclasses.replace(d.request, batch=np.float32(b)),
+                                 serving=dataclasses.replace(d.serving, **lim))
+    m = ev(_stack([_online(d, 0.01, **lim), _offline(d, **lim), static]))
+    g = np.asarray(m.goodput_requests_per_s, np.float64)
+    assert g[0] > 0 and g[1] == pytest.approx(g[0], rel=0.05) and g[2] == pytest.approx(g[1], rel=1e-5)

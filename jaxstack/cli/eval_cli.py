@@ -191,7 +191,7 @@ def run(args) -> int:
     groups = [("serving", ["ttft_s", "tpot_s", "prefill_tokens_per_s", "decode_tokens_per_s",
                            "scaled_decode_tokens_per_s", "user_tokens_per_s", "running_batch", "requests_per_s",
                            "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
-                           "goodput_requests_per_s"]),
+                           "goodput_requests_per_s", "load_factor"]),
               ("decode step breakdown (one stage)", ["t_attention_s", "t_ffn_s", "t_moe_s", "t_other_s",
                                                      "t_comm_s", "t_comm_exposed_s", "bubble_fraction"]),
               ("memory per chip", ["weight_bytes", "kv_bytes", "activation_bytes", "memory_bytes"]),

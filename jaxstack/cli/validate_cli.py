@@ -148,8 +148,11 @@ def run(args) -> int:
         for r in rows:
             ds = f"{100 * (r['deepstack'] / r['measured'] - 1):+11.1f}" if r.get("deepstack") == r.get("deepstack") \
                 and "deepstack" in r else f"{'':>11s}"
+            # an online row's load on the model's engine: near 1, latency turns on the last per cent of capacity
+            load = (f"  load {r['load_factor']:.3f}" if r.get("metric") in validate.LATENCY_METRICS
+                    and "load_factor" in r else "")
             print(f"{r['case'][:40]:40s} {r['split']:12s} {r['measured']:12.5g} {r['predicted']:12.5g} "
-                  f"{100 * (r['predicted'] / r['measured'] - 1):+7.1f} {ds}")
+                  f"{100 * (r['predicted'] / r['measured'] - 1):+7.1f} {ds}{load}")
         print()
     print(f"{'set':18s} {'panel':28s} {'n':>4s} | {'MAPE %':>6s} {'wtd %':>6s} | {'cal MAPE':>8s} "
           f"{'hold MAPE':>9s} | {'DeepStack MAPE':>14s} {'wtd':>6s}")

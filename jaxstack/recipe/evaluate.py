@@ -206,13 +206,14 @@ def evaluate(d: Design) -> Metrics:
     # one prompt's prefill (pipeline throughput), its chunks riding the decode steps, which share
     # their weight reads and kernel launches with it (``serving.chunk_prefill``): offline what a
     # micro-batch's prompts add to the full decode step (at most their prefill alone); online and
-    # in the closed loop what one prompt adds to the light-load step, through a full budget step
+    # in the closed loop (and for every regime's goodput) what one prompt adds to the light-load
+    # step, through the first variant (a full budget step where prompts arrive one by one)
     per_mb = relax.cdiv(b_rep, s.mb)                                   # requests per micro-batch
     rows_pre = per_mb * r.input_len
     t_pre = s.mb * jnp.minimum(serving.chunk_prefill(lin[1], per_mb * one, lin[0], attn0, rows_pre,
                                                      rows_pre), pre_total)     # offline, a replica's prompts
-    t_p_on = serving.chunk_prefill(lin[KV_POINTS + 2], one, lin[0], attn0, d.serving.max_num_batched_tokens,
-                                   r.input_len)                                # online, one prompt
+    rows_0 = where(arriving, d.serving.max_num_batched_tokens, rows_pre)            # the first variant's rows
+    t_p_on = serving.chunk_prefill(lin[KV_POINTS + 2], one, lin[0], attn0, rows_0, r.input_len)   # online, a prompt
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, t_pre)
     adm = serving.admission(d, b_rep, tpot, tau_w)                                 # load-independent, once
     good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p_on,
@@ -225,6 +226,10 @@ def evaluate(d: Design) -> Metrics:
     ttft = where(online, ttft_on, where(loop, ttft_cl, where(offline, ttft_off, ttft)))
     running = where(online, n_on * s.dp_attn, where(loop, n_cl * s.dp_attn, r.batch))
     tpot = new_tpot
+    # the engine's capacity: its full batch, each step carrying its share of the prompts (offline:
+    # TPOT = tpot_off; online and closed loop with their own per-prompt cost; the online queue
+    # saturates there: Little's law at n = the full batch)
+    cap_tpot = tpot_before + b_rep * where(arriving, t_p_on, t_pre / b_rep) / r.output_len
     fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre_total, tpot_off)   # 1 unless N finite
     decode_tps = where(online, d.serving.arrival_rate * r.output_len,
                        where(loop, x_cl * s.dp_attn * r.output_len, fill * running / tpot))
@@ -251,6 +256,7 @@ def evaluate(d: Design) -> Metrics:
         t_moe_s=t_moe, t_other_s=t_other, t_comm_s=t_comm, t_comm_exposed_s=jnp.maximum(t_exposed, 0.0),
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp), running_batch=running,
         requests_per_s=decode_tps / r.output_len, ttft_p99_s=ttft99, tpot_p99_s=tpot99, goodput_requests_per_s=good,
+        load_factor=where(offline, decode_tps * cap_tpot / r.batch, 0.0),
         ttft_p50_s=ttft50, ttft_p90_s=ttft90, tpot_p50_s=tpot50, tpot_p90_s=tpot90,
     )
 

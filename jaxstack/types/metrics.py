@@ -62,6 +62,9 @@ class Metrics:
     tpot_p99_s: float = leaf("s", "99th-percentile TPOT (online; = tpot_s in the other regimes)")
     goodput_requests_per_s: float = leaf("1", "largest Poisson arrival rate whose p99 TTFT and TPOT meet "
                                          "serving.ttft_slo / tpot_slo (serving.py; 0 if none)")
+    load_factor: float = leaf("1", "requests served per second over the engine's offline capacity at the same "
+                              "limits (online: the arrival rate's share of it; the queue is unstable at or "
+                              "before 1; offline: 1, less for a finite run; static: 0)")
     ttft_p50_s: float = leaf("s", "median TTFT (online and concurrency: a gamma of the mean and p99; = ttft_s "
                              "in the other regimes)")
     ttft_p90_s: float = leaf("s", "90th-percentile TTFT (as ttft_p50_s)")
@@ -77,7 +80,7 @@ METRIC_UNITS = {
     "kv_bytes": "B", "activation_bytes": "B", "memory_bytes": "B", "t_attention_s": "s",
     "t_ffn_s": "s", "t_moe_s": "s", "t_other_s": "s", "t_comm_s": "s", "t_comm_exposed_s": "s",
     "bubble_fraction": "", "running_batch": "req", "requests_per_s": "req/s",
-    "ttft_p99_s": "s", "tpot_p99_s": "s", "goodput_requests_per_s": "req/s",
+    "ttft_p99_s": "s", "tpot_p99_s": "s", "goodput_requests_per_s": "req/s", "load_factor": "",
     "ttft_p50_s": "s", "ttft_p90_s": "s", "tpot_p50_s": "s", "tpot_p90_s": "s",
 }
 

@@ -247,4 +247,4 @@ def designs(rows, calibration=True):
 
 
 def run(calibration: bool = True) -> list[dict]:
-    return evaluate_rows(cases(), calibration, extra=("running_batch",))
+    return evaluate_rows(cases(), calibration, extra=("running_batch", "load_factor"))

@@ -146,6 +146,7 @@ def evaluate(d: Design) -> Metrics:
         bubble_fraction=jnp.maximum(0.0, 1.0 - s.mb / s.pp),
         running_batch=r.batch, requests_per_s=decode_tps / r.output_len,   # fields added after this core (static)
         ttft_p99_s=ttft, tpot_p99_s=tpot, goodput_requests_per_s=jnp.zeros_like(tpot),
+        load_factor=jnp.zeros_like(tpot),
         ttft_p50_s=ttft, ttft_p90_s=ttft, tpot_p50_s=tpot, tpot_p90_s=tpot,
     )
 
