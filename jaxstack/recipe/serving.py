@@ -20,8 +20,8 @@ The last cap keeps a step's decode tokens plus its share of prefill tokens withi
 per-step token budget. Every step decodes one token of each running request and, with
 chunked prefill, also prefills ``B_rep x I / O`` prompt tokens per replica (requests finish
 at ``B_rep / O`` per step and each new one brings ``I`` tokens), so with the static model's
-decode step ``tpot(batch)`` (mean over the generation) and its prefill of the same batch
-``t_pre = mb x t_stage(prefill)`` (the pipeline's prefill throughput):
+decode step ``tpot(batch)`` (mean over the generation) and what the batch's prompts add to
+the steps they ride, ``t_pre`` (at most their prefill alone, ``mb x t_stage(prefill)``; below):
 
     TPOT = tpot(batch) + t_pre / O,   output tokens/s = batch / TPOT,   requests/s = that / O,
     TTFT = max(1, O / B_rep) x TPOT   (from admission into the running batch; time queued
@@ -236,7 +236,7 @@ def offline_fill(d: Design, s, batch, tpot, tau_w, t_pre, step):
 
 def offline_times(d: Design, s, batch, tpot, t_pre):
     """(TPOT, TTFT) of the offline steady state from the static decode step ``tpot`` at
-    ``batch`` and the pipeline prefill time ``t_pre`` of that batch's prompts."""
+    ``batch`` and the time ``t_pre`` that batch's prompts add to the steps (``chunk_prefill``)."""
     o = d.request.output_len
     step = tpot + t_pre / o
     b_rep = batch / s.dp_attn

@@ -62,9 +62,9 @@ class Metrics:
     tpot_p99_s: float = leaf("s", "99th-percentile TPOT (online; = tpot_s in the other regimes)")
     goodput_requests_per_s: float = leaf("1", "largest Poisson arrival rate whose p99 TTFT and TPOT meet "
                                          "serving.ttft_slo / tpot_slo (serving.py; 0 if none)")
-    load_factor: float = leaf("1", "requests served per second over the engine's offline capacity at the same "
-                              "limits (online: the arrival rate's share of it; the queue is unstable at or "
-                              "before 1; offline: 1, less for a finite run; static: 0)")
+    load_factor: float = leaf("1", "requests served per second over the engine's capacity: its full batch, each "
+                              "step carrying its share of the prompts (online: the arrival rate's share; the "
+                              "queue is unstable at or before 1; offline: 1, less for a finite run; static: 0)")
     ttft_p50_s: float = leaf("s", "median TTFT (online and concurrency: a gamma of the mean and p99; = ttft_s "
                              "in the other regimes)")
     ttft_p90_s: float = leaf("s", "90th-percentile TTFT (as ttft_p50_s)")
