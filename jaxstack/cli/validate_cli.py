@@ -124,8 +124,10 @@ def run(args) -> int:
         only = tuple(args.fit_only) if args.fit_only else None
         doc = calibration.fit(only=only)
         calibration.write(doc, only=only)
+        err = doc["error"]
         print(f"fitted the calibration model on {', '.join(doc['split'])}: calibration MAPE "
-              + ", ".join(f"{k} {v:.2f} %" for k, v in doc["error"]["calibration_mape_pct"].items())
+              + ", ".join(f"{k} {v:.2f} % (from {err['start_mape_pct'][k]:.2f} %)"
+                          for k, v in err["calibration_mape_pct"].items())
               + f" -> {calibration.JOINT}", file=sys.stderr)
     rows = validate.run_sets(names, calibrated=not args.uncalibrated) if names else []
     if args.data:

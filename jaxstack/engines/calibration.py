@@ -267,6 +267,7 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
         return batch.errors(values(T)) @ batch.weight
 
     x = np.log([theta[k] for k in keys])
+    start_err = batch.errors(values(np.exp(x)[None]))[0]        # where the search starts (never ends above)
     # coordinate descent: one log grid per constant, the others held (the current value is
     # always a candidate, so the objective never rises) ...
     for rnd in range(rounds):
@@ -289,11 +290,14 @@ def fit(sets=FIT_SETS, exclude_hardware: str | None = None, points: int = 12, ro
             x, sigma = T[int(np.argmin(obj))], sigma * 0.93
     theta = {k: float(np.exp(v)) for k, v in zip(keys, x, strict=True)}
     err = batch.errors(values(np.exp(x)[None]))[0]
-    per_set = {s: round(100 * float(np.mean(err[[r["set"] == s for r in rows]])), 3) for s in sorted(set(sets))
-               if any(r["set"] == s for r in rows)}
+
+    def per_set(e):
+        return {s: round(100 * float(np.mean(e[[r["set"] == s for r in rows]])), 3) for s in sorted(set(sets))
+                if any(r["set"] == s for r in rows)}
+
     doc = _assemble(theta)
-    doc["error"] = {"calibration_mape_pct": per_set}
-    doc["split"] = {s: sorted(r["case"] for r in rows if r["set"] == s) for s in per_set}
+    doc["error"] = {"calibration_mape_pct": per_set(err), "start_mape_pct": per_set(start_err)}
+    doc["split"] = {s: sorted(r["case"] for r in rows if r["set"] == s) for s in doc["error"]["calibration_mape_pct"]}
     return doc
 
 
