@@ -229,7 +229,7 @@ def evaluate(d: Design) -> Metrics:
     # the engine's capacity: its full batch, each step carrying its share of the prompts (offline:
     # TPOT = tpot_off; online and closed loop with their own per-prompt cost; the online queue
     # saturates there: Little's law at n = the full batch)
-    cap_tpot = tpot_before + b_rep * where(arriving, t_p_on, t_pre / b_rep) / r.output_len
+    cap_tpot = where(arriving, tpot_before + b_rep * t_p_on / r.output_len, tpot_off)
     fill = serving.offline_fill(d, s, r.batch, tpot_before, tau_w, s.mb * pre_total, tpot_off)   # 1 unless N finite
     decode_tps = where(online, d.serving.arrival_rate * r.output_len,
                        where(loop, x_cl * s.dp_attn * r.output_len, fill * running / tpot))
