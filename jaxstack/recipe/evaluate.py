@@ -215,11 +215,12 @@ def evaluate(d: Design) -> Metrics:
     rows_0 = where(arriving, d.serving.max_num_batched_tokens, rows_pre)            # the first variant's rows
     t_p_on = serving.chunk_prefill(lin[KV_POINTS + 2], one, lin[0], attn0, rows_0, r.input_len)   # online, a prompt
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, t_pre)
-    adm = serving.admission(d, b_rep, tpot, tau_w)                                 # load-independent, once
+    ceiling = jnp.minimum(serving.kv_fit(d, weights, act, kv_token, kv_tokens), d.serving.max_num_seqs) / s.dp_attn
+    adm = serving.admission(d, b_rep, tpot, tau_w, ceiling)                        # load-independent, once
     good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p_on,
                                                                                     adm)
     online, loop = serving.is_online(d), closed.is_closed(d)
-    n_cl, x_cl, ttft_cl, tpot_cl, ttft99_cl, tpot99_cl = closed.closed(d, s, *adm, tau_w, t_p_on)
+    n_cl, x_cl, ttft_cl, tpot_cl, ttft99_cl, tpot99_cl = closed.closed(d, s, *adm[:2], tau_w, t_p_on)
     tpot_before = tpot
     new_tpot = where(online, tpot_on, where(loop, tpot_cl, where(offline, tpot_off, tpot)))
     tpot_scaled = power.scaled_time(new_tpot, f_clk)       # linear in the step: exact at f = 1
