@@ -103,9 +103,9 @@ from .queueing import (
 
 __all__ = ["admission", "prompt_rounds", "own_prefill", "preemption_sd", "online", "goodput", "GOODPUT_HALVINGS"]
 
-# bisection steps of ``goodput``: its bracket shrinks to 2^-24 of the prefill-saturation rate, so a goodput
-# 2^-8 of that rate is resolved to 1.5e-5 (32 before session 21, whose strata made each step 2x dearer)
-GOODPUT_HALVINGS = 24
+# bisection steps of ``goodput``: its bracket shrinks to 2^-20 of the prefill-saturation rate, 0.1 % of a
+# goodput a thousandth of that rate (32 steps before session 21, whose strata made each step 2x dearer)
+GOODPUT_HALVINGS = 20
 
 
 def admission(d: Design, b_rep, tau_b, tau_w, ceiling=None):
