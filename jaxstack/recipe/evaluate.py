@@ -215,7 +215,7 @@ def evaluate(d: Design) -> Metrics:
     rows_0 = where(arriving, d.serving.max_num_batched_tokens, rows_pre)            # the first variant's rows
     t_p_on = serving.chunk_prefill(lin[KV_POINTS + 2], one, lin[0], attn0, rows_0, r.input_len)   # online, a prompt
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, t_pre)
-    ceiling = jnp.minimum(serving.kv_fit(d, weights, act, kv_token, kv_tokens), d.serving.max_num_seqs) / s.dp_attn
+    ceiling = jnp.minimum(serving.kv_fit(d, weights, act, kv_token, kv_tokens), d.serving.max_num_seqs)  # a replica
     adm = serving.admission(d, b_rep, tpot, tau_w, ceiling)                        # load-independent, once
     good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p_on,
                                                                                     adm)

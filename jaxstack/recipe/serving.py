@@ -56,7 +56,7 @@ The draft model's weights and KV cache are not counted (MTP heads: ~one layer).
 Engine limits (``engine_limits``, ``resolve_limits``): ``limits.py`` (re-exported here).
 
 ``goodput_requests_per_s`` (every regime): the largest lambda whose p99 TTFT and TPOT meet
-``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of the formulas above).
+``serving.ttft_slo`` / ``tpot_slo`` (bisection over lambda of ``online``).
 Not modelled: bursts beyond Poisson, the spread of output lengths (and of prompt lengths
 outside the online prefill queue and p99 TTFT), preemption, prefix caching.
 """
@@ -118,7 +118,8 @@ def kv_tokens_per_request(d: Design):
 
 def kv_fit(d: Design, weights, act, kv_per_token, tokens=None):
     """Requests whose KV cache fits a chip beside ``weights`` and ``act`` (bytes), each holding
-    ``tokens`` (``kv_tokens_per_request`` when None) of ``kv_per_token`` bytes."""
+    ``tokens`` (``kv_tokens_per_request`` when None) of ``kv_per_token`` bytes: a replica's (each
+    request's KV is spread over the replica's chips), as ``running_batch``'s per-replica batch."""
     budget = memory.usable_capacity(d.dram) - weights - act
     per_req = kv_per_token * (kv_tokens_per_request(d) if tokens is None else tokens)   # its offline value where used
     return jnp.floor(jnp.maximum(budget, 0.0) / per_req)
