@@ -56,7 +56,7 @@ differentiable and costs a few scalar operations per design inside ``jit(vmap(..
   prompts that arrive in one step lengthen the next, so n swings far wider than Poisson's
   sqrt(n): variance z n, z = (1 + rho^2 cv^2) / ((1 - rho)^2 (1 - g)) (``count_peakedness``: a
   moving sum over a lifetime fed back through the step, Ornstein-Uhlenbeck at the low
-  frequencies that carry it; 2.5-35 at the MLPerf Server rows, 8-15 % below a simulated engine).
+  frequencies that carry it; 2.2-46 at the MLPerf Server rows, 8-15 % below a simulated engine).
   It drifts over minutes while the prefill queue settles in seconds, so the queue's wait is its
   mean over the count's strata (8 equal-probability strata of a normal, each at its median,
   ``strata``) of the M/G/c wait at each count, and its p99 that of their mixture
