@@ -188,14 +188,3 @@ def test_online_near_capacity_against_the_simulated_engine(cfg, load, ttft_rel, 
     assert stable
     assert ttft == pytest.approx(sims[0], rel=ttft_rel) and t99 == pytest.approx(sims[1], rel=t99_rel)
     assert tpot == pytest.approx(sims[2], rel=0.06) and p99 == pytest.approx(sims[3], rel=0.10)
-
-
-@pytest.mark.parametrize("cfg", [LLAMA2, MIXTRAL_H, MIXTRAL_B, SHORT, LONG])
-def test_no_stable_rate_beyond_the_goodput_bracket(cfg):
-    """``goodput`` bisects below the lower of prefill saturation, 1 / t_p, and the full batch's
-    decode-only rate, B / (O tau(B)) (n >= lam O tau(n) and a stable engine runs n <= B): just past
-    that bound the closed form is unstable, just below the engine's capacity it is not."""
-    b = token_capacity(**cfg)[0]                      # the full-load batch: token budget or max_num_seqs
-    bound = min(1.0 / (cfg["t_tok"] * cfg["prompt"]), b / (cfg["out"] * (cfg["tau_w"] + cfg["k"] * b)))
-    assert not closed_form(1.001 * bound, b_rep=b, **cfg)[4]
-    assert closed_form(0.5 * bound, b_rep=b, **cfg)[4]

@@ -103,11 +103,9 @@ from .queueing import (
 
 __all__ = ["admission", "prompt_rounds", "own_prefill", "preemption_sd", "online", "goodput", "GOODPUT_HALVINGS"]
 
-# bisection steps of ``goodput``: its bracket (the lower of prefill saturation and the full batch's decode-only
-# rate, both beyond any stable rate) shrinks to 2^-16 of that bound: the five MLPerf Server goodputs within
-# 2.2e-5 of 32 steps (session 21: 32 steps over the prefill-saturation bracket before its strata made each
-# step twice the work)
-GOODPUT_HALVINGS = 16
+# bisection steps of ``goodput``: its bracket shrinks to 2^-20 of the prefill-saturation rate, 0.1 % of a
+# goodput a thousandth of that rate (32 steps before session 21, whose strata made each step 2x dearer)
+GOODPUT_HALVINGS = 20
 
 
 def admission(d: Design, b_rep, tau_b, tau_w, ceiling=None):
@@ -265,11 +263,7 @@ def goodput(d: Design, s, b_rep, tau_b, tau_w, t_p, adm=None):
     design's rate and keeps its values, steps 1.. bisect."""
     sv = d.serving
     adm = admission(d, b_rep, tau_b, tau_w) if adm is None else adm
-    # no stable rate lies beyond either bound: prefill saturation (rho = 1), or the decode-only rate
-    # of the full batch, since n >= lam_r O tau(n) and a stable engine runs n <= cap
-    cap, k = adm[0], adm[1]
-    hi = s.dp_attn * jnp.minimum(1.0 / jnp.maximum(t_p, TINY),
-                                 cap / jnp.maximum(d.request.output_len * (tau_w + k * cap), TINY))
+    hi = s.dp_attn / jnp.maximum(t_p, TINY)            # prefill saturates here (rho = 1)
 
     def halve(i, carry):
         # the bracket [lo, lo + w_i] halves every step whatever the test says, so its width is
