@@ -23,8 +23,8 @@ from jaxstack.recipe.evaluate import evaluate
 from jaxstack.types.metrics import Metrics
 
 N = 70_000            # ~10^4 designs per hardware preset (7 presets)
-# the issue's goal, for the top-level count and the count with nested equations: 4,340 / 4,947 for a
-# design of Python floats, 4,177 / 4,784 for float32 leaves (session 21: +11 / +140 for the running
+# the issue's goal, for the top-level count and the count with nested equations: 4,331 / 4,938 for a
+# design of Python floats, 4,168 / 4,775 for float32 leaves (session 21: +2 / +131 for the running
 # count's strata in the online queue; session 20: 4,329 / 4,807, +33 for the mixed steps, +9
 # for the load factor;
 # session 19: 4,287 / 4,765, +42 for the routed experts' own weight width and rate; session 18:

@@ -141,7 +141,8 @@ def evaluate(d: Design) -> Metrics:
     weights, kv_token, act = memory_parts(d, s)
     offline = serving.is_offline(d)
     kv_tokens = serving.kv_tokens_per_request(d)
-    batch = serving.running_batch(d, s, weights, act, kv_token, kv_tokens)      # = request.batch unless offline
+    fit = serving.kv_fit(d, weights, act, kv_token, kv_tokens)                   # requests a replica's KV holds
+    batch = serving.running_batch(d, s, weights, act, kv_token, kv_tokens, fit)  # = request.batch unless offline
     d = dataclasses.replace(d, request=dataclasses.replace(d.request, batch=batch))
     r = d.request
     n_dev = world_size(d)                     # chips in use (energy per token counts only these)
@@ -215,7 +216,7 @@ def evaluate(d: Design) -> Metrics:
     rows_0 = where(arriving, d.serving.max_num_batched_tokens, rows_pre)            # the first variant's rows
     t_p_on = serving.chunk_prefill(lin[KV_POINTS + 2], one, lin[0], attn0, rows_0, r.input_len)   # online, a prompt
     tpot_off, ttft_off = serving.offline_times(d, s, r.batch, tpot, t_pre)
-    ceiling = jnp.minimum(serving.kv_fit(d, weights, act, kv_token, kv_tokens), d.serving.max_num_seqs)  # a replica
+    ceiling = jnp.minimum(fit, d.serving.max_num_seqs)                             # the running count's, a replica's
     adm = serving.admission(d, b_rep, tpot, tau_w, ceiling)                        # load-independent, once
     good, (n_on, ttft_on, tpot_on, ttft99_on, tpot99_on, stable) = serving.goodput(d, s, b_rep, tpot, tau_w, t_p_on,
                                                                                     adm)

@@ -125,13 +125,13 @@ def kv_fit(d: Design, weights, act, kv_per_token, tokens=None):
     return jnp.floor(jnp.maximum(budget, 0.0) / per_req)
 
 
-def running_batch(d: Design, s, weights, act, kv_per_token, tokens=None):
+def running_batch(d: Design, s, weights, act, kv_per_token, tokens=None, fit=None):
     """Offline: the steady-state running batch of the whole system (module docstring); static:
     ``request.batch``. ``weights`` / ``act`` are bytes per chip, ``kv_per_token`` the KV bytes
     per token of one request on one chip (all its layers on that chip); ``tokens``:
-    ``kv_tokens_per_request`` when already computed."""
+    ``kv_tokens_per_request`` when already computed; ``fit``: ``kv_fit`` when already computed."""
     r, sv = d.request, d.serving
-    fit = kv_fit(d, weights, act, kv_per_token, tokens)
+    fit = kv_fit(d, weights, act, kv_per_token, tokens) if fit is None else fit
     tokens = jnp.floor(sv.max_num_batched_tokens * r.output_len / (r.input_len + r.output_len))
     b_rep = jnp.maximum(jnp.minimum(jnp.minimum(fit, sv.max_num_seqs), tokens), 1.0)
     n_rep = relax.ceil(sv.num_requests / s.dp_attn)          # a finite run: never more than its requests
